@@ -1,0 +1,189 @@
+"""One cell of the grid, end to end: data -> stream -> model -> for each megabatch: method, train, evaluate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+import almabench
+from almabench.config import RunConfig, RunOptions
+from almabench.data import load_dataset
+from almabench.errors import AlmabenchError
+from almabench.methods import METHODS, StepContext
+from almabench.models import build_model
+from almabench.sparsity import Masks, prunable_parameters
+from almabench.store import SCHEMA_VERSION
+from almabench.stream import make_stream, step_data
+from almabench.train import DeviceData, accuracy, count_correct, train_step
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AlmabenchError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise AlmabenchError(f"unknown device {name!r}; choose from: auto, cpu, cuda, cuda:N") from None
+
+
+def layer_flops(model: nn.Module, channels: int, size: tuple[int, int], device: torch.device) -> dict[str, int]:
+    """FLOPs (2 × multiply-accumulates) of one image through each Conv2d and Linear layer, by weight name."""
+    flops: dict[str, int] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            def hook(m, inputs, out, key=f"{name}.weight"):
+                flops[key] = 2 * out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(module, nn.Linear):
+            def hook(m, inputs, out, key=f"{name}.weight"):
+                flops[key] = 2 * m.in_features * m.out_features
+        else:
+            continue
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        model(torch.zeros(1, channels, *size, device=device))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return flops
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions, git commit and device: where a number came from."""
+    import numpy
+    import torchvision
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(almabench.__file__).parent, capture_output=True, text=True,
+            timeout=5,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "almabench": almabench.__version__,
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=None) -> dict[str, Any]:
+    """Run one cell and return its result (the JSON document described in the README)."""
+    started = dt.datetime.now(dt.timezone.utc)
+    wall = time.perf_counter()
+    if options.threads > 0:
+        torch.set_num_threads(options.threads)
+    device = resolve_device(options.device)
+    dataset = load_dataset(config.dataset, options.data_root, options.download)
+    data = DeviceData.from_dataset(dataset, device)
+    stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction)
+    method = METHODS.get(config.method)()
+    crop_padding = dataset.crop_padding if config.crop_padding < 0 else config.crop_padding
+
+    def fresh_model(seed_offset: int) -> nn.Module:
+        torch.manual_seed(config.seed * 1_000_003 + seed_offset)
+        m = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
+        return m.to(memory_format=torch.channels_last) if device.type == "cuda" else m
+
+    model = fresh_model(0)
+    masks = Masks(prunable_parameters(model, config.prune_linear))
+    flops = layer_flops(model, dataset.channels, dataset.image_size, device)
+    params_total = sum(p.numel() for p in model.parameters())
+    train_generator = torch.Generator(device=device).manual_seed(config.seed)
+    method_generator = torch.Generator().manual_seed(config.seed + 1)
+
+    steps = []
+    for t in range(1, config.megabatches + 1):
+        indices = step_data(stream, t, config.replay)
+        ctx = StepContext(t, config, model, masks, data, stream, indices, method_generator, fresh_model)
+        t0 = time.perf_counter()
+        method.before_step(ctx)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        prune_seconds = time.perf_counter() - t0
+        stats = train_step(model, masks, data, indices.train, indices.val, config, crop_padding,
+                           train_generator, options.eval_batch_size)
+        steps.append(evaluate_step(t, config, method, model, masks, data, indices, flops, params_total,
+                                   ctx, stats, prune_seconds, time.perf_counter() - t0, options.eval_batch_size))
+        if progress is not None:
+            progress(steps[-1])
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "ok",
+        "config_hash": config.hash(),
+        "config": config.to_dict(),
+        "steps": steps,
+        **summarise(steps),
+        "test_size": len(data.y_test),
+        "params_total": params_total,
+        "prunable_total": masks.total,
+        "flops_dense": sum(flops.values()),
+        "data": dataset.describe(),
+        "environment": environment(device),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - wall, 3),
+    }
+
+
+def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's headline numbers from its step records. CER is a count: Σ_t misclassified test images."""
+    return {
+        "final_test_accuracy": steps[-1]["test_accuracy"],
+        "cer": sum(s["test_errors"] for s in steps),
+        "final_density": steps[-1]["density"],
+        "final_gap": steps[-1]["gap"],
+        "mean_gap": sum(s["gap"] for s in steps) / len(steps),
+    }
+
+
+def evaluate_step(t, config, method, model, masks, data, indices, flops, params_total, ctx, stats,
+                  prune_seconds, seconds, eval_batch_size) -> dict[str, Any]:
+    """The record of step t: accuracies of the kept checkpoint, density measured from the weights, costs."""
+    test_correct = count_correct(model, data, data.x_test, data.y_test, eval_batch_size)
+    train_acc = accuracy(model, data, data.x_train[indices.train], data.y_train[indices.train], eval_batch_size)
+    val_acc = accuracy(model, data, data.x_train[indices.val], data.y_train[indices.val], eval_batch_size)
+    layer_density = masks.layer_density()
+    pruned = sum(round((1 - d) * masks.params[n].numel()) for n, d in layer_density.items())
+    flops_remaining = sum(f * layer_density.get(name, 1.0) for name, f in flops.items())
+    n_test = len(data.y_test)
+    return {
+        "step": t,
+        "test_accuracy": 100.0 * test_correct / n_test,
+        "test_errors": n_test - test_correct,
+        "train_accuracy": train_acc,
+        "val_accuracy": val_acc,
+        "gap": train_acc - val_acc,
+        "density": masks.density(),
+        "target_density": method.target_density(t, config),
+        "layer_density": layer_density,
+        "params_remaining": params_total - pruned,
+        "flops_remaining": int(round(flops_remaining)),
+        "train_size": len(indices.train),
+        "val_size": len(indices.val),
+        "sample_size": 0 if ctx.sample_indices is None else len(ctx.sample_indices),
+        "best_epoch": stats.best_epoch,
+        "prune_seconds": round(prune_seconds, 4),
+        "train_seconds": round(stats.seconds, 4),
+        "seconds": round(seconds, 4),
+        "images_per_second": round(stats.images / stats.seconds, 1) if stats.seconds > 0 else None,
+    }

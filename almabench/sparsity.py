@@ -1,0 +1,147 @@
+"""One masking mechanism for every method: prunable weights by name, criteria that score them, top-k masks.
+
+Prunable weights are every Conv2d weight (stem and 1×1 shortcuts included) as in the released APP code, and
+optionally Linear weights; BatchNorm parameters and biases are never pruned. Masks are keyed by parameter name
+so they can be saved and checked, and the density reported is counted from the weights themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from almabench.errors import AlmabenchError
+from almabench.registry import Registry
+
+
+def prunable_parameters(model: nn.Module, include_linear: bool = False) -> dict[str, nn.Parameter]:
+    """name -> weight of every Conv2d (and, if asked, Linear) layer, in module order."""
+    kinds = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
+    return {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, kinds)}
+
+
+def app_density(step: int, megabatches: int, tau: float) -> float:
+    """APP's kept fraction at 1-based step t: 0.8^δ_t with δ = linspace(1, τ, T)."""
+    deltas = torch.linspace(1.0, tau, megabatches, dtype=torch.float64)
+    return float(0.8 ** deltas[step - 1])
+
+
+class Masks:
+    """Owns the 0/1 masks of a model's prunable weights and keeps masked weights at exactly zero."""
+
+    def __init__(self, params: dict[str, nn.Parameter]) -> None:
+        self.params = params
+        self.masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
+        self._float_masks: list[Tensor] | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    def set(self, masks: dict[str, Tensor]) -> None:
+        """Replace the masks (bool tensors, same names and shapes) and zero the newly masked weights."""
+        if masks.keys() != self.masks.keys():
+            raise ValueError("masks must name exactly the prunable parameters")
+        self.masks = {name: m.to(dtype=torch.bool, device=self.params[name].device) for name, m in masks.items()}
+        self._float_masks = None
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Zero every masked weight in one foreach multiply; called after every optimiser step."""
+        if self._float_masks is None:
+            self._float_masks = [m.to(self.params[n].dtype) for n, m in self.masks.items()]
+        torch._foreach_mul_(list(self.params.values()), self._float_masks)
+
+    @torch.no_grad()
+    def density(self) -> float:
+        """Fraction of prunable weights that are non-zero, measured from the weights (1.0 if none)."""
+        if self.total == 0:
+            return 1.0
+        return sum(int(torch.count_nonzero(p)) for p in self.params.values()) / self.total
+
+    @torch.no_grad()
+    def layer_density(self) -> dict[str, float]:
+        return {name: int(torch.count_nonzero(p)) / p.numel() for name, p in self.params.items()}
+
+
+def top_k_masks(
+    scores: dict[str, Tensor],
+    density: float,
+    scope: str = "global",
+    within: dict[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Keep the round(density·n) highest-scoring weights, over all layers at once or layer by layer.
+
+    `within` restricts the choice to the weights these masks still keep (so the new mask ⊆ the old one); the
+    density is always relative to all prunable weights.
+    """
+    if not 0.0 < density <= 1.0:
+        raise AlmabenchError(f"density must be in (0, 1], got {density}")
+    names = list(scores)
+    flat = {n: scores[n].detach().flatten().double() for n in names}
+    if within is not None:
+        flat = {n: torch.where(within[n].flatten(), s, torch.full_like(s, -torch.inf)) for n, s in flat.items()}
+    if scope == "global":
+        groups = [names]
+    elif scope == "layer":
+        groups = [[n] for n in names]
+    else:
+        raise AlmabenchError(f"unknown pruning scope {scope!r}; choose from: global, layer")
+
+    masks = {}
+    for group in groups:
+        joined = torch.cat([flat[n] for n in group])
+        keep = round(density * joined.numel())
+        if within is not None and keep > int(torch.isfinite(joined).sum()):
+            raise AlmabenchError(f"cannot keep {keep} weights: only {int(torch.isfinite(joined).sum())} survive")
+        chosen = torch.zeros_like(joined, dtype=torch.bool)
+        chosen[torch.topk(joined, keep, sorted=False).indices] = True
+        for n, part in zip(group, chosen.split([flat[n].numel() for n in group])):
+            masks[n] = part.view_as(scores[n])
+    return masks
+
+
+# A criterion scores every prunable weight; the lowest scores are pruned first.
+Criterion = Callable[[nn.Module, dict[str, nn.Parameter], Tensor, Tensor, torch.Generator], dict[str, Tensor]]
+PRUNERS: Registry[Criterion] = Registry("pruner")
+
+
+@PRUNERS.register("magnitude")
+def magnitude_scores(model, params, images, labels, generator) -> dict[str, Tensor]:
+    """|w|."""
+    return {name: p.detach().abs() for name, p in params.items()}
+
+
+@PRUNERS.register("random")
+def random_scores(model, params, images, labels, generator) -> dict[str, Tensor]:
+    """Uniform noise from the run's generator: a seeded random mask."""
+    return {
+        name: torch.rand(p.shape, generator=generator, device=generator.device).to(p.device)
+        for name, p in params.items()
+    }
+
+
+@PRUNERS.register("snip")
+def snip_scores(model, params, images, labels, generator, batch_size: int = 256) -> dict[str, Tensor]:
+    """SNIP: |∂L/∂m| = |g ⊙ w|, with g the gradient of the mean cross-entropy over the whole sample π_t.
+
+    The model runs in train mode (batch-norm batch statistics, as in the released code); callers pass a copy
+    so that running statistics and gradients of the real model are left untouched.
+    """
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    n = len(labels)
+    for start in range(0, n, batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        loss = F.cross_entropy(model(x), y, reduction="sum") / n
+        loss.backward()
+    scores = {name: (p.grad * p.detach()).abs() for name, p in params.items()}
+    for p in model.parameters():
+        p.grad = None
+    return scores

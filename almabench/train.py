@@ -1,0 +1,147 @@
+"""Training and evaluation with the whole dataset on the run's device.
+
+Batches are gathered by index from uint8 tensors, then cropped, flipped and normalised on the device in one
+vectorised step: no per-image Python and no DataLoader workers. The same code runs on CPU (fp32) and CUDA
+(channels_last, bf16 autocast).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from almabench.config import RunConfig
+from almabench.data import Dataset
+from almabench.sparsity import Masks
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceData:
+    """The dataset's tensors on the run's device, plus what normalising them needs."""
+
+    x_train: Tensor  # uint8 N×C×H×W
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    mean: Tensor  # 1×C×1×1, float32, scaled to uint8 range
+    std: Tensor
+    channels_last: bool = False
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, device: torch.device) -> DeviceData:
+        scale = torch.tensor(data.mean, device=device).view(1, -1, 1, 1) * 255.0
+        std = torch.tensor(data.std, device=device).view(1, -1, 1, 1) * 255.0
+        return cls(
+            data.x_train.to(device), data.y_train.to(device), data.x_test.to(device), data.y_test.to(device),
+            scale, std, channels_last=device.type == "cuda",
+        )
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """uint8 images -> float32 (x − mean) / std, in channels_last memory on CUDA."""
+        out = (x.float() - self.mean) / self.std
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+
+
+def augment(x: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
+    """Random crop (zero padding) and horizontal flip of a uint8 batch, one random draw per image."""
+    b, _, h, w = x.shape
+    if padding > 0:
+        padded = F.pad(x, (padding, padding, padding, padding))
+        offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device=x.device)
+        rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # B×H×1
+        cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # B×1×W
+        x = padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        flips = torch.rand(b, generator=generator, device=x.device) < 0.5
+        x = torch.where(flips[:, None, None, None], x.flip(3), x)
+    return x
+
+
+@torch.inference_mode()
+def count_correct(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_size: int = 1024) -> int:
+    """Number of correctly classified images, in eval mode, in large batches."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        with _autocast(x.device):
+            logits = model(data.normalise(x[start : start + batch_size]))
+        correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
+    return correct
+
+
+def accuracy(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * count_correct(model, data, x, y, batch_size) / len(y)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    best_epoch: int
+    best_val_accuracy: float
+    images: int  # training images processed
+    seconds: float
+
+
+def train_step(
+    model: nn.Module,
+    masks: Masks,
+    data: DeviceData,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    config: RunConfig,
+    crop_padding: int,
+    generator: torch.Generator,
+    eval_batch_size: int = 1024,
+) -> TrainStats:
+    """One megabatch: `epochs` epochs of SGD from a fresh learning rate, masks held after every step.
+
+    The checkpoint with the best validation accuracy is loaded back at the end (ties keep the earlier one).
+    """
+    device = data.x_train.device
+    optimiser = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(config.milestones), config.lr_gamma)
+    x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
+    train_idx = train_idx.to(device)
+    best = (-1.0, 0, copy.deepcopy(model.state_dict()))
+    images = 0
+    _sync(device)
+    start = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator, device=device)]
+        for batch in order.split(config.batch_size):
+            if len(batch) < 2:  # batch norm cannot train on a single image
+                continue
+            x = data.normalise(augment(data.x_train[batch], crop_padding, config.flip, generator))
+            with _autocast(device):
+                loss = F.cross_entropy(model(x), data.y_train[batch])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            masks.apply()
+            images += len(batch)
+        schedule.step()
+        val_accuracy = accuracy(model, data, x_val, y_val, eval_batch_size)
+        if val_accuracy > best[0]:
+            best = (val_accuracy, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    _sync(device)
+    return TrainStats(best_epoch=best[1], best_val_accuracy=best[0], images=images,
+                      seconds=time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,90 @@
+"""What a method is: a small class with one hook that runs before each megabatch's training.
+
+Methods never touch the training loop, the optimiser or files: they read the step's context and, if they
+prune, hand new masks to `ctx.masks`. Adding a method is one module in methods/ plus its registry line.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from almabench.config import RunConfig
+from almabench.registry import Registry
+from almabench.sparsity import PRUNERS, Masks, top_k_masks
+from almabench.stream import Megabatch
+from almabench.train import DeviceData
+
+
+@dataclass(eq=False)
+class StepContext:
+    """Everything a method may look at before step t (1-based) trains."""
+
+    step: int
+    config: RunConfig
+    model: nn.Module
+    masks: Masks
+    data: DeviceData
+    stream: list[Megabatch]
+    step_data: Megabatch  # the indices step t trains and validates on (after replay)
+    generator: torch.Generator  # CPU generator for sampling and random scores, seeded per run
+    fresh_model: Callable[[int], nn.Module]  # a newly initialised model of the same architecture, by seed
+    sample_indices: Tensor | None = None  # π_t, recorded by `scores`
+
+    @property
+    def sample_size(self) -> int:
+        """|π_t| = sample_fraction · |M_t| (1,250 for CIFAR-10 at T = 8)."""
+        return max(1, round(self.config.sample_fraction * self.stream[self.step - 1].size))
+
+    def random_sample(self, pool: Tensor) -> Tensor:
+        """|π_t| indices drawn without replacement from pool."""
+        size = min(self.sample_size, len(pool))
+        return pool[torch.randperm(len(pool), generator=self.generator)[:size]]
+
+    def scores(self, indices: Tensor, model: nn.Module | None = None) -> dict[str, Tensor]:
+        """The configured criterion's scores of the prunable weights, computed on a copy of `model`.
+
+        Scores are keyed like ctx.masks (the names of the run's prunable weights).
+        """
+        self.sample_indices = indices
+        scoring = copy.deepcopy(model if model is not None else self.model)
+        params = dict(scoring.named_parameters())
+        params = {name: params[name] for name in self.masks.params}
+        device = self.data.x_train.device
+        idx = indices.to(device)
+        images, labels = self.data.normalise(self.data.x_train[idx]), self.data.y_train[idx]
+        criterion = PRUNERS.get(self.config.pruner)
+        return criterion(scoring, params, images, labels, self.generator)
+
+    def prune(self, scores: dict[str, Tensor], density: float, within_current: bool) -> None:
+        """Set the masks to the top round(density·n) scores; within_current keeps new mask ⊆ old mask."""
+        within = self.masks.masks if within_current else None
+        self.masks.set(top_k_masks(scores, density, self.config.scope, within=within))
+
+
+class Method:
+    """Base class: a dense learner that changes nothing before a step."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+
+    def before_step(self, ctx: StepContext) -> None:
+        """Runs before the training of step ctx.step; may prune through ctx.prune."""
+
+    def target_density(self, step: int, config: RunConfig) -> float:
+        """The kept fraction this method aims for after pruning at step t (for the record)."""
+        return 1.0
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: add the method to the registry under its `name`."""
+    return METHODS.register(cls.name)(cls)

@@ -1,0 +1,166 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from click.testing import CliRunner
+
+from almabench.cli import main
+from almabench.config import RunConfig
+from almabench.data import load_dataset
+from almabench.methods import METHODS
+from almabench.models import ARCHS, build_model
+from almabench.run import run_cell, summarise
+from almabench.sparsity import app_density
+from almabench.store import without_timing
+from almabench.stream import make_stream
+
+TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=1, milestones=(1,), flip=False)
+
+
+def test_config_hashes_are_pinned_and_type_stable():
+    assert RunConfig().hash() == "bf21a9e8fbc5a384"  # sha1 of "{}": defaults are omitted
+    assert RunConfig(method="osp", seed=2, tau=3).hash() == "47c9dee9cef308c4"
+    assert RunConfig(method="osp", tau=4).hash() == RunConfig(method="osp", tau=4.0).hash()
+    assert RunConfig(milestones=[20, 40]).hash() == RunConfig().hash()
+    assert RunConfig(seed=1).hash() != RunConfig().hash()
+
+
+def test_every_architecture_builds_for_grey_8px_and_rgb_32px_inputs():
+    for arch in ARCHS:
+        for channels, size in ((1, 8), (3, 32)):
+            model = build_model(arch, 7, channels, size).eval()
+            assert model(torch.zeros(2, channels, size, size)).shape == (2, 7), arch
+
+
+def test_cer_and_gap_arithmetic_on_a_hand_made_case():
+    steps = [
+        {"test_accuracy": 90.0, "test_errors": 1000, "gap": 5.0, "density": 0.8},
+        {"test_accuracy": 92.5, "test_errors": 750, "gap": 2.0, "density": 0.6},
+        {"test_accuracy": 95.0, "test_errors": 500, "gap": -1.0, "density": 0.5},
+    ]
+    assert summarise(steps) == {"final_test_accuracy": 95.0, "cer": 2250, "final_density": 0.5,
+                                "final_gap": -1.0, "mean_gap": 2.0}
+
+
+class AlwaysClassZero(nn.Module):
+    """Predicts class 0 for every image, so its errors are known in advance."""
+
+    def __init__(self, num_classes: int, channels: int, size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 1, 1)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+        with torch.no_grad():
+            self.bias[0] = 1.0
+
+    def forward(self, x):
+        return self.conv(x).flatten(1)[:, :1] * 0 + self.bias
+
+
+def test_cer_and_gap_through_the_harness_with_a_known_model(tmp_path):
+    rng = np.random.default_rng(0)
+    y_train, y_test = rng.integers(0, 3, 100), rng.integers(0, 3, 40)
+    x_train, x_test = np.zeros((100, 4, 4), np.uint8), np.zeros((40, 4, 4), np.uint8)
+    path = tmp_path / "known.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    ARCHS._entries["always0"] = AlwaysClassZero
+    try:
+        config = RunConfig(method="dense", dataset=str(path), arch="always0", megabatches=4, epochs=0, seed=3)
+        result = run_cell(config)
+    finally:
+        del ARCHS._entries["always0"]
+    errors = int((y_test != 0).sum())
+    assert [s["test_errors"] for s in result["steps"]] == [errors] * 4
+    assert result["cer"] == 4 * errors
+    stream = make_stream(100, 4, seed=3)
+    for t, step in enumerate(result["steps"], start=1):
+        train = torch.cat([m.train for m in stream[:t]]).numpy()
+        val = torch.cat([m.val for m in stream[:t]]).numpy()
+        expected = 100 * (y_train[train] == 0).mean() - 100 * (y_train[val] == 0).mean()
+        assert step["gap"] == pytest.approx(expected)
+
+
+def test_identical_seeds_give_identical_results_and_other_seeds_do_not():
+    config = RunConfig(method="app", **TINY)
+    first, second = run_cell(config), run_cell(config)
+    assert json.dumps(without_timing(first)) == json.dumps(without_timing(second))
+    other = run_cell(config.replace(seed=1))
+    assert other["steps"][0]["layer_density"] != first["steps"][0]["layer_density"]
+
+
+def test_paper_app_follows_the_schedule_and_released_app_compounds():
+    app = run_cell(RunConfig(method="app", pruner="magnitude", **{**TINY, "megabatches": 4}))
+    released = run_cell(RunConfig(method="app-released", pruner="magnitude", **{**TINY, "megabatches": 4}))
+    schedule = [app_density(t, 4, 4.5) for t in range(1, 5)]
+    total = app["prunable_total"]
+    assert [s["density"] for s in app["steps"]] == [round(d * total) / total for d in schedule]
+    compounded = np.cumprod(schedule)
+    measured = [s["density"] for s in released["steps"]]
+    assert measured[0] == pytest.approx(schedule[0], abs=1e-4)
+    assert measured == pytest.approx(compounded.tolist(), abs=0.02)  # independent masks multiply
+    assert all(m < s - 0.1 for m, s in zip(measured[1:], schedule[1:]))
+
+
+def test_every_method_runs_and_records_its_target():
+    for name in METHODS:
+        result = run_cell(RunConfig(method=name, **{**TINY, "megabatches": 2}))
+        assert len(result["steps"]) == 2
+        assert [s["target_density"] for s in result["steps"]] == [
+            METHODS.get(name)().target_density(t, RunConfig(method=name, **{**TINY, "megabatches": 2})) for t in (1, 2)]
+
+
+def test_cli_run_writes_three_results_that_follow_their_schedules(tmp_path):
+    out = tmp_path / "results"
+    args = ["run", "--methods", "app,osp,dense", "--megabatches", "4", "--epochs", "1", "--out", str(out)]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 0, run.output
+    results = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in out.glob("*.json"))}
+    assert sorted(results) == ["app", "dense", "osp"]
+    assert all(len(r["steps"]) == 4 for r in results.values())
+    app = [s["density"] for s in results["app"]["steps"]]
+    assert all(abs(d - app_density(t, 4, 4.5)) < 0.005 for t, d in enumerate(app, start=1))
+    assert app == sorted(app, reverse=True)
+    assert all(abs(s["density"] - 0.8**4.5) < 0.005 for s in results["osp"]["steps"])
+    assert all(s["density"] == 1.0 for s in results["dense"]["steps"])
+    assert results["app"]["data"]["fingerprint"] == load_dataset("digits").fingerprint
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "0 ran, 3 already done" in again.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "app,nope"], "unknown method 'nope'; choose from: app, app-released, dense, osp"),
+    (["--datasets", "mnist"], "unknown dataset 'mnist'; choose from: cifar10, cifar100, digits"),
+    (["--archs", "resnet9"], "unknown architecture 'resnet9'; choose from: convnet,"),
+    (["--pruner", "grasp"], "unknown pruner 'grasp'; choose from: magnitude, random, snip"),
+    (["--tau", "0"], "tau must be > 0, got 0.0"),
+    (["--tau", "-1.5"], "tau must be > 0"),
+    (["--megabatches", "0"], "megabatches must be at least 1, got 0"),
+    (["--megabatches", "5000"], "5000 megabatches need at least 10000 training examples"),
+    (["--megabatches", "four"], "--megabatches expects comma-separated int values"),
+    (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+    (["--set", "colour=red"], "unknown key 'colour'"),
+    (["--spec", "nope"], "spec 'nope' not found; shipped specs: quick"),
+])
+def test_bad_input_is_one_clear_line_before_any_cell_runs(tmp_path, args, message):
+    out = tmp_path / "results"
+    result = CliRunner().invoke(main, ["run", "--out", str(out), *args])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and message in lines[-1], result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_npz_dataset_is_named_on_the_command_line(tmp_path):
+    np.savez(tmp_path / "half.npz", x_train=np.zeros((10, 8, 8), np.uint8), y_train=np.zeros(10, int))
+    result = CliRunner().invoke(main, ["run", "--datasets", str(tmp_path / "half.npz"), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert "half.npz: missing key(s) x_test, y_test" in result.output
+
+
+def test_list_names_every_registered_entry():
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0
+    for name in [*METHODS, *ARCHS, "digits", "cifar10", "snip", "magnitude", "random", "quick"]:
+        assert name in result.output

@@ -1,0 +1,98 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from almabench.config import RunConfig
+from almabench.data import load_dataset
+from almabench.sparsity import PRUNERS, Masks, app_density, prunable_parameters, snip_scores, top_k_masks
+from almabench.stream import make_stream
+from almabench.train import DeviceData, train_step
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.Flatten(), nn.Linear(6 * 4 * 4, 3))
+
+
+def test_prunable_parameters_are_conv_weights_unless_linear_is_asked_for():
+    model = tiny_model()
+    assert list(prunable_parameters(model)) == ["0.weight", "2.weight"]
+    assert list(prunable_parameters(model, include_linear=True)) == ["0.weight", "2.weight", "4.weight"]
+
+
+def test_app_schedule_matches_the_paper_for_t8():
+    kept = [app_density(t, 8, 4.5) for t in range(1, 9)]
+    assert [round(100 * k, 1) for k in kept] == [80.0, 71.6, 64.0, 57.2, 51.2, 45.8, 41.0, 36.6]
+    assert kept[-1] == pytest.approx(0.8**4.5)
+    assert app_density(1, 1, 4.5) == pytest.approx(0.8)  # linspace(1, τ, 1) = [1]
+
+
+def test_snip_scores_equal_abs_grad_times_weight_from_autograd():
+    model = tiny_model()
+    x, y = torch.randn(10, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    params = prunable_parameters(model)
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(params.values()))
+    expected = {n: (g * p).abs() for (n, p), g in zip(params.items(), grads)}
+    # several batches accumulate to the gradient of the mean loss over the whole sample
+    scores = snip_scores(model, params, x, y, torch.Generator(), batch_size=3)
+    for name in params:
+        torch.testing.assert_close(scores[name], expected[name])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_global_top_k_keeps_the_exact_count_and_the_highest_scores():
+    scores = {"a": torch.rand(7, 5, generator=torch.Generator().manual_seed(1)),
+              "b": torch.rand(13, generator=torch.Generator().manual_seed(2))}
+    total = 35 + 13
+    for density in (0.1, 0.37, 0.5, 0.9, 1.0):
+        masks = top_k_masks(scores, density)
+        kept = sum(int(m.sum()) for m in masks.values())
+        assert kept == round(density * total)
+        kept_scores = torch.cat([scores[n][masks[n]] for n in scores])
+        pruned_scores = torch.cat([scores[n][~masks[n]] for n in scores])
+        if len(pruned_scores):
+            assert kept_scores.min() > pruned_scores.max()
+
+
+def test_layer_scope_keeps_the_density_in_every_layer():
+    scores = {"a": torch.rand(40), "b": torch.rand(10), "c": torch.rand(200)}
+    masks = top_k_masks(scores, 0.3, scope="layer")
+    assert [int(masks[n].sum()) for n in "abc"] == [12, 3, 60]
+
+
+def test_restricted_masks_only_shrink_and_hit_the_density_of_all_weights():
+    scores = {"a": torch.rand(100), "b": torch.rand(50)}
+    old = top_k_masks({"a": torch.rand(100), "b": torch.rand(50)}, 0.6)
+    new = top_k_masks(scores, 0.4, within=old)
+    assert sum(int(m.sum()) for m in new.values()) == 60  # 0.4 of 150
+    assert all(bool((new[n] & ~old[n]).sum() == 0) for n in scores)  # new ⊆ old
+
+
+def test_masks_zero_weights_and_density_is_measured_from_them():
+    model = tiny_model()
+    masks = Masks(prunable_parameters(model))
+    assert masks.density() == 1.0
+    masks.set(top_k_masks({n: p.abs() for n, p in masks.params.items()}, 0.25))
+    assert masks.density() == pytest.approx(round(0.25 * masks.total) / masks.total)
+    for name, p in masks.params.items():
+        assert torch.all(p[~masks.masks[name]] == 0)
+
+
+def test_masked_weights_stay_zero_through_training():
+    dataset = load_dataset("digits")
+    config = RunConfig(epochs=2, batch_size=32, weight_decay=1e-3, flip=False)
+    torch.manual_seed(0)
+    from almabench.models import build_model
+
+    model = build_model("convnet", 10, 1, 8)
+    masks = Masks(prunable_parameters(model))
+    masks.set(top_k_masks(PRUNERS.get("random")(model, masks.params, None, None, torch.Generator()), 0.3))
+    before = {n: p.detach().clone() for n, p in masks.params.items()}
+    stream = make_stream(dataset.n_train, 2, seed=0)
+    data = DeviceData.from_dataset(dataset, torch.device("cpu"))
+    train_step(model, masks, data, stream[0].train, stream[0].val, config, 1, torch.Generator().manual_seed(0))
+    for name, p in masks.params.items():
+        assert torch.all(p[~masks.masks[name]] == 0)
+        assert not torch.equal(p[masks.masks[name]], before[name][masks.masks[name]])  # it did train
+    assert masks.density() == pytest.approx(round(0.3 * masks.total) / masks.total)
