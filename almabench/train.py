@@ -120,6 +120,7 @@ def train_step(
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
+        loss_sum = torch.zeros((), device=device)
         order = train_idx[torch.randperm(len(train_idx), generator=generator, device=device)]
         for batch in order.split(config.batch_size):
             if len(batch) < 2:  # batch norm cannot train on a single image
@@ -131,7 +132,10 @@ def train_step(
             loss.backward()
             optimiser.step()
             masks.apply()
+            loss_sum += loss.detach()
             images += len(batch)
+        if not torch.isfinite(loss_sum):  # checked once per epoch: no host sync per batch
+            raise FloatingPointError(f"training loss is {loss_sum.item()} in epoch {epoch}")
         schedule.step()
         val_accuracy = accuracy(model, data, x_val, y_val, eval_batch_size)
         if val_accuracy > best[0]:
