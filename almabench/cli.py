@@ -75,13 +75,16 @@ def _list_option(*names: str, help: str) -> Any:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other config key, e.g. --set replay=none --set milestones=[20,40]. Repeatable.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 autocast on CUDA, fp32 on CPU. bf16 on a CPU needs AVX512-BF16 to be fast.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the training steps.")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Cells run in parallel (joblib).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder the result files land in.")
 @click.option("--data-root", default="", help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
 @click.option("--download", is_flag=True, help="Fetch CIFAR's official files if missing (needs a network).")
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
-        device, jobs, out, data_root, download) -> None:
+        device, precision, compile_, jobs, out, data_root, download) -> None:
     """Run the grid; cells whose result already exists in --out are skipped."""
     from almabench.grid import canonical_key, describe, load_spec, run_grid
 
@@ -101,7 +104,8 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
          **{canonical_key(k, "--set"): v for k, v in _parse_set(settings).items()}},
     )
     configs = grid.configs()
-    options = RunOptions(device=device, data_root=data_root, download=download)
+    options = RunOptions(device=device, data_root=data_root, download=download, precision=precision,
+                         compile=compile_)
     click.echo(f"{len(configs)} cells from {grid.source}, results in {out}/")
 
     def on_done(i: int, n: int, done: dict[str, Any]) -> None:

@@ -124,3 +124,5 @@ class RunOptions:
     download: bool = False
     eval_batch_size: int = 1024
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (identical to the plain path)
+    compile: bool = False  # torch.compile the training steps

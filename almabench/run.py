@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
 import subprocess
+import threading
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from almabench.errors import AlmabenchError
 from almabench.methods import METHODS, StepContext
 from almabench.models import build_model
 from almabench.sparsity import Masks, prunable_parameters
-from almabench.store import SCHEMA_VERSION
+from almabench.store import SCHEMA_VERSION, load_checkpoint, save_checkpoint
 from almabench.stream import make_stream, step_data
 from almabench.train import DeviceData, accuracy, count_correct, train_step
 
@@ -78,6 +82,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
+        **_package_versions("click", "joblib", "pandas", "scikit-learn"),
         "platform": platform.platform(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -85,33 +90,60 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=None) -> dict[str, Any]:
-    """Run one cell and return its result (the JSON document described in the README)."""
+def _package_versions(*names: str) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=None, checkpoint: Path | None = None,
+             on_resume: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run one cell and return its result (the JSON document described in the README).
+
+    With `checkpoint`, the cell's state is saved there after every megabatch, and a run that finds a
+    checkpoint of the same cell (same config, code, device and data) resumes after its last finished step
+    (calling on_resume(steps done)); the result is the same as an uninterrupted run's. The caller deletes
+    the checkpoint once the result is stored.
+    """
     started = dt.datetime.now(dt.timezone.utc)
     wall = time.perf_counter()
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
     dataset = load_dataset(config.dataset, options.data_root, options.download)
-    data = DeviceData.from_dataset(dataset, device)
+    data = DeviceData.from_dataset(dataset, device, options.precision)
     stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction)
     method = METHODS.get(config.method)()
     crop_padding = dataset.crop_padding if config.crop_padding < 0 else config.crop_padding
 
     def fresh_model(seed_offset: int) -> nn.Module:
-        torch.manual_seed(config.seed * 1_000_003 + seed_offset)
-        m = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
+        with _INIT_LOCK:  # the global RNG: cells running in threads of one process (a Dask worker) must not race
+            torch.manual_seed(config.seed * 1_000_003 + seed_offset)
+            m = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
         return m.to(memory_format=torch.channels_last) if device.type == "cuda" else m
 
     model = fresh_model(0)
     masks = Masks(prunable_parameters(model, config.prune_linear))
+    step_model = torch.compile(model) if options.compile else model
     flops = layer_flops(model, dataset.channels, dataset.image_size, device)
     params_total = sum(p.numel() for p in model.parameters())
     train_generator = torch.Generator(device=device).manual_seed(config.seed)
     method_generator = torch.Generator().manual_seed(config.seed + 1)
 
-    steps = []
-    for t in range(1, config.megabatches + 1):
+    steps: list[dict[str, Any]] = []
+    saver = CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint) if checkpoint else None
+    earlier_seconds = 0.0  # spent before a resume
+    if saver is not None and (state := saver.load()) is not None:
+        steps, started, earlier_seconds = saver.restore(state, model, masks, train_generator, method_generator)
+        if on_resume is not None:
+            on_resume(len(steps))
+    for t in range(len(steps) + 1, config.megabatches + 1):
         indices = step_data(stream, t, config.replay)
         ctx = StepContext(t, config, model, masks, data, stream, indices, method_generator, fresh_model)
         t0 = time.perf_counter()
@@ -120,9 +152,12 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
             torch.cuda.synchronize(device)
         prune_seconds = time.perf_counter() - t0
         stats = train_step(model, masks, data, indices.train, indices.val, config, crop_padding,
-                           train_generator, options.eval_batch_size)
+                           train_generator, options.eval_batch_size, step_model)
         steps.append(evaluate_step(t, config, method, model, masks, data, indices, flops, params_total,
                                    ctx, stats, prune_seconds, time.perf_counter() - t0, options.eval_batch_size))
+        if saver is not None:
+            saver.save(model, masks, train_generator, method_generator, steps, started,
+                       earlier_seconds + time.perf_counter() - wall)
         if progress is not None:
             progress(steps[-1])
 
@@ -138,10 +173,11 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         "prunable_total": masks.total,
         "flops_dense": sum(flops.values()),
         "data": dataset.describe(),
-        "environment": environment(device),
+        "environment": {**environment(device), "precision": "bf16" if data.autocast_dtype else "fp32",
+                        "compile": options.compile},
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - wall, 3),
+        "seconds": round(earlier_seconds + time.perf_counter() - wall, 3),
     }
 
 
@@ -187,3 +223,73 @@ def evaluate_step(t, config, method, model, masks, data, indices, flops, params_
         "seconds": round(seconds, 4),
         "images_per_second": round(stats.images / stats.seconds, 1) if stats.seconds > 0 else None,
     }
+
+
+_INIT_LOCK = threading.Lock()
+
+
+class CellCheckpoint:
+    """Everything a cell carries from one megabatch to the next, saved after each, restored on resume.
+
+    The state is the model (weights and batch-norm buffers), the masks, the two generators (training batches
+    and augmentation on the run's device; sampling of π_t on the CPU), the global RNG states and the step
+    records so far. The methods keep no state of their own between steps, the optimiser is new at every step,
+    and a fresh model re-seeds the global RNG, so this is all that step t+1 depends on.
+    """
+
+    def __init__(self, path: Path, config: RunConfig, options: RunOptions, device: torch.device,
+                 fingerprint: str) -> None:
+        self.path = Path(path)
+        self.device = device
+        env = environment(device)
+        # A checkpoint is only resumed by the same cell, code, device, settings and data.
+        self.key = json.dumps({
+            "config_hash": config.hash(), "config": config.to_dict(), "data_fingerprint": fingerprint,
+            **{k: env[k] for k in ("almabench", "git_commit", "torch", "device")},
+            "options": {k: v for k, v in vars(options).items() if k not in ("data_root", "download", "threads")},
+        }, sort_keys=True)
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            state = load_checkpoint(self.path)
+        except ValueError as exc:
+            warnings.warn(f"checkpoint {self.path} is {exc}; the cell starts from its first step", stacklevel=2)
+            return None
+        if state is None:
+            return None
+        if state.get("key") != self.key:
+            warnings.warn(f"checkpoint {self.path} was written by other code, settings or data; the cell starts "
+                          f"from its first step", stacklevel=2)
+            return None
+        return state
+
+    def restore(self, state: dict[str, Any], model: nn.Module, masks: Masks, train_generator: torch.Generator,
+                method_generator: torch.Generator) -> tuple[list[dict[str, Any]], dt.datetime, float]:
+        model.load_state_dict(state["model"])
+        masks.set(state["masks"])
+        train_generator.set_state(state["train_generator"])
+        method_generator.set_state(state["method_generator"])
+        torch.set_rng_state(state["global_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        started = dt.datetime.fromisoformat(state["started_at"])
+        return json.loads(state["steps"]), started, float(state["seconds"])
+
+    def save(self, model: nn.Module, masks: Masks, train_generator: torch.Generator,
+             method_generator: torch.Generator, steps: list[dict[str, Any]], started: dt.datetime,
+             seconds: float) -> None:
+        state = {
+            "key": self.key,
+            "step": len(steps),
+            "model": model.state_dict(),
+            "masks": dict(masks.masks),
+            "train_generator": train_generator.get_state(),
+            "method_generator": method_generator.get_state(),
+            "global_rng": torch.get_rng_state(),
+            "steps": json.dumps(steps),  # JSON types only: a string keeps weights_only loading possible
+            "started_at": started.isoformat(),
+            "seconds": seconds,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.path, state)

@@ -18,7 +18,10 @@ from torch import Tensor
 
 from almabench.config import RunConfig
 from almabench.data import Dataset
+from almabench.errors import AlmabenchError
 from almabench.sparsity import Masks
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,15 +35,25 @@ class DeviceData:
     mean: Tensor  # 1×C×1×1, float32, scaled to uint8 range
     std: Tensor
     channels_last: bool = False
+    autocast_dtype: torch.dtype | None = None  # None: plain fp32
 
     @classmethod
-    def from_dataset(cls, data: Dataset, device: torch.device) -> DeviceData:
+    def from_dataset(cls, data: Dataset, device: torch.device, precision: str = "auto") -> DeviceData:
+        """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPUs with AVX512-BF16)."""
+        if precision not in PRECISIONS:
+            raise AlmabenchError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+        bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
         scale = torch.tensor(data.mean, device=device).view(1, -1, 1, 1) * 255.0
         std = torch.tensor(data.std, device=device).view(1, -1, 1, 1) * 255.0
         return cls(
             data.x_train.to(device), data.y_train.to(device), data.x_test.to(device), data.y_test.to(device),
-            scale, std, channels_last=device.type == "cuda",
+            scale, std, channels_last=device.type == "cuda", autocast_dtype=torch.bfloat16 if bf16 else None,
         )
+
+    def autocast(self) -> torch.autocast:
+        device_type = self.x_train.device.type
+        return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
 
     def normalise(self, x: Tensor) -> Tensor:
         """uint8 images -> float32 (x − mean) / std, in channels_last memory on CUDA."""
@@ -69,7 +82,7 @@ def count_correct(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batc
     model.eval()
     correct = 0
     for start in range(0, len(y), batch_size):
-        with _autocast(x.device):
+        with data.autocast():
             logits = model(data.normalise(x[start : start + batch_size]))
         correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
     return correct
@@ -80,16 +93,40 @@ def accuracy(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_siz
     return 100.0 * count_correct(model, data, x, y, batch_size) / len(y)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 @dataclass(frozen=True)
 class TrainStats:
     best_epoch: int
     best_val_accuracy: float
     images: int  # training images processed
     seconds: float
+
+
+def train_batches(
+    model: nn.Module,
+    masks: Masks,
+    data: DeviceData,
+    batches: list[Tensor],
+    optimiser: torch.optim.Optimizer,
+    crop_padding: int,
+    flip: bool,
+    generator: torch.Generator,
+) -> Tensor:
+    """SGD over the given index batches (augmented on the device), masks re-applied after every step.
+
+    Returns the summed loss as a device tensor, so the caller decides when to synchronise.
+    """
+    device = data.x_train.device
+    loss_sum = torch.zeros((), device=device)
+    for batch in batches:
+        x = data.normalise(augment(data.x_train[batch], crop_padding, flip, generator))
+        with data.autocast():
+            loss = F.cross_entropy(model(x), data.y_train[batch])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        masks.apply()
+        loss_sum += loss.detach()
+    return loss_sum
 
 
 def train_step(
@@ -102,10 +139,12 @@ def train_step(
     crop_padding: int,
     generator: torch.Generator,
     eval_batch_size: int = 1024,
+    step_model: nn.Module | None = None,
 ) -> TrainStats:
     """One megabatch: `epochs` epochs of SGD from a fresh learning rate, masks held after every step.
 
     The checkpoint with the best validation accuracy is loaded back at the end (ties keep the earlier one).
+    step_model is what the SGD steps call (e.g. torch.compile(model)); it must share model's parameters.
     """
     device = data.x_train.device
     optimiser = torch.optim.SGD(
@@ -120,20 +159,10 @@ def train_step(
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
-        loss_sum = torch.zeros((), device=device)
         order = train_idx[torch.randperm(len(train_idx), generator=generator, device=device)]
-        for batch in order.split(config.batch_size):
-            if len(batch) < 2:  # batch norm cannot train on a single image
-                continue
-            x = data.normalise(augment(data.x_train[batch], crop_padding, config.flip, generator))
-            with _autocast(device):
-                loss = F.cross_entropy(model(x), data.y_train[batch])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            masks.apply()
-            loss_sum += loss.detach()
-            images += len(batch)
+        batches = [b for b in order.split(config.batch_size) if len(b) > 1]  # BN cannot train on one image
+        loss_sum = train_batches(step_model or model, masks, data, batches, optimiser, crop_padding, config.flip, generator)
+        images += sum(len(b) for b in batches)
         if not torch.isfinite(loss_sum):  # checked once per epoch: no host sync per batch
             raise FloatingPointError(f"training loss is {loss_sum.item()} in epoch {epoch}")
         schedule.step()
