@@ -1,0 +1,97 @@
+"""Blocks: the groups of cells compared side by side, one per (dataset, arch, T, pruner, tau) by default.
+
+A cell that never prunes (dense) does not depend on the pruning keys, so it joins every block that differs from
+it only in those keys: the dense baseline run once serves the SNIP block and the magnitude block alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+
+from almabench.errors import AlmabenchError
+
+from .load import CONFIG_KEYS, PRUNING_KEYS, Warn
+
+BLOCK_KEYS: tuple[str, ...] = ("dataset", "arch", "megabatches", "pruner", "tau")
+SHORT = {"megabatches": "T", "tau": "tau"}
+PLAIN = ("dataset", "arch", "pruner", "method")  # values that name themselves
+NUMERIC_ENV = ("env_precision",)  # not config, but changes the numbers (bf16 vs fp32)
+
+
+def parse_group_by(spec: str | None, columns: Sequence[str]) -> list[str]:
+    """Block keys from a comma list; a leading '+' adds to the default keys instead of replacing them."""
+    if not spec:
+        return list(BLOCK_KEYS)
+    extra = spec.startswith("+")
+    keys = [k.strip() for k in spec.lstrip("+").split(",") if k.strip()]
+    unknown = [k for k in keys if k not in columns]
+    if unknown:
+        valid = ", ".join(k for k in CONFIG_KEYS if k in columns)
+        raise AlmabenchError(f"unknown --group-by key(s) {', '.join(unknown)}; valid keys: {valid}")
+    return list(BLOCK_KEYS) + [k for k in keys if k not in BLOCK_KEYS] if extra else list(dict.fromkeys(keys))
+
+
+def assign_blocks(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Rows of non-pruning cells copied into every block they differ from only in pruning keys."""
+    free = [k for k in keys if k in PRUNING_KEYS]
+    fixed = [k for k in keys if k not in PRUNING_KEYS]
+    pruned, unpruned = frame[frame["prunes"]], frame[~frame["prunes"]]
+    if not free or pruned.empty or unpruned.empty:
+        return frame.reset_index(drop=True)
+    combos = pruned[list(keys)].drop_duplicates()
+    base = unpruned.drop(columns=free)
+    joined = base.merge(combos, on=fixed, how="inner") if fixed else base.merge(combos, how="cross")
+    if fixed:
+        matched = unpruned.set_index(fixed).index.isin(combos.set_index(fixed).index)
+        orphans = unpruned[~matched]
+    else:
+        orphans = unpruned.iloc[0:0]
+    return pd.concat([pruned, joined[frame.columns], orphans], ignore_index=True)
+
+
+def iter_blocks(frame: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[dict[str, object], pd.DataFrame]]:
+    """(key values, rows) for each block, in sorted order."""
+    for values, rows in frame.groupby(list(keys), sort=True, dropna=False):
+        yield dict(zip(keys, values)), rows
+
+
+def block_label(block: dict[str, object]) -> str:
+    """Human-readable block name, e.g. 'cifar10 / resnet18 / T=8 / snip / tau=4.5'."""
+    parts = []
+    for key, value in block.items():
+        if key in PLAIN:
+            parts.append(str(value))
+        else:
+            parts.append(f"{SHORT.get(key, key)}={value}")
+    return " / ".join(parts)
+
+
+def block_slug(block: dict[str, object]) -> str:
+    """File-name-safe block name, e.g. 'cifar10_resnet18_T8_snip_tau4.5'."""
+    parts = [f"{SHORT.get(k, '' if k in PLAIN else k)}{v}" for k, v in block.items()]
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(parts)).strip("-") or "all"
+
+
+def check_homogeneous(cells: pd.DataFrame, keys: Sequence[str], warn: Warn) -> None:
+    """Warn where one table row would average cells whose configs differ in more than the seed."""
+    other = [k for k in (*CONFIG_KEYS, *NUMERIC_ENV) if k in cells.columns and k not in keys
+             and k not in ("method", "seed")]
+    for (block, method), rows in _by_block_method(cells, keys):
+        relevant = other if rows["prunes"].any() else [k for k in other if k not in PRUNING_KEYS]
+        varying = [k for k in relevant if rows[k].nunique(dropna=k in NUMERIC_ENV) > 1]  # unrecorded env: no clash
+        if varying:
+            detail = "; ".join(f"{k} in {sorted(map(str, rows[k].unique()))}" for k in varying)
+            warn(f"{block_label(block)}, {method}: cells differ beyond the seed ({detail}); they are averaged "
+                 f"together - add the key(s) to --group-by to separate them")
+        dup = rows.groupby("seed").size()
+        if (dup > 1).any():
+            warn(f"{block_label(block)}, {method}: several cells share seed(s) "
+                 f"{', '.join(map(str, dup[dup > 1].index))}; n counts cells, not independent seeds")
+
+
+def _by_block_method(cells: pd.DataFrame, keys: Sequence[str]):
+    for values, rows in cells.groupby([*keys, "method"], sort=True, dropna=False):
+        yield (dict(zip(keys, values[:-1])), values[-1]), rows

@@ -1,0 +1,71 @@
+"""`almabench report RESULTS_DIR`: the click command. Heavy imports (pandas, matplotlib) happen inside the
+command, so registering it in the main CLI costs nothing for the other subcommands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DEFAULT_GROUP_BY = "dataset,arch,megabatches,pruner,tau"
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+@click.command("report")
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder (default: RESULTS_DIR/report).")
+@click.option("--format", "formats", default="png,pdf", show_default=True,
+              help="Figure formats, comma-separated: png, pdf, svg.")
+@click.option("--group-by", default=DEFAULT_GROUP_BY, show_default=True,
+              help="Config keys that define a table block; a leading '+' adds keys to the default.")
+@click.option("--methods", default=None, help="Only these methods, comma-separated (e.g. app,osp,dense).")
+@click.option("--dataset", default=None, help="Only cells on this dataset.")
+@click.option("--arch", default=None, help="Only cells with this architecture.")
+@click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
+def report(results_dir: Path, out: Path | None, formats: str, group_by: str, methods: str | None,
+           dataset: str | None, arch: str | None, megabatches: int | None) -> None:
+    """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR."""
+    from almabench.errors import AlmabenchError
+
+    from .blocks import parse_group_by
+    from .load import filter_results, load_results
+    from .plots import FORMATS
+    from .report import build_report
+
+    if not results_dir.is_dir():
+        raise click.ClickException(f"results folder {results_dir} does not exist")
+    fmts = _split(formats)
+    bad = [f for f in fmts if f not in FORMATS]
+    if not fmts or bad:
+        raise click.ClickException(f"unknown --format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+
+    notes: list[str] = []  # the loader's warnings, listed again in report.md
+
+    def echo_warning(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    def warn(message: str) -> None:
+        notes.append(message)
+        echo_warning(message)
+
+    frame = load_results(results_dir, warn)
+    if frame.empty:
+        raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
+    found = sorted(frame["method"].unique())
+    frame = filter_results(frame, _split(methods), dataset, arch, megabatches)
+    if frame.empty:
+        raise click.ClickException(f"no results under {results_dir} match the filters "
+                                   f"(methods found there: {', '.join(found)})")
+    try:
+        keys = parse_group_by(group_by, frame.columns)
+        result = build_report(frame, out or results_dir / "report", fmts, keys, warn=echo_warning,
+                              source=results_dir, notes=notes)
+    except AlmabenchError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(result.text)
+    click.echo(f"wrote {result.out}: report.md, tables.md/.csv/.tex, {len(result.plots)} figures "
+               f"({', '.join(fmts)})")

@@ -1,0 +1,170 @@
+"""Result files -> one tidy DataFrame (one row per cell and step).
+
+Everything the analysis shows is computed from this frame, so a number in a table can always be traced back
+to the file (column `path`) and the config (column `config_hash`) it came from. Files that are not finished,
+well-formed results are skipped with one warning line each: a half-written grid must still give a report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from almabench.config import RunConfig
+from almabench.store import SCHEMA_VERSION
+
+Warn = Callable[[str], None]
+
+CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
+# Config keys that only matter to a method that prunes; a dense cell belongs to every block they split.
+PRUNING_KEYS: tuple[str, ...] = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
+REQUIRED_TOP = ("config_hash", "config", "steps", "cer", "params_total", "flops_dense", "data")
+REQUIRED_STEP = ("step", "test_accuracy", "test_errors", "train_accuracy", "val_accuracy", "gap", "density",
+                 "target_density", "params_remaining", "flops_remaining")
+# Cell-level scalars copied onto every step row (step-level names win where they clash, see CELL_RENAMES).
+CELL_KEYS = ("config_hash", "final_test_accuracy", "cer", "final_density", "final_gap", "mean_gap", "test_size",
+             "params_total", "prunable_total", "flops_dense", "started_at", "finished_at")
+CELL_RENAMES = {"seconds": "cell_seconds"}
+
+
+def warn_stderr(message: str) -> None:
+    """Default warning sink: one line on stderr, so piped tables on stdout stay clean."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _hashable(value: Any) -> Any:
+    """Lists become tuples so that columns such as milestones can be grouped on."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+def problem(result: Any) -> str | None:
+    """Why `result` is not a usable finished result, or None if it is."""
+    if not isinstance(result, dict):
+        return "not a JSON object"
+    if "status" not in result or "config_hash" not in result:
+        return "not an almabench result (no status/config_hash)"
+    if result["status"] != "ok":
+        error = f": {str(result['error']).splitlines()[0][:120]}" if result.get("error") else ""
+        return f"status {result['status']!r}{error}"
+    if result.get("schema_version") != SCHEMA_VERSION:
+        return f"schema version {result.get('schema_version')!r} (this almabench reads {SCHEMA_VERSION})"
+    missing = [k for k in REQUIRED_TOP if k not in result]
+    if missing:
+        return f"partial result, missing {', '.join(missing)}"
+    config, steps = result["config"], result["steps"]
+    if not isinstance(config, dict) or not {"method", "dataset", "arch", "megabatches", "seed"} <= config.keys():
+        return "partial result, config lacks method/dataset/arch/megabatches/seed"
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
+        return "partial result, no steps"
+    for s in steps:
+        lacking = [k for k in REQUIRED_STEP if k not in s]
+        if lacking:
+            return f"partial result, step {s.get('step', '?')} lacks {', '.join(lacking)}"
+    if len(steps) != config["megabatches"]:
+        return f"partial result, {len(steps)} of {config['megabatches']} steps"
+    if sum(s["test_errors"] for s in steps) != result["cer"]:
+        return "inconsistent result, cer is not the sum of the steps' test_errors"
+    return None
+
+
+def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The tidy rows of one valid result: config keys, cell scalars, data/env provenance, then the step."""
+    cell: dict[str, Any] = {k: _hashable(v) for k, v in result["config"].items()}
+    cell.update({k: result.get(k) for k in CELL_KEYS})
+    cell.update({new: result.get(old) for old, new in CELL_RENAMES.items()})
+    cell.update({f"data_{k}": _hashable(v) for k, v in result.get("data", {}).items()})
+    cell.update({f"env_{k}": _hashable(v) for k, v in result.get("environment", {}).items()})
+    cell["path"] = str(path)
+    cell["prunes"] = any(s["target_density"] < 1 or s["density"] < 1 for s in result["steps"])
+    rows = []
+    for s in result["steps"]:
+        row = dict(cell)
+        row.update(s)
+        row["params_kept"] = 100.0 * s["params_remaining"] / result["params_total"]
+        row["flops_kept"] = 100.0 * s["flops_remaining"] / result["flops_dense"]
+        rows.append(row)
+    return rows
+
+
+def result_files(root: Path) -> list[Path]:
+    """Every *.json under root (recursively), in a stable order; hidden temp files are not results."""
+    return sorted(p for p in root.rglob("*.json") if p.is_file() and not p.name.startswith("."))
+
+
+def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[Path, dict[str, Any]]]:
+    """The valid results among paths, each cell once; every skipped file gets one warning line."""
+    seen: dict[str, Path] = {}
+    out = []
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            warn(f"skipped {path}: unreadable ({err.__class__.__name__})")
+            continue
+        except ValueError:
+            warn(f"skipped {path}: {'empty file' if not path.stat().st_size else 'not valid JSON'}")
+            continue
+        reason = problem(result)
+        if reason is not None:
+            warn(f"skipped {path}: {reason}")
+            continue
+        first = seen.setdefault(result["config_hash"], path)
+        if first != path:
+            warn(f"skipped {path}: same cell (config {result['config_hash']}) as {first}")
+            continue
+        out.append((path, result))
+    return out
+
+
+def load_results(root: str | Path, warn: Warn = warn_stderr) -> pd.DataFrame:
+    """One row per (cell, step) for every valid result file under root; an empty frame if there are none."""
+    root = Path(root)
+    rows = [row for path, result in read_results(result_files(root), warn) for row in _rows(result, path)]
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values(["dataset", "arch", "megabatches", "method", "seed", "config_hash", "step"],
+                                  kind="stable").reset_index(drop=True)
+    return frame
+
+
+def filter_results(frame: pd.DataFrame, methods: Iterable[str] | None = None, dataset: str | None = None,
+                   arch: str | None = None, megabatches: int | None = None) -> pd.DataFrame:
+    """The rows matching every filter given (None: no filter on that key)."""
+    keep = pd.Series(True, index=frame.index)
+    if methods:
+        keep &= frame["method"].isin(list(methods))
+    if dataset is not None:
+        keep &= frame["dataset"] == dataset
+    if arch is not None:
+        keep &= frame["arch"] == arch
+    if megabatches is not None:
+        keep &= frame["megabatches"] == megabatches
+    return frame[keep].reset_index(drop=True)
+
+
+def cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: its final step, which carries the cell-level metrics and the final kept fractions."""
+    last = frame.sort_values("step", kind="stable").groupby("config_hash", sort=False).tail(1)
+    return last.sort_index().reset_index(drop=True)
+
+
+def layer_densities(frame: pd.DataFrame) -> pd.DataFrame:
+    """Long frame of per-layer densities: the frame's columns (minus the dict) plus `layer`, `layer_density`."""
+    if "layer_density" not in frame.columns:
+        return pd.DataFrame(columns=[*frame.columns, "layer", "layer_density"])
+    rows = frame[frame["layer_density"].map(lambda d: isinstance(d, dict) and bool(d))]
+    if rows.empty:
+        return pd.DataFrame(columns=[*frame.columns, "layer"])
+    pairs = rows["layer_density"].map(lambda d: list(d.items()))
+    long = rows.drop(columns="layer_density").assign(pair=pairs).explode("pair")
+    long["layer"] = long["pair"].map(lambda p: p[0])
+    long["layer_density"] = long["pair"].map(lambda p: float(p[1]))
+    return long.drop(columns="pair").reset_index(drop=True)

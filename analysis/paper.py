@@ -1,0 +1,59 @@
+"""The paper's published figures (SPEC.md, "the paper's headline numbers") and the setting they belong to.
+
+They are shown beside the measured deltas only for a block whose cells all match the setting, so a reader can
+compare like with like; they are never used in any computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+BASELINES: tuple[str, ...] = ("dense", "osp")
+# Preferred display order; methods not listed follow alphabetically.
+METHOD_ORDER: tuple[str, ...] = ("dense", "osp", "app", "app-released")
+
+
+def is_app(method: str) -> bool:
+    """APP and its variants (the paper version and the released-code reproduction)."""
+    return method == "app" or method.startswith("app-")
+
+
+def method_order(methods: list[str] | pd.Series) -> list[str]:
+    """Methods in display order: the paper's ones first, then the rest alphabetically."""
+    present = set(methods)
+    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A published comparison: the config values it was measured at and its deltas by (baseline, metric)."""
+
+    source: str
+    setting: dict[str, object]
+    deltas: dict[tuple[str, str], float]
+
+    def matches(self, cells: pd.DataFrame) -> bool:
+        """True if every cell of a block was run at this setting."""
+        return not cells.empty and all(
+            key in cells.columns and (cells[key] == value).all() for key, value in self.setting.items()
+        )
+
+
+HEADLINES: tuple[Headline, ...] = (
+    Headline(
+        source="APP paper (Misra et al. 2022), CIFAR-100, ResNet-50, T = 8",
+        setting={"dataset": "cifar100", "arch": "resnet50", "megabatches": 8, "tau": 4.5, "pruner": "snip"},
+        deltas={
+            ("dense", "final_test_accuracy"): 17.97, ("osp", "final_test_accuracy"): 11.12,
+            ("dense", "cer"): -9927.0, ("osp", "cer"): -5533.0,
+            ("dense", "final_gap"): -20.49, ("osp", "final_gap"): -14.79,
+        },
+    ),
+)
+
+
+def headline_for(cells: pd.DataFrame) -> Headline | None:
+    """The published headline whose setting every cell of the block matches, if any."""
+    return next((h for h in HEADLINES if h.matches(cells)), None)

@@ -1,0 +1,175 @@
+"""Formatting of the long tables (tables.py) for people: a terminal table, Markdown and LaTeX, block by block.
+
+Nothing is computed here beyond string formatting, so the three renderings always agree with tables.csv.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .blocks import block_label, iter_blocks
+from .tables import METRIC_BY_COLUMN, METRICS
+
+PM = "±"
+
+
+@dataclass(frozen=True)
+class BlockTables:
+    """One block's display tables: per-method rows and the APP-vs-baseline deltas (strings only)."""
+
+    label: str
+    block: dict[str, object]
+    methods: pd.DataFrame
+    deltas: pd.DataFrame
+    paper_source: str | None
+
+
+def _num(value: float, decimals: int, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    text = f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    return text.lstrip("-") if not signed and float(text) == 0 else text
+
+
+def _mean_std(mean: float, std: float, decimals: int, pm: str) -> str:
+    """'mean ± std', or just the mean where one seed leaves the std undefined."""
+    if std is None or math.isnan(std):
+        return _num(mean, decimals)
+    return f"{_num(mean, decimals)} {pm} {_num(std, decimals)}"
+
+
+def block_tables(summary: pd.DataFrame, deltas: pd.DataFrame, keys: Sequence[str],
+                 pm: str = PM) -> list[BlockTables]:
+    """The display tables of every block, in block order."""
+    out = []
+    delta_groups = {tuple(b.values()): rows for b, rows in iter_blocks(deltas, keys)} if not deltas.empty else {}
+    for block, rows in iter_blocks(summary, keys):
+        methods = []
+        for method, mrows in rows.groupby("method", sort=False):
+            by_metric = mrows.set_index("metric")
+            line = {"method": method, "n": int(by_metric["n"].max())}
+            for m in METRICS:
+                r = by_metric.loc[m.column]
+                line[m.label] = _mean_std(r["mean"], r["std"], m.decimals, pm)
+            methods.append(line)
+        drows = delta_groups.get(tuple(block.values()), pd.DataFrame())
+        out.append(BlockTables(block_label(block), block, pd.DataFrame(methods), _delta_display(drows),
+                               _first(drows, "paper_source")))
+    return out
+
+
+def _first(rows: pd.DataFrame, column: str) -> str | None:
+    values = rows[column].dropna() if column in rows else pd.Series(dtype=object)
+    return str(values.iloc[0]) if len(values) else None
+
+
+def _delta_display(rows: pd.DataFrame) -> pd.DataFrame:
+    if rows.empty:
+        return pd.DataFrame()
+    lines = []
+    has_paper = rows["paper"].notna().any()
+    for r in rows.itertuples():
+        metric = METRIC_BY_COLUMN[r.metric]
+        d = metric.decimals
+        line = {"comparison": f"{r.method} - {r.baseline}", "metric": metric.label,
+                "delta": _num(r.delta, d, signed=True),
+                "95% CI": "-" if pd.isna(r.ci_low) else f"[{_num(r.ci_low, d, True)}, {_num(r.ci_high, d, True)}]",
+                "n": f"{r.n} vs {r.n_baseline}"}
+        if has_paper:
+            line["paper"] = _num(r.paper, d, signed=True) if pd.notna(r.paper) else "-"
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+LABEL_COLUMNS = ("method", "comparison", "metric", "config_hash", "fingerprint", "file")
+
+
+def _aligned(frame: pd.DataFrame) -> str:
+    """Columns padded to their widest entry: names left-aligned, numbers right-aligned."""
+    cols = list(frame.columns)
+    cells = [cols] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.ljust(w) if c in LABEL_COLUMNS else v.rjust(w) for v, w, c in zip(r, widths, cols))
+             for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def to_text(tables: list[BlockTables]) -> str:
+    """Aligned plain-text tables for the terminal."""
+    parts = [f"mean {PM} std over seeds (n); gap = train - val accuracy in points; params/FLOPs % kept"]
+    for t in tables:
+        parts.append(f"== {t.label} ==")
+        parts.append(_aligned(t.methods))
+        if not t.deltas.empty:
+            parts.append("")
+            parts.append(_aligned(t.deltas))
+            if t.paper_source:
+                parts.append(f"paper: {t.paper_source}")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _numeric(column: pd.Series) -> bool:
+    """True if every entry reads as a number (possibly signed, bracketed or with a ± part) or is blank."""
+    return column.astype(str).str.fullmatch(r"[-+\[]?\d.*|-|nan|None|").all()
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate dependency): numbers right-aligned, text left."""
+    cols = list(frame.columns)
+    head = "| " + " | ".join(cols) + " |"
+    rule = "|" + "|".join("---:" if _numeric(frame[c]) and c not in LABEL_COLUMNS else ":---" for c in cols) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def to_markdown(tables: list[BlockTables], level: int = 2) -> str:
+    """Markdown: a heading, the method table and the delta table for each block."""
+    notes = (f"Each entry is the mean {PM} sample std over seeds (n seeds); 95 % bootstrap intervals are in "
+             "tables.csv. Deltas are differences of means, with a 95 % bootstrap interval that resamples the "
+             "seeds of both methods independently.")
+    parts = [notes, ""]
+    for t in tables:
+        parts += [f"{'#' * level} {t.label}", "", markdown_table(t.methods), ""]
+        if not t.deltas.empty:
+            parts += [markdown_table(t.deltas), ""]
+            if t.paper_source:
+                parts += [f"`paper` column: {t.paper_source}.", ""]
+    return "\n".join(parts)
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Text safe inside a LaTeX tabular; ± becomes $\\pm$."""
+    escaped = "".join(LATEX_SPECIALS.get(c, c) for c in str(text))
+    return escaped.replace(PM, r"$\pm$")
+
+
+def _tex(frame: pd.DataFrame, caption: str) -> str:
+    cols = list(frame.columns)
+    spec = "".join("l" if c in LABEL_COLUMNS else "r" for c in cols)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in frame.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(caption)}}}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def to_latex(tables: list[BlockTables]) -> str:
+    """LaTeX tables (booktabs) to \\input into a paper: one per block, plus one for its deltas."""
+    parts = ["% almabench report: mean $\\pm$ sample std over seeds; needs \\usepackage{booktabs}", ""]
+    for t in tables:
+        parts.append(_tex(t.methods, t.label))
+        if not t.deltas.empty:
+            caption = f"{t.label}: APP minus baselines (difference of means, 95% bootstrap CI)"
+            if t.paper_source:
+                caption += f"; paper column: {t.paper_source}"
+            parts.append(_tex(t.deltas, caption))
+    return "\n".join(parts)

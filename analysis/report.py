@@ -1,0 +1,179 @@
+"""The report folder: tables (md, csv, tex), figures, and report.md that ties them to the exact cells used.
+
+report.md names every cell by its config hash and file, lists the config values shared by all cells and those
+that vary, and the data fingerprints, so any number in a table can be traced to the runs behind it. Nothing in
+it depends on the clock, so two reports over the same files are identical.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+import almabench
+
+from .blocks import BLOCK_KEYS, assign_blocks, check_homogeneous
+from .load import CONFIG_KEYS, Warn, cells, warn_stderr
+from .paper import method_order
+from .plots import Plot, make_plots
+from .render import block_tables, markdown_table, to_latex, to_markdown, to_text
+from .tables import csv_frame, delta_table, summary_table
+
+FIGURES = "figures"
+ENV_COLUMNS = ("env_almabench", "env_git_commit", "env_torch", "env_device", "env_device_name", "env_precision",
+               "env_compile")
+
+
+@dataclass
+class Report:
+    """What build_report wrote, and the terminal rendering of its tables."""
+
+    out: Path
+    text: str
+    files: list[Path] = field(default_factory=list)
+    plots: list[Plot] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf"),
+                 keys: Sequence[str] = BLOCK_KEYS, warn: Warn = warn_stderr, source: str | Path | None = None,
+                 notes: Sequence[str] = ()) -> Report:
+    """Write tables, figures and report.md for a loaded results frame (load.load_results) into out.
+
+    notes are earlier warnings (e.g. files the loader skipped) to list in report.md next to the new ones.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    warnings = list(notes)
+
+    def record(message: str) -> None:
+        warnings.append(message)
+        warn(message)
+
+    keys = list(keys)
+    cell_rows = assign_blocks(cells(frame), keys)
+    check_homogeneous(cell_rows, keys, record)
+    _check_fingerprints(cells(frame), record)
+    summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys)
+    tables = block_tables(summary, deltas, keys)
+
+    report = Report(out=out, text=to_text(tables))
+    for name, content in [("tables.md", to_markdown(tables, level=2)), ("tables.tex", to_latex(tables))]:
+        (out / name).write_text(content + "\n")
+        report.files.append(out / name)
+    csv_frame(summary, deltas, keys).to_csv(out / "tables.csv", index=False)
+    report.files.append(out / "tables.csv")
+
+    report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats)
+    report.files += [p for plot in report.plots for p in plot.paths]
+    report.warnings = warnings
+    md = report_markdown(frame, tables_md=to_markdown(tables, level=3), plots=report.plots, out=out,
+                         source=source, warnings=warnings)
+    (out / "report.md").write_text(md)
+    report.files.append(out / "report.md")
+    return report
+
+
+def _check_fingerprints(cell_rows: pd.DataFrame, warn: Warn) -> None:
+    """Two fingerprints under one dataset name means different data was mixed into one table."""
+    if "data_fingerprint" not in cell_rows:
+        return
+    prints = cell_rows.groupby("dataset")["data_fingerprint"].unique()
+    for dataset, values in prints.items():
+        if len(values) > 1:
+            warn(f"dataset {dataset}: cells were run on different data (fingerprints {', '.join(map(str, values))})")
+
+
+def _shared_and_varying(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[dict[str, object], list[str]]:
+    """Split columns into those with one value across frame (with that value) and those that vary."""
+    present = [c for c in columns if c in frame.columns]
+    counts = frame[present].astype(str).nunique()
+    shared = {c: frame[c].iloc[0] for c in present if counts[c] == 1}
+    return shared, [c for c in present if counts[c] > 1]
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _relative(path: str, start: Path) -> str:
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:  # another drive on Windows
+        return path
+
+
+def report_markdown(frame: pd.DataFrame, tables_md: str, plots: Sequence[Plot], out: Path,
+                    source: str | Path | None, warnings: Sequence[str]) -> str:
+    """report.md: summary line, tables, figures by block, data fingerprints, configs and warnings."""
+    cell_rows = cells(frame)
+    methods = method_order(cell_rows["method"])
+    where = f" in `{source}`" if source is not None else ""
+    parts = [
+        "# almabench report", "",
+        f"{len(cell_rows)} cells{where} ({', '.join(methods)}), {len(frame)} steps in all; "
+        f"written by almabench {almabench.__version__}.", "",
+        "## Tables", "", tables_md,
+        "## Figures", "",
+    ]
+    by_title: dict[str, list[Plot]] = {}
+    for plot in plots:
+        by_title.setdefault(plot.title, []).append(plot)
+    for title, group in by_title.items():
+        parts += [f"### {title}", ""]
+        for plot in group:
+            image = next((p for p in plot.paths if p.suffix in (".png", ".svg")), plot.paths[0])
+            link = image.relative_to(out).as_posix()
+            if image.suffix == ".pdf":
+                parts.append(f"- [{plot.kind}]({link})")
+            else:
+                others = ", ".join(f"[{p.suffix[1:]}]({p.relative_to(out).as_posix()})" for p in plot.paths
+                                   if p != image)
+                parts += [f"![{plot.kind}: {title}]({link})" + (f" ({others})" if others else ""), ""]
+        parts.append("")
+    parts += ["## Data", "", markdown_table(_data_table(cell_rows)), ""]
+    parts += _config_section(cell_rows, out)
+    if warnings:
+        parts += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
+    return "\n".join(parts)
+
+
+def _data_table(cell_rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, fingerprint): where the data came from and how many cells used it."""
+    columns = {"data_source": "source", "data_fingerprint": "fingerprint", "data_n_train": "n_train",
+               "data_n_test": "n_test", "data_checksum_ok": "checksum ok"}
+    present = [c for c in columns if c in cell_rows.columns]
+    table = (cell_rows.groupby(["dataset", *present], dropna=False).size().rename("cells").reset_index()
+             .rename(columns=columns))
+    return table.astype(object).where(table.notna(), "-").astype(str)
+
+
+def _config_section(cell_rows: pd.DataFrame, out: Path) -> list[str]:
+    """Shared config/environment values once, then one line per cell with what varies and its file."""
+    config_cols = [c for c in CONFIG_KEYS if c in cell_rows.columns]
+    shared, varying = _shared_and_varying(cell_rows, config_cols)
+    env_shared, env_varying = _shared_and_varying(cell_rows, ENV_COLUMNS)
+    lines = ["## Configurations", "",
+             "Shared by every cell: " + ", ".join(f"`{k}={_fmt(v)}`" for k, v in shared.items()) + ".", ""]
+    if env_shared:
+        lines += ["Environment of every cell: "
+                  + ", ".join(f"`{k.removeprefix('env_')}={_fmt(v)}`" for k, v in env_shared.items()) + ".", ""]
+    rank = {m: i for i, m in enumerate(method_order(cell_rows["method"]))}
+    order = [c for c in ("dataset", "arch", "megabatches", "pruner", "tau", "method", "seed") if c in varying]
+    cell_rows = cell_rows.sort_values(order, key=lambda s: s.map(rank) if s.name == "method" else s,
+                                      kind="stable") if order else cell_rows
+    table = cell_rows[["config_hash", *varying, *env_varying, "final_test_accuracy", "cer", "path"]].copy()
+    table["final_test_accuracy"] = table["final_test_accuracy"].map(lambda v: f"{v:.2f}")
+    table["path"] = table["path"].map(lambda p: _relative(p, out))
+    table = table.rename(columns={"final_test_accuracy": "final acc %", "path": "file"})
+    table.columns = [c.removeprefix("env_") for c in table.columns]
+    lines += [markdown_table(table.map(_fmt)), ""]
+    return lines

@@ -1,0 +1,260 @@
+"""`almabench report`: hand-made result files with known numbers must give known table entries.
+
+No training here: every result file is written by `write_result` below with numbers chosen so that means,
+stds, CER sums and deltas can be worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, parse_group_by
+from almabench.analysis.cli import report
+from almabench.analysis.load import cells, filter_results, load_results
+from almabench.analysis.stats import bootstrap_ci, bootstrap_diff_ci
+from almabench.analysis.tables import delta_table, summary_table
+from almabench.config import RunConfig
+from almabench.errors import AlmabenchError
+
+TEST_SIZE = 100
+PARAMS_TOTAL, PRUNABLE, FLOPS = 1000, 900, 10_000
+HEADLINE = {"dataset": "cifar100", "arch": "resnet50", "megabatches": 8, "pruner": "snip", "tau": 4.5}
+
+
+def write_result(folder: Path, method: str, seed: int, errors: list[int], gap: float, density: float = 1.0,
+                 **config) -> Path:
+    """A finished result file: step t has errors[t-1] test errors, the same gap and density at every step."""
+    config.setdefault("megabatches", len(errors))
+    cfg = RunConfig(method=method, seed=seed, **config)
+    steps = []
+    for t, e in enumerate(errors, start=1):
+        steps.append({
+            "step": t, "test_accuracy": 100.0 * (TEST_SIZE - e) / TEST_SIZE, "test_errors": e,
+            "train_accuracy": 90.0, "val_accuracy": 90.0 - gap, "gap": gap, "density": density,
+            "target_density": density, "layer_density": {"conv1.weight": min(1.0, density + 0.1),
+                                                         "fc.weight": density},
+            "params_remaining": PARAMS_TOTAL - PRUNABLE + round(density * PRUNABLE),
+            "flops_remaining": round(FLOPS * density), "train_size": 90 * t, "val_size": 10 * t,
+            "sample_size": 0, "best_epoch": 1, "prune_seconds": 0.0, "train_seconds": 0.1, "seconds": 0.1,
+            "images_per_second": 100.0,
+        })
+    result = {
+        "schema_version": 1, "status": "ok", "config_hash": cfg.hash(), "config": cfg.to_dict(), "steps": steps,
+        "final_test_accuracy": steps[-1]["test_accuracy"], "cer": sum(errors), "final_density": density,
+        "final_gap": gap, "mean_gap": gap, "test_size": TEST_SIZE, "params_total": PARAMS_TOTAL,
+        "prunable_total": PRUNABLE, "flops_dense": FLOPS,
+        "data": {"name": cfg.dataset, "source": "hand-made", "fingerprint": "feedc0ffee", "n_train": 800,
+                 "n_test": TEST_SIZE, "num_classes": 100, "channels": 3, "image_size": [32, 32],
+                 "mean": [0.5], "std": [0.25], "checksum_ok": True, "notes": []},
+        "environment": {"almabench": "0.1.0", "git_commit": "abc", "device": "cpu"},
+        "started_at": "2024-01-01T00:00:00+00:00", "finished_at": "2024-01-01T00:00:01+00:00", "seconds": 1.0,
+    }
+    path = folder / f"{cfg.hash()}.json"
+    path.write_text(json.dumps(result))
+    return path
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Path:
+    """The paper's headline setting, 2 seeds x {dense, osp, app}, in a nested folder.
+
+    final acc: dense 50, 60 | osp 70, 80 | app 80, 90;  CER: dense 400, 320 | osp 240, 230 | app 160, 80;
+    final gap: dense 10, 12 | osp 6, 6 | app 2, 4.
+    """
+    root = tmp_path / "results"
+    sub = root / "cifar100" / "nested"
+    sub.mkdir(parents=True)
+    write_result(root, "dense", 0, [50] * 8, 10.0, **HEADLINE)
+    write_result(sub, "dense", 1, [40] * 8, 12.0, **HEADLINE)
+    write_result(root, "osp", 0, [30] * 8, 6.0, 0.366, **HEADLINE)
+    write_result(sub, "osp", 1, [30] * 7 + [20], 6.0, 0.366, **HEADLINE)
+    write_result(root, "app", 0, [20] * 8, 2.0, 0.366, **HEADLINE)
+    write_result(sub, "app", 1, [10] * 8, 4.0, 0.366, **HEADLINE)
+    return root
+
+
+def summary_value(summary: pd.DataFrame, method: str, metric: str, column: str = "mean") -> float:
+    row = summary[(summary["method"] == method) & (summary["metric"] == metric)]
+    assert len(row) == 1, row
+    return float(row[column].iloc[0])
+
+
+def test_loader_gives_one_row_per_cell_and_step_with_config_columns(grid: Path) -> None:
+    frame = load_results(grid, warn=pytest.fail)
+    assert len(frame) == 6 * 8
+    assert frame.groupby("config_hash")["step"].apply(list).map(lambda s: s == list(range(1, 9))).all()
+    for key in ("method", "seed", "pruner", "tau", "epochs", "milestones", "config_hash", "cer",
+                "data_fingerprint", "path", "test_errors", "gap", "density"):
+        assert key in frame.columns
+    assert frame["milestones"].iloc[0] == (20, 40)  # lists become tuples, so they can be grouped on
+    one = cells(frame)
+    assert len(one) == 6 and (one["step"] == 8).all()
+    assert one.set_index(["method", "seed"]).loc[("osp", 1), "cer"] == 230
+    assert one["params_kept"].round(2).tolist().count(100.0) == 2  # the two dense cells keep everything
+
+
+def test_summary_means_stds_and_cer_sums(grid: Path) -> None:
+    cell_rows = cells(load_results(grid))
+    summary = summary_table(cell_rows, BLOCK_KEYS)
+    assert summary_value(summary, "dense", "final_test_accuracy") == pytest.approx(55.0)
+    assert summary_value(summary, "dense", "final_test_accuracy", "std") == pytest.approx(math.sqrt(50))
+    assert summary_value(summary, "osp", "final_test_accuracy") == pytest.approx(75.0)
+    assert summary_value(summary, "app", "final_test_accuracy") == pytest.approx(85.0)
+    assert summary_value(summary, "dense", "cer") == pytest.approx(360.0)
+    assert summary_value(summary, "dense", "cer", "std") == pytest.approx(math.sqrt(2 * 40**2))
+    assert summary_value(summary, "osp", "cer") == pytest.approx(235.0)
+    assert summary_value(summary, "app", "cer") == pytest.approx(120.0)
+    assert summary_value(summary, "app", "final_gap") == pytest.approx(3.0)
+    assert summary_value(summary, "osp", "final_gap", "std") == pytest.approx(0.0)
+    assert summary_value(summary, "app", "final_density") == pytest.approx(0.366)
+    assert summary_value(summary, "app", "params_kept") == pytest.approx(100 * (100 + 329) / 1000)
+    assert (summary["n"] == 2).all()
+    low, high = summary_value(summary, "dense", "cer", "ci_low"), summary_value(summary, "dense", "cer", "ci_high")
+    assert 320 <= low <= 360 <= high <= 400
+    assert summary["method"].drop_duplicates().tolist() == ["dense", "osp", "app"]
+
+
+def test_deltas_and_paper_figures_in_headline_setting(grid: Path) -> None:
+    deltas = delta_table(cells(load_results(grid)), BLOCK_KEYS).set_index(["baseline", "metric"])
+    assert deltas.loc[("dense", "final_test_accuracy"), "delta"] == pytest.approx(30.0)
+    assert deltas.loc[("osp", "final_test_accuracy"), "delta"] == pytest.approx(10.0)
+    assert deltas.loc[("dense", "cer"), "delta"] == pytest.approx(-240.0)
+    assert deltas.loc[("osp", "cer"), "delta"] == pytest.approx(-115.0)
+    assert deltas.loc[("dense", "final_gap"), "delta"] == pytest.approx(-8.0)
+    assert deltas.loc[("osp", "final_gap"), "delta"] == pytest.approx(-3.0)
+    assert deltas.loc[("dense", "final_test_accuracy"), "paper"] == pytest.approx(17.97)
+    assert deltas.loc[("osp", "cer"), "paper"] == pytest.approx(-5533)
+    assert deltas.loc[("osp", "final_gap"), "paper"] == pytest.approx(-14.79)
+    assert (deltas["method"] == "app").all() and len(deltas) == 6
+
+
+def test_paper_figures_absent_outside_headline_setting(tmp_path: Path) -> None:
+    setting = {**HEADLINE, "dataset": "cifar10"}
+    write_result(tmp_path, "dense", 0, [50] * 8, 10.0, **setting)
+    write_result(tmp_path, "app", 0, [20] * 8, 2.0, 0.366, **setting)
+    deltas = delta_table(cells(load_results(tmp_path)), BLOCK_KEYS)
+    assert len(deltas) == 3 and deltas["paper"].isna().all()
+    assert deltas.set_index("metric").loc["cer", "delta"] == pytest.approx(160 - 400)
+
+
+def test_dense_cell_joins_every_pruner_block(tmp_path: Path) -> None:
+    base = {"dataset": "cifar10", "arch": "resnet18", "megabatches": 2}
+    write_result(tmp_path, "dense", 0, [5, 4], 1.0, **base)  # pruner stays the default, snip
+    write_result(tmp_path, "app", 0, [3, 2], 0.5, 0.5, pruner="snip", **base)
+    write_result(tmp_path, "app", 0, [4, 3], 0.5, 0.5, pruner="magnitude", **base)
+    cell_rows = assign_blocks(cells(load_results(tmp_path)), BLOCK_KEYS)
+    assert sorted(map(tuple, cell_rows[["pruner", "method"]].values)) == [
+        ("magnitude", "app"), ("magnitude", "dense"), ("snip", "app"), ("snip", "dense")]
+    deltas = delta_table(cell_rows, BLOCK_KEYS).set_index(["pruner", "metric"])
+    assert deltas.loc[("magnitude", "cer"), "delta"] == pytest.approx(7 - 9)
+    assert deltas.loc[("snip", "cer"), "delta"] == pytest.approx(5 - 9)
+
+
+def test_bootstrap_is_deterministic_and_sane() -> None:
+    values = [1.0, 2.0, 4.0, 8.0]
+    assert bootstrap_ci(values) == bootstrap_ci(values)
+    low, high = bootstrap_ci(values)
+    assert min(values) <= low < sum(values) / 4 < high <= max(values)
+    assert all(math.isnan(v) for v in bootstrap_ci([3.0]))  # one seed: no interval, not a point
+    assert all(math.isnan(v) for v in bootstrap_diff_ci([3.0], [1.0, 2.0]))
+    low, high = bootstrap_diff_ci([10.0, 12.0], [1.0, 3.0])
+    assert 7.0 <= low <= 9.0 <= high <= 11.0
+
+
+def test_corrupt_empty_partial_and_failed_files_are_skipped_with_one_warning_each(grid: Path) -> None:
+    (grid / "empty.json").write_text("")
+    (grid / "corrupt.json").write_text('{"schema_version": 1, "status": "ok", "steps": [')
+    (grid / "manifest.json").write_text('{"cells": []}')
+    (grid / "failed.json").write_text(json.dumps({"schema_version": 1, "status": "failed", "config_hash": "x",
+                                                  "error": "CUDA out of memory"}))
+    partial = json.loads(next(grid.glob("*.json")).read_text())
+    partial["steps"] = partial["steps"][:3]
+    partial["cer"] = sum(s["test_errors"] for s in partial["steps"])
+    (grid / "partial.json").write_text(json.dumps(partial))
+    warnings: list[str] = []
+    frame = load_results(grid, warn=warnings.append)
+    assert frame["config_hash"].nunique() == 6
+    assert len(warnings) == 5
+    for name, reason in [("empty.json", "empty"), ("corrupt.json", "not valid JSON"),
+                         ("manifest.json", "not an almabench result"),
+                         ("failed.json", "status 'failed': CUDA out of memory"), ("partial.json", "3 of 8 steps")]:
+        assert any(name in w and reason in w for w in warnings), (name, warnings)
+
+    result = CliRunner().invoke(report, [str(grid), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning: skipped") == 5
+
+
+def test_report_writes_tables_plots_and_report_md(grid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(report, [str(grid), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert "85.00 ± 7.07" in result.stdout  # app's final accuracy in the terminal table
+    assert "+17.97" in result.stdout
+    for name in ("tables.md", "tables.csv", "tables.tex", "report.md"):
+        assert (out / name).stat().st_size > 0
+    csv = pd.read_csv(out / "tables.csv")
+    row = csv[(csv["kind"] == "delta") & (csv["baseline"] == "osp") & (csv["metric"] == "cer")]
+    assert row["mean"].item() == pytest.approx(-115.0) and row["paper"].item() == pytest.approx(-5533)
+    md = (out / "tables.md").read_text()
+    assert "| app | 2 | 85.00 ± 7.07 | 120 ± 57 |" in md
+    assert r"85.00 $\pm$ 7.07" in (out / "tables.tex").read_text()
+    pngs = sorted((out / "figures").glob("*.png"))
+    kinds = {p.name.split("_")[0] for p in pngs}
+    assert {"accuracy", "gap", "cer", "density", "layers"} <= kinds and len(pngs) >= 5
+    assert not list((out / "figures").glob("*.pdf"))
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    report_md = (out / "report.md").read_text()
+    assert "feedc0ffee" in report_md
+    for path in grid.rglob("*.json"):
+        assert path.stem in report_md  # every cell is named by its config hash
+    assert "](figures/" in report_md
+
+
+def test_filters_and_group_by(grid: Path, tmp_path: Path) -> None:
+    frame = load_results(grid)
+    assert set(filter_results(frame, methods=["app", "dense"])["method"]) == {"app", "dense"}
+    assert filter_results(frame, dataset="cifar10").empty
+    assert parse_group_by("+replay", frame.columns) == [*BLOCK_KEYS, "replay"]
+    with pytest.raises(AlmabenchError, match="unknown --group-by"):
+        parse_group_by("dataset,colour", frame.columns)
+    result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "r"), "--format", "png",
+                                         "--methods", "app,dense"])
+    assert result.exit_code == 0, result.output
+    assert "osp" not in result.stdout
+    result = CliRunner().invoke(report, [str(grid), "--group-by", "dataset,colour"])
+    assert result.exit_code != 0 and "unknown --group-by key(s) colour" in result.output
+
+
+def test_cells_differing_beyond_the_seed_are_flagged(tmp_path: Path) -> None:
+    write_result(tmp_path, "app", 0, [5, 4], 1.0, 0.5, megabatches=2, epochs=3)
+    write_result(tmp_path, "app", 1, [5, 4], 1.0, 0.5, megabatches=2, epochs=5)
+    result = CliRunner().invoke(report, [str(tmp_path), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert "differ beyond the seed (epochs" in result.stderr
+
+
+@pytest.mark.parametrize("setup", ["empty", "missing", "only-corrupt", "filtered-out"])
+def test_no_results_exits_nonzero_with_one_clear_line(tmp_path: Path, setup: str) -> None:
+    folder = tmp_path / "results"
+    args = [str(folder)]
+    if setup != "missing":
+        folder.mkdir()
+    if setup == "only-corrupt":
+        (folder / "a.json").write_text("not json")
+    if setup == "filtered-out":
+        write_result(folder, "dense", 0, [5, 4], 1.0, megabatches=2)
+        args += ["--methods", "osp"]
+    result = CliRunner().invoke(report, args)
+    assert result.exit_code != 0
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and ("no finished results" in error_lines[0] or "does not exist" in
+                                      error_lines[0] or "match the filters" in error_lines[0])
+    assert "Traceback" not in result.output
+    assert not (folder / "report").exists()
