@@ -78,15 +78,22 @@ def _list_option(*names: str, help: str) -> Any:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 autocast on CUDA, fp32 on CPU. bf16 on a CPU needs AVX512-BF16 to be fast.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the training steps.")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Cells run in parallel (joblib).")
+@click.option("--jobs", type=int, default=None,
+              help="Cells run at once (default: 1 with loky; with dask or ray, every worker of the cluster).")
+@click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True,
+              help="Where cells run: loky (processes on this machine), dask or ray (a cluster; optional extras).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler (tcp://host:8786) or Ray cluster address; default: a local cluster.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the cells, which are done / failed / missing in --out, and the compute left; run nothing.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder the result files land in.")
 @click.option("--data-root", default="", help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
 @click.option("--download", is_flag=True, help="Fetch CIFAR's official files if missing (needs a network).")
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
-        device, precision, compile_, jobs, out, data_root, download) -> None:
-    """Run the grid; cells whose result already exists in --out are skipped."""
-    from almabench.grid import canonical_key, describe, load_spec, run_grid
+        device, precision, compile_, jobs, backend, scheduler, dry_run, out, data_root, download) -> None:
+    """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
+    from almabench.grid import canonical_key, check_backend, describe, load_spec, run_grid
 
     axes = {
         "method": _split(methods, "--methods"),
@@ -106,20 +113,137 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
     configs = grid.configs()
     options = RunOptions(device=device, data_root=data_root, download=download, precision=precision,
                          compile=compile_)
-    click.echo(f"{len(configs)} cells from {grid.source}, results in {out}/")
+    if jobs is None:
+        jobs = 1 if backend == "loky" else -1
+    elif jobs < 1:
+        raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
+    check_backend(backend, scheduler)
+    if dry_run:
+        _print_plan(configs, options, out, grid.source, jobs)
+        return
+
+    def on_start(cells: int, todo: int) -> None:
+        click.echo(f"{cells} cells from {grid.source}, results in {out}/: {cells - todo} done, {todo} to run")
 
     def on_done(i: int, n: int, done: dict[str, Any]) -> None:
         result = done["result"]
+        resumed = f", resumed after step {done['resumed_after']}" if done.get("resumed_after") else ""
         if done["status"] == "ok":
             click.echo(f"[{i}/{n}] {describe(done['config'])}: accuracy {result['final_test_accuracy']:.2f} %, "
-                       f"CER {result['cer']}, density {result['final_density']:.3f} ({result['seconds']:.1f} s)")
+                       f"CER {result['cer']}, density {result['final_density']:.3f} ({result['seconds']:.1f} s"
+                       f"{resumed})")
         else:
-            click.echo(f"[{i}/{n}] {describe(done['config'])}: FAILED {result['error']}", err=True)
+            click.echo(f"[{i}/{n}] {describe(done['config'])}: FAILED {result['error']}{resumed}", err=True)
 
-    outcome = run_grid(configs, options, out, jobs, on_done)
+    outcome = run_grid(configs, options, out, jobs, on_done, backend=backend, scheduler=scheduler,
+                       on_start=on_start)
     click.echo(f"{outcome.ran} ran, {outcome.skipped} already done, {len(outcome.failed)} failed; results in {out}/")
+    problems = []
     if outcome.failed:
-        raise click.ClickException(f"{len(outcome.failed)} cell(s) failed; their records: {', '.join(outcome.failed)}")
+        problems.append(f"{len(outcome.failed)} cell(s) failed; their records: {', '.join(outcome.failed)}")
+    if outcome.corrupt:
+        problems.append(f"{len(outcome.corrupt)} corrupt result file(s) were moved aside and their cells run again; "
+                        f"inspect, then delete: {', '.join(outcome.corrupt)}")
+    if problems:
+        raise click.ClickException("; ".join(problems))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int) -> None:
+    """almabench run --dry-run: the cells, their state in --out, and the compute still to spend."""
+    from almabench.grid import describe, plan_grid
+
+    plan = plan_grid(configs, options, out)
+    click.echo(f"{len(plan.cells)} cells from {source}, results in {out}/ (dry run: nothing runs, nothing is written)")
+    for cell in plan.cells:
+        passes = plan.passes[cell.config]
+        cost = "" if passes is None or cell.state == "done" else f"  {passes:,} image-passes"
+        detail = f"  ({cell.detail})" if cell.detail else ""
+        click.echo(f"  {cell.state:8} {describe(cell.config):44} {cell.path.name}{cost}{detail}")
+    for note in plan.notes:
+        click.echo(f"note: {note}")
+    counts = plan.counts()
+    click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['corrupt']} corrupt, "
+               f"{counts['missing']} missing: {len(plan.todo)} cell(s) to run")
+    if not plan.todo:
+        return
+    known = [plan.passes[c.config] for c in plan.todo if plan.passes[c.config] is not None]
+    unknown = len(plan.todo) - len(known)
+    click.echo(f"compute left: {sum(known):,} training image-passes (epochs x sum over steps of |train_t|, "
+               f"the replay set)" + (f", plus {unknown} cell(s) of unknown size" if unknown else ""))
+    timed = [plan.seconds[c.config] for c in plan.todo if plan.seconds[c.config] is not None]
+    used = {plan.keys[c.config] for c in plan.todo if plan.seconds[c.config] is not None}
+    for key in sorted(used):
+        rate, n = plan.rates[key]
+        arch, channels, size, device = key
+        click.echo(f"  measured: {rate:,.0f} images/s end to end (pruning and evaluation included) in {n} finished "
+                   f"{arch} result(s) on {channels}x{size[0]}x{size[1]} images, {device}, in {out}/")
+    if timed:
+        total = sum(timed)
+        lanes = max(1, jobs)
+        click.echo(f"time left: about {_duration(total)} of one cell after another at those rates"
+                   + (f", about {_duration(total / lanes)} with --jobs {jobs} if the cells do not slow each other"
+                      if lanes > 1 else ""))
+    missing_rate = len(plan.todo) - len(timed)
+    if missing_rate:
+        click.echo(f"time left: unknown for {missing_rate} cell(s): no finished result of the same architecture, "
+                   f"image size and device in {out}/ to measure a rate from; only the image count above")
+
+
+@main.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--spec", "specs", multiple=True, metavar="FILE.toml",
+              help="Count this spec's cells as done / failed / missing (repeatable). Default: every shipped spec "
+                   "with at least one cell in RESULTS.")
+def status(results: Path, specs: tuple[str, ...]) -> None:
+    """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
+    from almabench.grid import cell_states, folder_states, load_spec, shipped_specs
+
+    if not results.exists():
+        raise AlmabenchError(f"results folder {results} does not exist")
+    if not results.is_dir():
+        raise AlmabenchError(f"{results} is not a folder")
+    rows = folder_states(results)
+    groups: dict[tuple, dict[str, int]] = {}
+    for _, state, _, config in rows:
+        key = (config.get("method", "?"), config.get("dataset", "?"), config.get("arch", "?"),
+               config.get("megabatches", "?")) if config else ("?", "?", "?", "?")
+        groups.setdefault(key, {"done": 0, "failed": 0, "corrupt": 0})[state] += 1
+    totals = {s: sum(g[s] for g in groups.values()) for s in ("done", "failed", "corrupt")}
+    click.echo(f"{results}/: {len(rows)} result file(s): {totals['done']} done, {totals['failed']} failed, "
+               f"{totals['corrupt']} corrupt")
+    if groups:
+        click.echo(f"  {'method':14} {'dataset':10} {'arch':10} {'T':>4} {'done':>5} {'failed':>6} {'corrupt':>7}")
+        for (method, dataset, arch, t), g in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            click.echo(f"  {str(method):14} {str(dataset)[:10]:10} {str(arch):10} {str(t):>4} {g['done']:>5} "
+                       f"{g['failed']:>6} {g['corrupt']:>7}")
+    names = list(specs) or shipped_specs()
+    present = {path.name for path, *_ in rows}
+    shown = 0
+    for name in names:
+        cells = cell_states(load_spec(name).configs(), results)
+        if not specs and not any(c.path.name in present for c in cells):
+            continue  # a shipped spec with nothing here yet
+        counts = {s: sum(c.state == s for c in cells) for s in ("done", "failed", "corrupt", "missing")}
+        if shown == 0:
+            click.echo("per spec:")
+        shown += 1
+        click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
+                   f"{counts['corrupt']} corrupt, {counts['missing']} missing")
+        for cell in cells:
+            if cell.state in ("failed", "corrupt"):
+                click.echo(f"    {cell.state} {cell.path.name}: {cell.detail}")
+    failed = [(p, d) for p, s, d, _ in rows if s in ("failed", "corrupt")]
+    if failed and not shown:
+        for path, detail in failed:
+            click.echo(f"  {path.name}: {detail}")
 
 
 @main.command(name="list")
@@ -141,9 +265,6 @@ def list_() -> None:
     click.echo(f"specs:          {', '.join(shipped_specs())}")
 
 
-try:  # the report command lives in analysis/ (almabench.analysis)
-    from almabench.analysis.cli import report
+from almabench.analysis.cli import report  # noqa: E402  (the command lives in analysis/, almabench.analysis)
 
-    main.add_command(report)
-except ImportError:  # pragma: no cover - only while analysis is being written
-    pass
+main.add_command(report)

@@ -3,21 +3,29 @@
 A spec has two tables: [grid], whose values are lists and form the cartesian product, and [config], scalar
 settings shared by every cell. Any RunConfig field may appear in either; plural spellings (methods, seeds,
 ...) are accepted in [grid].
+
+Cells run in-process, in joblib's loky worker processes, or on a Dask or Ray cluster (the same files come
+out). A cell is done when its result file is; failed and missing cells are run again, a corrupt file is moved
+aside (never deleted) and its cell run again, and a cell killed midway resumes from its last megabatch.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import tempfile
 import tomllib
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 
 from almabench.config import REPLAYS, SCOPES, RunConfig, RunOptions
 from almabench.data import is_known_dataset, load_dataset
@@ -26,8 +34,9 @@ from almabench.methods import METHODS
 from almabench.models import ARCHS
 from almabench.run import run_cell
 from almabench.sparsity import PRUNERS
-from almabench.store import read_result, result_path, write_json_atomic
-from almabench.stream import check_stream
+from almabench.store import checkpoint_path, move_aside, result_path, result_state, write_json_atomic
+from almabench.stream import REPLAYS as REPLAY_POLICIES
+from almabench.stream import check_stream, make_stream
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
 ALIASES = {
@@ -35,6 +44,7 @@ ALIASES = {
     "pruners": "pruner", "taus": "tau", "replays": "replay", "scopes": "scope", "megabatch": "megabatches",
 }
 DEFAULT_SPEC = "quick"
+BACKENDS = ("loky", "dask", "ray")
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,11 @@ def load_spec(spec: str | None) -> GridSpec:
     unknown = sorted(set(doc) - {"grid", "config", "description"})
     if unknown:
         raise AlmabenchError(f"{path}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
+    for table in ("grid", "config"):
+        if not isinstance(doc.get(table, {}), dict):
+            raise AlmabenchError(f"{path}: {table} must be a table ([{table}] with key = value lines)")
+    if not isinstance(doc.get("description", ""), str):
+        raise AlmabenchError(f"{path}: description must be a string")
     axes = {}
     for key, values in doc.get("grid", {}).items():
         values = values if isinstance(values, list) else [values]
@@ -105,9 +120,11 @@ def load_spec(spec: str | None) -> GridSpec:
         raise AlmabenchError(f"{path}: {', '.join(both)} set in both [grid] and [config]")
     try:
         spec_ = GridSpec(axes, fixed, str(path))
-        spec_.configs()[:1]  # type errors surface now, with the file's name
+        spec_.configs()  # type errors surface now, with the file's name
     except (TypeError, ValueError) as exc:
         raise AlmabenchError(f"{path}: bad value ({exc})") from None
+    except AlmabenchError as exc:
+        raise AlmabenchError(f"{path}: {exc}") from None
     return spec_
 
 
@@ -156,10 +173,17 @@ def describe(config: RunConfig) -> str:
 
 
 def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str, Any]:
-    """Run one cell in a worker and write its result; a failure writes a failure record instead."""
+    """Run one cell in a worker and write its result; a failure writes a failure record instead.
+
+    The cell checkpoints after every megabatch in out/.checkpoints/ and resumes from there if it was killed;
+    the checkpoint is deleted once the result is written (a failed cell keeps it: a rerun after an
+    out-of-memory error goes on from the last good megabatch).
+    """
     path = result_path(out, config)
+    checkpoint = checkpoint_path(out, config)
+    resumed: list[int] = []
     try:
-        result = run_cell(config, options)
+        result = run_cell(config, options, checkpoint=checkpoint, on_resume=resumed.append)
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
         result = {
             "status": "failed",
@@ -169,7 +193,10 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str
             "traceback": traceback.format_exc(),
         }
     write_json_atomic(path, result)
-    return {"config": config, "path": str(path), "status": result["status"], "result": result}
+    if result["status"] == "ok":
+        checkpoint.unlink(missing_ok=True)
+    return {"config": config, "path": str(path), "status": result["status"], "result": result,
+            "resumed_after": resumed[0] if resumed else 0}
 
 
 @dataclass(frozen=True)
@@ -178,17 +205,60 @@ class GridOutcome:
     skipped: int
     ran: int
     failed: list[str]
+    corrupt: list[str] = field(default_factory=list)  # where corrupt files were moved aside to
 
 
 def prepare_out(out: Path) -> None:
+    """Create the results folder and prove it takes a file (os.access says yes to root on a read-only one)."""
     if out.exists() and not out.is_dir():
         raise AlmabenchError(f"--out {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AlmabenchError(f"cannot create results folder {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise AlmabenchError(f"results folder {out} is not writable")
+        raise AlmabenchError(f"cannot create results folder {out}: {exc.strerror or exc}") from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise AlmabenchError(f"results folder {out} is not writable: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class CellState:
+    config: RunConfig
+    path: Path
+    state: str  # done, failed, corrupt, missing (store.STATES)
+    detail: str = ""  # the error of a failed cell, what is wrong with a corrupt file
+
+
+def cell_states(configs: list[RunConfig], out: Path) -> list[CellState]:
+    """The state of every (distinct) cell's file in out/, in grid order."""
+    cells = []
+    for config in dict.fromkeys(configs):
+        path = result_path(out, config)
+        state, detail = result_state(path)
+        cells.append(CellState(config, path, state, detail))
+    return cells
+
+
+def check_backend(backend: str, scheduler: str | None) -> None:
+    """The backend exists and its package is installed: checked before any cell runs."""
+    if backend not in BACKENDS:
+        raise AlmabenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    if backend == "loky" and scheduler:
+        raise AlmabenchError("--scheduler is for --backend dask or ray, not loky")
+    if backend == "dask":
+        try:
+            import dask.distributed  # noqa: F401
+        except ImportError:
+            raise AlmabenchError("--backend dask needs Dask: pip install 'almabench[dask]'") from None
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+            from ray.util.joblib import register_ray  # noqa: F401
+        except ImportError:
+            raise AlmabenchError("--backend ray needs Ray: pip install 'almabench[ray]'") from None
 
 
 def run_grid(
@@ -197,27 +267,213 @@ def run_grid(
     out: Path,
     jobs: int = 1,
     on_done: Callable[[int, int, dict[str, Any]], None] | None = None,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> GridOutcome:
-    """Run every cell whose result file is missing (or failed), `jobs` at a time, results in out/."""
-    if jobs < 1:
+    """Run every cell whose result file is missing or failed, `jobs` at a time, results in out/.
+
+    backend: loky (joblib's worker processes on this machine; jobs = 1 runs in-process), dask (a Dask
+    distributed cluster at `scheduler`, or a LocalCluster of `jobs` workers) or ray (a Ray cluster at
+    `scheduler`, or a local one). jobs = -1 with dask or ray: as many cells at once as the cluster has workers.
+    A corrupt file in out/ is moved aside to <name>.corrupt (with a warning) and its cell rerun.
+    on_start(cells, cells to run) is called once every check has passed, before the first cell runs.
+    """
+    if jobs < 1 and not (jobs == -1 and backend in ("dask", "ray")):
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
+    check_backend(backend, scheduler)
     check_grid(configs, options)
     prepare_out(out)
-    unique = list(dict.fromkeys(configs))
-    todo = [c for c in unique if read_result(result_path(out, c)) is None]
+    cells = cell_states(configs, out)
+    todo = [cell.config for cell in cells if cell.state != "done"]
+    if on_start is not None:
+        on_start(len(cells), len(todo))
+    corrupt = []
+    for cell in cells:
+        if cell.state == "corrupt":
+            aside = move_aside(cell.path)
+            corrupt.append(str(aside))
+            warnings.warn(f"{cell.path} is not a result ({cell.detail}); moved aside to {aside.name}, "
+                          f"its cell ({describe(cell.config)}) runs again", stacklevel=2)
     if jobs > 1 and options.threads == 0:
         options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
     failed = []
-    for i, done in enumerate(_execute(todo, options, out, jobs), start=1):
+    for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler), start=1):
         if done["status"] != "ok":
             failed.append(done["path"])
         if on_done is not None:
             on_done(i, len(todo), done)
-    return GridOutcome(total=len(unique), skipped=len(unique) - len(todo), ran=len(todo), failed=failed)
+    return GridOutcome(total=len(cells), skipped=len(cells) - len(todo), ran=len(todo), failed=failed,
+                       corrupt=corrupt)
 
 
-def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int) -> Iterator[dict[str, Any]]:
-    if jobs == 1 or len(todo) <= 1:  # in-process: no worker start-up, same numbers
-        return (run_and_store(c, options, out) for c in todo)
+def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, backend: str = "loky",
+             scheduler: str | None = None) -> Iterator[dict[str, Any]]:
+    if not todo:
+        return
+    if backend == "loky" and (jobs == 1 or len(todo) <= 1):  # in-process: no worker start-up, same numbers
+        yield from (run_and_store(c, options, out) for c in todo)
+        return
     tasks: Iterable = (delayed(run_and_store)(c, options, out) for c in todo)
-    return Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")(tasks)
+    n_jobs = min(jobs, len(todo)) if jobs > 0 else jobs
+    with _backend(backend, scheduler, jobs if jobs > 0 else (os.cpu_count() or 1)):
+        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+
+
+@contextmanager
+def _backend(backend: str, scheduler: str | None, workers: int) -> Iterator[None]:
+    """joblib's parallel_config for the backend, with a Dask client or Ray connection open meanwhile."""
+    if backend == "loky":
+        with parallel_config(backend="loky"):
+            yield
+    elif backend == "dask":
+        from dask.distributed import Client, LocalCluster
+
+        cluster = None
+        try:
+            if scheduler:
+                client = Client(scheduler, timeout="10s", set_as_default=False)
+            else:  # a cluster of this machine's cores: one cell per single-threaded worker process
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+                client = Client(cluster, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            if cluster is not None:
+                cluster.close()
+            raise AlmabenchError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        try:
+            with parallel_config(backend="dask", client=client):
+                yield
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    elif backend == "ray":
+        import ray
+        from ray.util.joblib import register_ray
+
+        register_ray()
+        started = not ray.is_initialized()
+        if started:
+            try:
+                ray.init(address=scheduler or None, **({} if scheduler else {"num_cpus": workers}))
+            except ConnectionError as exc:
+                raise AlmabenchError(f"cannot reach the Ray cluster at {scheduler}: {exc}") from None
+        try:
+            with parallel_config(backend="ray"):
+                yield
+        finally:
+            if started:
+                ray.shutdown()
+    else:
+        raise AlmabenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Planning: what a grid still costs (almabench run --dry-run) and what a results folder holds (status).
+
+
+def image_passes(config: RunConfig, n_train: int) -> int:
+    """Training images one cell processes: epochs × Σ_t |train_t| (the replay set of each step)."""
+    stream = make_stream(n_train, config.megabatches, 0, config.val_fraction)
+    policy = REPLAY_POLICIES.get(config.replay)
+    per_step = sum(sum(len(stream[i].train) for i in policy(t)) for t in range(1, config.megabatches + 1))
+    return config.epochs * per_step
+
+
+def _rate_key(arch: str, channels: int, image_size: Any, device: str) -> tuple:
+    return arch, int(channels), tuple(int(x) for x in image_size), device.split(":")[0]
+
+
+def measured_rates(out: Path) -> dict[tuple, tuple[float, int]]:
+    """End-to-end training images per second (pruning and evaluation included) of the finished results in
+    out/, by (arch, channels, image size, device type): {key: (images/s, number of results)}."""
+    totals: dict[tuple, list[float]] = {}
+    for path in sorted(out.glob("*.json")) if out.is_dir() else []:
+        state, _ = result_state(path)
+        if state != "done":
+            continue
+        try:
+            result = json.loads(path.read_text())
+            data, env = result["data"], result["environment"]
+            key = _rate_key(result["config"]["arch"], data["channels"], data["image_size"], env["device"])
+            images = result["config"]["epochs"] * sum(s["train_size"] for s in result["steps"])
+            seconds = float(result["seconds"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if seconds > 0 and images > 0:
+            entry = totals.setdefault(key, [0.0, 0.0, 0])
+            entry[0] += images
+            entry[1] += seconds
+            entry[2] += 1
+    return {k: (v[0] / v[1], int(v[2])) for k, v in totals.items()}
+
+
+@dataclass
+class Plan:
+    cells: list[CellState]
+    passes: dict[RunConfig, int | None]  # training image-passes of each cell, None where the data is unknown
+    seconds: dict[RunConfig, float | None]  # estimated seconds of each cell still to run
+    rates: dict[tuple, tuple[float, int]]  # rate key -> (images/s, results measured)
+    keys: dict[RunConfig, tuple]
+    notes: list[str]
+
+    @property
+    def todo(self) -> list[CellState]:
+        return [c for c in self.cells if c.state != "done"]
+
+    def counts(self) -> dict[str, int]:
+        return {state: sum(c.state == state for c in self.cells) for state in ("done", "failed", "corrupt", "missing")}
+
+
+def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
+    """What running the grid into out/ would do, without running or writing anything."""
+    from almabench.run import resolve_device
+
+    if not configs:
+        raise AlmabenchError("the grid is empty")
+    for config in configs:
+        check_config(config)
+    device = resolve_device(options.device).type
+    cells = cell_states(configs, out)
+    rates = measured_rates(out)
+    notes, shapes = [], {}
+    for name in dict.fromkeys(c.config.dataset for c in cells):
+        try:
+            data = load_dataset(name, options.data_root, options.download)
+            shapes[name] = (data.n_train, data.channels, data.image_size)
+        except AlmabenchError as exc:
+            notes.append(f"{exc} (its cells' cost is unknown; the run would stop here)")
+    passes: dict[RunConfig, int | None] = {}
+    seconds: dict[RunConfig, float | None] = {}
+    keys: dict[RunConfig, tuple] = {}
+    for cell in cells:
+        c = cell.config
+        if c.dataset not in shapes:
+            passes[c] = seconds[c] = None
+            continue
+        n_train, channels, size = shapes[c.dataset]
+        try:
+            check_stream(n_train, c.megabatches, c.val_fraction)
+        except AlmabenchError as exc:
+            raise AlmabenchError(f"{c.dataset}: {exc}") from None
+        passes[c] = image_passes(c, n_train)
+        keys[c] = _rate_key(c.arch, channels, size, device)
+        rate = rates.get(keys[c])
+        seconds[c] = passes[c] / rate[0] if rate else None
+    return Plan(cells, passes, seconds, rates, keys, notes)
+
+
+def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None]]:
+    """Every <hash>.json in out/: (path, state, detail, config or None)."""
+    rows = []
+    for path in sorted(out.glob("*.json")):
+        state, detail = result_state(path)
+        config = None
+        if state in ("done", "failed"):
+            try:
+                config = json.loads(path.read_text()).get("config")
+            except (OSError, ValueError):
+                config = None
+        rows.append((path, state, detail, config if isinstance(config, dict) else None))
+    return rows
