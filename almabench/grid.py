@@ -317,7 +317,9 @@ def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, b
     tasks: Iterable = (delayed(run_and_store)(c, options, out) for c in todo)
     n_jobs = min(jobs, len(todo)) if jobs > 0 else jobs
     with _backend(backend, scheduler, jobs if jobs > 0 else (os.cpu_count() or 1)):
-        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+        # Ray's joblib backend returns no generators: its cells are reported together at the end.
+        return_as = "list" if backend == "ray" else "generator_unordered"
+        yield from Parallel(n_jobs=n_jobs, return_as=return_as)(tasks)
 
 
 @contextmanager
