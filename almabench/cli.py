@@ -214,7 +214,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     groups: dict[tuple, dict[str, int]] = {}
     for _, state, _, config in rows:
         key = (config.get("method", "?"), config.get("dataset", "?"), config.get("arch", "?"),
-               config.get("megabatches", "?")) if config else ("?", "?", "?", "?")
+               config.get("megabatches", "?")) if config else ("(unreadable)", "", "", "")
         groups.setdefault(key, {"done": 0, "failed": 0, "corrupt": 0})[state] += 1
     totals = {s: sum(g[s] for g in groups.values()) for s in ("done", "failed", "corrupt")}
     click.echo(f"{results}/: {len(rows)} result file(s): {totals['done']} done, {totals['failed']} failed, "
@@ -237,13 +237,11 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         shown += 1
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
-        for cell in cells:
-            if cell.state in ("failed", "corrupt"):
-                click.echo(f"    {cell.state} {cell.path.name}: {cell.detail}")
-    failed = [(p, d) for p, s, d, _ in rows if s in ("failed", "corrupt")]
-    if failed and not shown:
-        for path, detail in failed:
-            click.echo(f"  {path.name}: {detail}")
+    problems = [(path, state, detail) for path, state, detail, _ in rows if state in ("failed", "corrupt")]
+    if problems:
+        click.echo("failed and corrupt files (a rerun of their grid runs them again; corrupt ones are moved aside):")
+        for path, state, detail in problems:
+            click.echo(f"  {state:7} {path.name}: {detail}")
 
 
 @main.command(name="list")
