@@ -63,21 +63,30 @@ def layer_flops(model: nn.Module, channels: int, size: tuple[int, int], device: 
     return flops
 
 
+def git_state(folder: Path) -> tuple[str | None, bool | None]:
+    """The commit the code was run from and whether it had uncommitted changes (None, None outside git)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return None, None
+        return head.stdout.strip(), bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions, git commit and device: where a number came from."""
     import numpy
     import torchvision
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(almabench.__file__).parent, capture_output=True, text=True,
-            timeout=5,
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit, dirty = git_state(Path(almabench.__file__).parent)
     return {
         "almabench": almabench.__version__,
         "git_commit": commit,
+        "git_dirty": dirty,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

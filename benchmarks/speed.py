@@ -165,7 +165,8 @@ def bench_one(arch: str, batch_size: int, device: torch.device, data: DeviceData
            "almabench_img_s": round(ours_img_s, 1), "reference_img_s": round(ref_img_s, 1),
            "ratio": round(ours_img_s / ref_img_s, 2), "tflops": round(tflops, 4),
            "train_gflop_per_image": round(flops / 1e9, 4), "rounds": args.rounds, "steps_per_round": args.steps,
-           "reference_workers": args.reference_workers, "compile": args.compile}
+           "reference_workers": args.reference_workers, "compile": args.compile,
+           "precision": "bf16" if data.autocast_dtype else "fp32"}
     peak = peak_tflops(device)
     if peak:
         row["fraction_of_bf16_peak"] = round(tflops / peak, 4)
@@ -250,6 +251,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--reference-workers", type=int, default=2, help="DataLoader workers (released default: 2)")
     parser.add_argument("--compile", action="store_true", help="torch.compile almabench's model")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="almabench's precision (auto: bf16 on CUDA, fp32 on CPU); the reference is fp32")
     parser.add_argument("--data-root", default="", help="a CIFAR-10 folder; default: synthetic CIFAR-shaped data")
     parser.add_argument("--json", default="", help="write the rows to this file")
     args = parser.parse_args()
@@ -268,7 +271,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = read_cifar(_cifar_layouts()["cifar10"], root)
-        data = DeviceData.from_dataset(dataset, device)
+        data = DeviceData.from_dataset(dataset, device, args.precision)
         rows = []
         for arch in args.models.split(","):
             sizes = [largest_batch(arch, device) if b == "max" else int(b) for b in args.batch_sizes.split(",")]
