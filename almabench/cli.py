@@ -204,7 +204,10 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
                    "with at least one cell in RESULTS.")
 def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
+    import datetime as dt
+
     from almabench.grid import cell_states, folder_states, load_spec, shipped_specs
+    from almabench.store import CHECKPOINT_DIR, checkpoint_progress
 
     if not results.exists():
         raise AlmabenchError(f"results folder {results} does not exist")
@@ -237,6 +240,14 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         shown += 1
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
+    checkpoints = sorted((results / CHECKPOINT_DIR).glob("*.pt"))
+    if checkpoints:
+        click.echo(f"{len(checkpoints)} cell(s) checkpointed mid-stream (a rerun goes on from there):")
+        for path in checkpoints:
+            progress = checkpoint_progress(path)
+            saved = dt.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            where = f"{progress[0]} of {progress[1]} megabatches done" if progress else "unreadable"
+            click.echo(f"  {path.stem}.json: {where}, saved {saved}")
     problems = [(path, state, detail) for path, state, detail, _ in rows if state in ("failed", "corrupt")]
     if problems:
         click.echo("failed and corrupt files (a rerun of their grid runs them again; corrupt ones are moved aside):")

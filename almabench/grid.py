@@ -184,6 +184,7 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str
     resumed: list[int] = []
     try:
         result = run_cell(config, options, checkpoint=checkpoint, on_resume=resumed.append)
+        write_json_atomic(path, result)  # inside: a value JSON cannot hold (NaN) fails this cell only
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
         result = {
             "status": "failed",
@@ -192,7 +193,7 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(),
         }
-    write_json_atomic(path, result)
+        write_json_atomic(path, result)
     if result["status"] == "ok":
         checkpoint.unlink(missing_ok=True)
     return {"config": config, "path": str(path), "status": result["status"], "result": result,

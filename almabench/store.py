@@ -139,3 +139,14 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any] | N
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not an almabench checkpoint of this version")
     return state
+
+
+def checkpoint_progress(path: Path) -> tuple[int, int] | None:
+    """(megabatches done, T) of a checkpoint, read lazily (mmap: the weights stay on disk); None if unusable."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["step"]), int(json.loads(state["key"])["config"]["megabatches"])
+    except Exception:  # noqa: BLE001 - a status line, never a failure
+        return None

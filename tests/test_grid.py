@@ -153,6 +153,8 @@ def test_cell_killed_mid_stream_resumes_from_its_checkpoint_to_the_same_result(t
     state = load_checkpoint(checkpoint)  # torch.load(..., weights_only=True): no pickle
     assert 1 <= state["step"] < first.megabatches
     assert len(json.loads(state["steps"])) == state["step"]
+    status = CliRunner().invoke(main, ["status", str(out)])
+    assert f"{first.hash()}.json: {state['step']} of 3 megabatches done" in status.output
     resumed = {}
     run_grid(load_spec(str(tiny_spec)).configs(), ONE_THREAD, out,
              on_done=lambda i, n, done: resumed.update({done["config"]: done["resumed_after"]}))
