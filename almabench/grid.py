@@ -437,6 +437,8 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
         raise AlmabenchError("the grid is empty")
     for config in configs:
         check_config(config)
+    if out.exists() and not out.is_dir():
+        raise AlmabenchError(f"--out {out} exists and is not a folder")
     device = resolve_device(options.device).type
     cells = cell_states(configs, out)
     rates = measured_rates(out)

@@ -299,8 +299,9 @@ def _unwritable_folder(tmp_path: Path) -> Path | None:
 def test_a_results_folder_that_is_a_file_or_cannot_be_written_is_one_line(tmp_path):
     a_file = tmp_path / "results"
     a_file.write_text("my notes")
-    result = CliRunner().invoke(main, ["run", "--out", str(a_file)])
-    assert result.exit_code == 1 and result.output.strip() == f"Error: --out {a_file} exists and is not a folder"
+    for dry in ([], ["--dry-run"]):
+        result = CliRunner().invoke(main, ["run", "--out", str(a_file), *dry])
+        assert result.exit_code == 1 and result.output.strip() == f"Error: --out {a_file} exists and is not a folder"
     assert a_file.read_text() == "my notes"
     result = CliRunner().invoke(main, ["run", "--out", str(a_file / "sub")])
     assert result.exit_code == 1 and result.output.startswith(f"Error: cannot create results folder {a_file}/sub")
