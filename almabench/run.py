@@ -135,7 +135,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         with _INIT_LOCK:  # the global RNG: cells running in threads of one process (a Dask worker) must not race
             torch.manual_seed(config.seed * 1_000_003 + seed_offset)
             m = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
-        return m.to(memory_format=torch.channels_last) if device.type == "cuda" else m
+        return m.to(memory_format=torch.channels_last) if data.channels_last else m
 
     model = fresh_model(0)
     masks = Masks(prunable_parameters(model, config.prune_linear))
@@ -183,6 +183,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         "flops_dense": sum(flops.values()),
         "data": dataset.describe(),
         "environment": {**environment(device), "precision": "bf16" if data.autocast_dtype else "fp32",
+                        "channels_last": data.channels_last,
                         "compile": options.compile},
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -38,16 +38,21 @@ class DeviceData:
     autocast_dtype: torch.dtype | None = None  # None: plain fp32
 
     @classmethod
-    def from_dataset(cls, data: Dataset, device: torch.device, precision: str = "auto") -> DeviceData:
-        """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPUs with AVX512-BF16)."""
+    def from_dataset(cls, data: Dataset, device: torch.device, precision: str = "auto",
+                     channels_last: bool | None = None) -> DeviceData:
+        """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPUs with AVX512-BF16).
+        channels_last: None picks it wherever it is faster: on CUDA, and on CPU for images of 16 px and more
+        (oneDNN's NHWC convolutions; 1.4-1.7x on 2 cores for 32 px, slower for 8 px)."""
         if precision not in PRECISIONS:
             raise AlmabenchError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
         bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+        if channels_last is None:
+            channels_last = device.type == "cuda" or min(data.image_size) >= 16
         scale = torch.tensor(data.mean, device=device).view(1, -1, 1, 1) * 255.0
         std = torch.tensor(data.std, device=device).view(1, -1, 1, 1) * 255.0
         return cls(
             data.x_train.to(device), data.y_train.to(device), data.x_test.to(device), data.y_test.to(device),
-            scale, std, channels_last=device.type == "cuda", autocast_dtype=torch.bfloat16 if bf16 else None,
+            scale, std, channels_last=channels_last, autocast_dtype=torch.bfloat16 if bf16 else None,
         )
 
     def autocast(self) -> torch.autocast:
@@ -56,7 +61,7 @@ class DeviceData:
                               enabled=self.autocast_dtype is not None)
 
     def normalise(self, x: Tensor) -> Tensor:
-        """uint8 images -> float32 (x − mean) / std, in channels_last memory on CUDA."""
+        """uint8 images -> float32 (x − mean) / std, in channels_last memory if chosen."""
         out = (x.float() - self.mean) / self.std
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 

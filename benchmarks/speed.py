@@ -4,7 +4,7 @@ Both train the same model (same init, same masks at 80 % density) on the same CI
 number of SGD steps, in one process, alternating A/B rounds so that machine noise hits both alike:
 
   (a) almabench: uint8 data on the device, index gather, crop/flip/normalise vectorised on the device, masks
-      re-applied with one foreach multiply; channels_last + bf16 autocast on CUDA;
+      re-applied with one foreach multiply; channels_last (CUDA, and CPU for 32 px); bf16 autocast on CUDA;
   (b) reference: torchvision's CIFAR10 dataset, PIL transforms (RandomCrop(32, 4), RandomHorizontalFlip,
       ToTensor, Normalize), a DataLoader with workers, fp32, masks as torch.nn.utils.prune forward hooks.
 
@@ -121,7 +121,7 @@ def bench_one(arch: str, batch_size: int, device: torch.device, data: DeviceData
 
     ours = build_model(arch, 10, 3, 32).to(device)
     ours.load_state_dict(base.state_dict())
-    if device.type == "cuda":
+    if data.channels_last:
         ours = ours.to(memory_format=torch.channels_last)
     masks = Masks(prunable_parameters(ours))
     masks.set(initial_masks)
@@ -180,7 +180,7 @@ def prune_cost(arch: str, device: torch.device, data: DeviceData, img_s: float, 
     paper's CIFAR settings: |π_t| = 1,250, 50 epochs over the replay set (5,625·t training images at step t)."""
     torch.manual_seed(0)
     model = build_model(arch, 10, 3, 32).to(device)
-    if device.type == "cuda":
+    if data.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = prunable_parameters(model)
     idx = torch.arange(min(1250, data.x_train.shape[0]), device=device)
