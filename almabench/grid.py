@@ -62,11 +62,22 @@ class GridSpec:
         return GridSpec({**new_axes, **axes}, {**new_fixed, **fixed}, self.source)
 
     def configs(self) -> list[RunConfig]:
+        """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
+        keys, so crossing it with several pruners or τ runs it once, not once per pruner."""
         names = list(self.axes)
         cells = []
         for values in itertools.product(*(self.axes[n] for n in names)):
-            cells.append(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))}))
-        return cells
+            cells.append(without_unused_pruning_keys(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))})))
+        return list(dict.fromkeys(cells))
+
+
+PRUNING_KEYS = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
+
+
+def without_unused_pruning_keys(config: RunConfig) -> RunConfig:
+    if config.method in METHODS and not METHODS.get(config.method).prunes:
+        return config.replace(**{k: FIELDS[k].default for k in PRUNING_KEYS})
+    return config
 
 
 def canonical_key(key: str, where: str) -> str:

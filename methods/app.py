@@ -14,6 +14,7 @@ from .base import Method, StepContext, register
 class APP(Method):
     name = "app"
     summary = "prune the trained net to 0.8^delta_t before each megabatch (paper version)"
+    prunes = True
 
     def target_density(self, step: int, config: RunConfig) -> float:
         return app_density(step, config.megabatches, config.tau)

@@ -20,6 +20,7 @@ from .base import Method, StepContext, register
 class APPReleased(Method):
     name = "app-released"
     summary = "APP as the released code runs it (fresh-init scores, compounding masks, pi from M_1)"
+    prunes = True
 
     def target_density(self, step: int, config: RunConfig) -> float:
         return app_density(step, config.megabatches, config.tau)

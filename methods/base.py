@@ -73,6 +73,7 @@ class Method:
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
+    prunes: ClassVar[bool] = False  # False: the pruning keys of its config change nothing (see grid.configs)
 
     def before_step(self, ctx: StepContext) -> None:
         """Runs before the training of step ctx.step; may prune through ctx.prune."""

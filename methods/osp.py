@@ -9,6 +9,7 @@ from .base import Method, StepContext, register
 class AnytimeOSP(Method):
     name = "osp"
     summary = "prune once at step 1 to 0.8^tau, scored on the init with a sample of M_1"
+    prunes = True
 
     def target_density(self, step: int, config: RunConfig) -> float:
         return 0.8**config.tau

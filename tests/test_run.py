@@ -164,3 +164,13 @@ def test_list_names_every_registered_entry():
     assert result.exit_code == 0
     for name in [*METHODS, *ARCHS, "digits", "cifar10", "snip", "magnitude", "random", "quick"]:
         assert name in result.output
+
+
+def test_dense_is_one_cell_however_many_pruners_the_grid_crosses_it_with():
+    from almabench.grid import GridSpec
+
+    grid = GridSpec({"method": ("dense", "app"), "pruner": ("snip", "magnitude"), "tau": (3.0, 4.5)}, {})
+    cells = grid.configs()
+    assert sorted(c.method for c in cells) == ["app"] * 4 + ["dense"]
+    dense = next(c for c in cells if c.method == "dense")
+    assert (dense.pruner, dense.tau) == ("snip", 4.5)
