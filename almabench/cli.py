@@ -79,7 +79,8 @@ def _list_option(*names: str, help: str) -> Any:
               help="auto: bf16 autocast on CUDA, fp32 on CPU. bf16 on a CPU needs AVX512-BF16 to be fast.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the training steps.")
 @click.option("--jobs", type=int, default=None,
-              help="Cells run at once (default: 1 with loky; with dask or ray, every worker of the cluster).")
+              help="Cells run at once (default with loky: 1 on CPU, as many as fit on a GPU; with dask or ray, every "
+                   "worker of the cluster).")
 @click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True,
               help="Where cells run: loky (processes on this machine), dask or ray (a cluster; optional extras).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -93,6 +94,7 @@ def _list_option(*names: str, help: str) -> Any:
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
         device, precision, compile_, jobs, backend, scheduler, dry_run, out, data_root, download) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
+    from almabench.gpu import default_jobs
     from almabench.grid import canonical_key, check_backend, describe, load_spec, run_grid
 
     axes = {
@@ -114,7 +116,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
     options = RunOptions(device=device, data_root=data_root, download=download, precision=precision,
                          compile=compile_)
     if jobs is None:
-        jobs = 1 if backend == "loky" else -1
+        jobs = default_jobs(configs, options) if backend == "loky" else -1
     elif jobs < 1:
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
     check_backend(backend, scheduler)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from almabench.config import RunConfig
-from almabench.data import Dataset
+from almabench.config import RunConfig, RunOptions
+from almabench.data import Dataset, load_dataset
 from almabench.models import build_model
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each worker process's CUDA context costs beyond its tensors
@@ -53,3 +53,15 @@ def gpu_jobs(configs: list[RunConfig], datasets: dict[str, Dataset], device: tor
     per_cell = max(cell_memory_bytes(c, datasets[c.dataset], device)
                    for c in {(c.arch, c.dataset, c.batch_size): c for c in configs}.values())
     return cells_that_fit(free, per_cell)
+
+
+def default_jobs(configs: list[RunConfig], options: RunOptions) -> int:
+    """Cells at once when --jobs is not given: 1 on a CPU (torch already uses every core), and on a GPU as many
+    as fit in its free memory (measured with the grid's most demanding architecture and batch size)."""
+    from almabench.run import resolve_device
+
+    device = resolve_device(options.device)
+    if device.type != "cuda" or len(configs) <= 1:
+        return 1
+    datasets = {name: load_dataset(name, options.data_root, options.download) for name in {c.dataset for c in configs}}
+    return min(len(configs), gpu_jobs(configs, datasets, device))
