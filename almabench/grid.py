@@ -183,6 +183,15 @@ def describe(config: RunConfig) -> str:
     return f"{config.method} {config.dataset} {config.arch} T={config.megabatches} seed={config.seed}"
 
 
+def _show_step(config: RunConfig) -> Callable[[dict[str, Any]], None]:
+    """One line per finished megabatch: a long cell (hours at the paper's settings) shows its progress."""
+    def show(step: dict[str, Any]) -> None:
+        print(f"  {describe(config)} step {step['step']}/{config.megabatches}: accuracy "
+              f"{step['test_accuracy']:.2f} %, density {step['density']:.3f} ({step['seconds']:.1f} s)", flush=True)
+
+    return show
+
+
 def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str, Any]:
     """Run one cell in a worker and write its result; a failure writes a failure record instead.
 
@@ -194,7 +203,8 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str
     checkpoint = checkpoint_path(out, config)
     resumed: list[int] = []
     try:
-        result = run_cell(config, options, checkpoint=checkpoint, on_resume=resumed.append)
+        result = run_cell(config, options, progress=_show_step(config), checkpoint=checkpoint,
+                          on_resume=resumed.append)
         write_json_atomic(path, result)  # inside: a value JSON cannot hold (NaN) fails this cell only
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
         result = {
