@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from almabench.config import RunConfig
 
@@ -21,20 +22,26 @@ def result_path(out: str | Path, config: RunConfig) -> Path:
     return Path(out) / f"{config.hash()}.json"
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers (and a resume after a kill) see
+    the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """A result as JSON, atomically; NaN or infinity is refused (ValueError), JSON cannot hold them."""
+    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
@@ -113,17 +120,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """torch.save to a temp file in the same folder, fsync, rename: a kill leaves the old checkpoint or the new."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **payload}, f))
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any] | None:
