@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import platform
 import subprocess
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,14 @@ import torch
 import torch.nn as nn
 
 import almabench
+from almabench.checkpoint import CellCheckpoint
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS, StepContext
 from almabench.models import build_model
 from almabench.sparsity import Masks, prunable_parameters
-from almabench.store import SCHEMA_VERSION, load_checkpoint, save_checkpoint
+from almabench.store import SCHEMA_VERSION
 from almabench.stream import make_stream, step_data
 from almabench.train import DeviceData, accuracy, count_correct, train_step
 
@@ -146,7 +145,8 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     method_generator = torch.Generator().manual_seed(config.seed + 1)
 
     steps: list[dict[str, Any]] = []
-    saver = CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint) if checkpoint else None
+    saver = (CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint, environment(device))
+             if checkpoint else None)
     earlier_seconds = 0.0  # spent before a resume
     if saver is not None and (state := saver.load()) is not None:
         steps, started, earlier_seconds = saver.restore(state, model, masks, train_generator, method_generator)
@@ -236,70 +236,3 @@ def evaluate_step(t, config, method, model, masks, data, indices, flops, params_
 
 
 _INIT_LOCK = threading.Lock()
-
-
-class CellCheckpoint:
-    """Everything a cell carries from one megabatch to the next, saved after each, restored on resume.
-
-    The state is the model (weights and batch-norm buffers), the masks, the two generators (training batches
-    and augmentation on the run's device; sampling of π_t on the CPU), the global RNG states and the step
-    records so far. The methods keep no state of their own between steps, the optimiser is new at every step,
-    and a fresh model re-seeds the global RNG, so this is all that step t+1 depends on.
-    """
-
-    def __init__(self, path: Path, config: RunConfig, options: RunOptions, device: torch.device,
-                 fingerprint: str) -> None:
-        self.path = Path(path)
-        self.device = device
-        env = environment(device)
-        # A checkpoint is only resumed by the same cell, code, device, settings and data.
-        self.key = json.dumps({
-            "config_hash": config.hash(), "config": config.to_dict(), "data_fingerprint": fingerprint,
-            **{k: env[k] for k in ("almabench", "git_commit", "torch", "device")},
-            "options": {k: v for k, v in vars(options).items() if k not in ("data_root", "download", "threads")},
-        }, sort_keys=True)
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            state = load_checkpoint(self.path)
-        except ValueError as exc:
-            warnings.warn(f"checkpoint {self.path} is {exc}; the cell starts from its first step", stacklevel=2)
-            return None
-        if state is None:
-            return None
-        if state.get("key") != self.key:
-            warnings.warn(f"checkpoint {self.path} was written by other code, settings or data; the cell starts "
-                          f"from its first step", stacklevel=2)
-            return None
-        return state
-
-    def restore(self, state: dict[str, Any], model: nn.Module, masks: Masks, train_generator: torch.Generator,
-                method_generator: torch.Generator) -> tuple[list[dict[str, Any]], dt.datetime, float]:
-        model.load_state_dict(state["model"])
-        masks.set(state["masks"])
-        train_generator.set_state(state["train_generator"])
-        method_generator.set_state(state["method_generator"])
-        torch.set_rng_state(state["global_rng"])
-        if self.device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        started = dt.datetime.fromisoformat(state["started_at"])
-        return json.loads(state["steps"]), started, float(state["seconds"])
-
-    def save(self, model: nn.Module, masks: Masks, train_generator: torch.Generator,
-             method_generator: torch.Generator, steps: list[dict[str, Any]], started: dt.datetime,
-             seconds: float) -> None:
-        state = {
-            "key": self.key,
-            "step": len(steps),
-            "model": model.state_dict(),
-            "masks": dict(masks.masks),
-            "train_generator": train_generator.get_state(),
-            "method_generator": method_generator.get_state(),
-            "global_rng": torch.get_rng_state(),
-            "steps": json.dumps(steps),  # JSON types only: a string keeps weights_only loading possible
-            "started_at": started.isoformat(),
-            "seconds": seconds,
-        }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        save_checkpoint(self.path, state)
