@@ -331,12 +331,15 @@ def load_image_folder(path: Path) -> Dataset:
     if unknown:
         raise AlmabenchError(f"{path}: test classes {', '.join(unknown)} have no training images")
 
-    warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)  # torchvision 0.29 notice
-    first = decode_image(train.samples[0][0])
-    mode = ImageReadMode.GRAY if first.shape[0] == 1 else ImageReadMode.RGB
+    def decode(file: str, mode: ImageReadMode = ImageReadMode.UNCHANGED) -> Tensor:
+        with warnings.catch_warnings():  # torchvision 0.29 announces a move of its decoders to TorchCodec
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+            return decode_image(file, mode=mode)
+
+    mode = ImageReadMode.GRAY if decode(train.samples[0][0]).shape[0] == 1 else ImageReadMode.RGB
 
     def read(samples: list[tuple[str, int]], class_names: list[str]) -> tuple[Tensor, Tensor]:
-        images = [decode_image(file, mode=mode) for file, _ in samples]
+        images = [decode(file, mode) for file, _ in samples]
         shapes = {tuple(im.shape) for im in images}
         if len(shapes) > 1:
             raise AlmabenchError(f"{path}: images have different sizes {sorted(shapes)[:3]}; resize them first")

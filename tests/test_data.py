@@ -70,6 +70,7 @@ def test_bad_npz_is_named_with_what_is_wrong(tmp_path, arrays, message):
         load_npz(tmp_path / "bad.npz")
 
 
+@pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")  # write_png, to make the tree
 def test_image_folder_tree_loads_into_uint8_tensors(tmp_path):
     from torchvision.io import write_png
 
