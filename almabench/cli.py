@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from almabench.config import REPLAYS, RunOptions
+from almabench.config import RunOptions
 from almabench.errors import AlmabenchError
 
 
@@ -265,6 +265,7 @@ def list_() -> None:
     from almabench.methods import METHODS
     from almabench.models import ARCHS
     from almabench.sparsity import PRUNERS
+    from almabench.stream import REPLAYS
 
     click.echo("methods:")
     for name in METHODS:

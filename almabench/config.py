@@ -15,7 +15,6 @@ from typing import Any
 from almabench.errors import AlmabenchError
 
 SCOPES = ("global", "layer")
-REPLAYS = ("full", "none", "previous")
 
 
 def _to_int(value: Any) -> int:

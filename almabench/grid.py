@@ -27,7 +27,7 @@ from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
 
-from almabench.config import REPLAYS, SCOPES, RunConfig, RunOptions
+from almabench.config import SCOPES, RunConfig, RunOptions
 from almabench.data import is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
@@ -35,7 +35,7 @@ from almabench.models import ARCHS
 from almabench.run import run_cell
 from almabench.sparsity import PRUNERS
 from almabench.store import checkpoint_path, move_aside, result_path, result_state, write_json_atomic
-from almabench.stream import REPLAYS as REPLAY_POLICIES
+from almabench.stream import REPLAYS
 from almabench.stream import check_stream, make_stream
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
@@ -143,8 +143,7 @@ def check_config(config: RunConfig) -> None:
     """Everything about one cell that can be checked without running it (data sizes included)."""
     for registry, name in ((METHODS, config.method), (ARCHS, config.arch), (PRUNERS, config.pruner)):
         registry.get(name)
-    if config.replay not in REPLAYS:
-        raise AlmabenchError(f"unknown replay policy {config.replay!r}; choose from: {', '.join(REPLAYS)}")
+    REPLAYS.get(config.replay)
     if config.scope not in SCOPES:
         raise AlmabenchError(f"unknown pruning scope {config.scope!r}; choose from: {', '.join(SCOPES)}")
     if not is_known_dataset(config.dataset):
@@ -400,7 +399,7 @@ def _backend(backend: str, scheduler: str | None, workers: int) -> Iterator[None
 def image_passes(config: RunConfig, n_train: int) -> int:
     """Training images one cell processes: epochs × Σ_t |train_t| (the replay set of each step)."""
     stream = make_stream(n_train, config.megabatches, 0, config.val_fraction)
-    policy = REPLAY_POLICIES.get(config.replay)
+    policy = REPLAYS.get(config.replay)
     per_step = sum(sum(len(stream[i].train) for i in policy(t)) for t in range(1, config.megabatches + 1))
     return config.epochs * per_step
 

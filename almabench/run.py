@@ -145,8 +145,8 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     method_generator = torch.Generator().manual_seed(config.seed + 1)
 
     steps: list[dict[str, Any]] = []
-    saver = (CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint, environment(device))
-             if checkpoint else None)
+    env = environment(device)  # git is asked once per cell
+    saver = CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint, env) if checkpoint else None
     earlier_seconds = 0.0  # spent before a resume
     if saver is not None and (state := saver.load()) is not None:
         steps, started, earlier_seconds = saver.restore(state, model, masks, train_generator, method_generator)
@@ -182,7 +182,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         "prunable_total": masks.total,
         "flops_dense": sum(flops.values()),
         "data": dataset.describe(),
-        "environment": {**environment(device), "precision": "bf16" if data.autocast_dtype else "fp32",
+        "environment": {**env, "precision": "bf16" if data.autocast_dtype else "fp32",
                         "channels_last": data.channels_last,
                         "compile": options.compile},
         "started_at": started.isoformat(timespec="seconds"),

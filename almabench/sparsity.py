@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from almabench.config import SCOPES
 from almabench.errors import AlmabenchError
 from almabench.registry import Registry
 
@@ -91,7 +92,7 @@ def top_k_masks(
     elif scope == "layer":
         groups = [[n] for n in names]
     else:
-        raise AlmabenchError(f"unknown pruning scope {scope!r}; choose from: global, layer")
+        raise AlmabenchError(f"unknown pruning scope {scope!r}; choose from: {', '.join(SCOPES)}")
 
     masks = {}
     for group in groups:

@@ -44,15 +44,6 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    """The result stored at path, or None if it is missing, unreadable or not a finished result."""
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) and result.get("status") == "ok" else None
-
-
 STATES = ("done", "failed", "corrupt", "missing")
 
 

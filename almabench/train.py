@@ -85,12 +85,12 @@ def augment(x: Tensor, padding: int, flip: bool, generator: torch.Generator) -> 
 def count_correct(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_size: int = 1024) -> int:
     """Number of correctly classified images, in eval mode, in large batches."""
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=y.device)  # summed on the device: one sync at the end
     for start in range(0, len(y), batch_size):
         with data.autocast():
             logits = model(data.normalise(x[start : start + batch_size]))
-        correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
-    return correct
+        correct += (logits.argmax(1) == y[start : start + batch_size]).sum()
+    return int(correct)
 
 
 def accuracy(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
