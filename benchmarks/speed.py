@@ -36,11 +36,13 @@ from almabench.models import build_model
 from almabench.sparsity import PRUNERS, Masks, prunable_parameters, top_k_masks
 from almabench.train import DeviceData, train_batches
 
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0}
+# Dense bf16 tensor-core peaks (no sparsity), most specific name first: an H100 PCIe is not an H100 SXM.
+PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0),
+                    ("A100", 312.0), ("L40S", 362.0), ("A10G", 70.0))
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
-def write_synthetic_cifar(root: Path, n: int = 10_000, seed: int = 0) -> None:
+def write_synthetic_cifar(root: Path, n: int = 50_000, seed: int = 0) -> None:
     """CIFAR-10's on-disk layout with random pixels: the speed of a step does not depend on the content."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
@@ -137,10 +139,14 @@ def bench_one(arch: str, batch_size: int, device: torch.device, data: DeviceData
     ref_iter = iter(endless(reference_loader(root, batch_size, args.reference_workers, device)))
 
     n = data.x_train.shape[0]
+    if batch_size > n:
+        raise SystemExit(f"batch {batch_size} is larger than the {n} training images")
 
     def ours_steps(steps: int) -> None:
-        order = torch.randperm(n, generator=generator, device=device)[: steps * batch_size]
-        train_batches(ours_step, masks, data, list(order.split(batch_size)), ours_opt, 4, True, generator)
+        """Exactly `steps` full batches, epoch after epoch as the reference's DataLoader (drop_last) draws them."""
+        epochs = [torch.randperm(n, generator=generator, device=device) for _ in range(-(-steps // (n // batch_size)))]
+        batches = [b for epoch in epochs for b in epoch.split(batch_size) if len(b) == batch_size][:steps]
+        train_batches(ours_step, masks, data, batches, ours_opt, 4, True, generator)
 
     def timed(fn, steps: int) -> float:
         sync(device)
@@ -201,15 +207,17 @@ def prune_cost(arch: str, device: torch.device, data: DeviceData, img_s: float, 
 
 
 def largest_batch(arch: str, device: torch.device, limit: int = 16384) -> int:
-    """The largest power-of-two batch (from 128) whose bf16 training step fits on the GPU."""
+    """The largest power-of-two batch (from 128) at which both sides can train: probed with the reference's
+    fp32 step (fp32 activations are twice bf16's), with the other side's model and momentum also resident."""
     best = 64
     batch = 128
+    resident = build_model(arch, 10, 3, 32).to(device)  # stands in for the other side's weights and state
+    resident_state = [torch.zeros_like(p) for p in resident.parameters() for _ in range(2)]
     while batch <= limit:
         try:
-            model = build_model(arch, 10, 3, 32).to(device, memory_format=torch.channels_last)
-            x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = F.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long, device=device))
+            model = build_model(arch, 10, 3, 32).to(device)
+            x = torch.randn(batch, 3, 32, 32, device=device)
+            loss = F.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long, device=device))
             loss.backward()
             torch.cuda.synchronize(device)
             best = batch
@@ -219,6 +227,8 @@ def largest_batch(arch: str, device: torch.device, limit: int = 16384) -> int:
         finally:
             model = x = loss = None
             torch.cuda.empty_cache()
+    del resident, resident_state
+    torch.cuda.empty_cache()
     return best
 
 
@@ -238,7 +248,7 @@ def peak_tflops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+    return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
 
 
 def main() -> None:
