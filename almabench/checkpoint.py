@@ -33,10 +33,11 @@ class CellCheckpoint:
                  fingerprint: str, env: dict[str, Any]) -> None:
         self.path = Path(path)
         self.device = device
-        # A checkpoint is only resumed by the same cell, code, device, settings and data.
+        # A checkpoint is only resumed by the same cell, code (its fingerprint, not the git commit: a commit
+        # that leaves the computing code alone must not restart hours of work), device, settings and data.
         self.key = json.dumps({
             "config_hash": config.hash(), "config": config.to_dict(), "data_fingerprint": fingerprint,
-            **{k: env[k] for k in ("almabench", "git_commit", "torch", "device")},
+            **{k: env[k] for k in ("almabench", "code", "torch", "device")},
             "options": {k: v for k, v in vars(options).items() if k not in ("data_root", "download", "threads")},
         }, sort_keys=True)
 

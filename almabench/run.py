@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import platform
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -14,13 +12,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-import almabench
 from almabench.checkpoint import CellCheckpoint
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS, StepContext
 from almabench.models import build_model
+from almabench.provenance import environment
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
 from almabench.stream import make_stream, step_data
@@ -60,54 +58,6 @@ def layer_flops(model: nn.Module, channels: int, size: tuple[int, int], device: 
     for h in hooks:
         h.remove()
     return flops
-
-
-def git_state(folder: Path) -> tuple[str | None, bool | None]:
-    """The commit the code was run from and whether it had uncommitted changes (None, None outside git)."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
-
-    try:
-        head = git("rev-parse", "--verify", "HEAD")
-        if head.returncode != 0:
-            return None, None
-        return head.stdout.strip(), bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions, git commit and device: where a number came from."""
-    import numpy
-    import torchvision
-
-    commit, dirty = git_state(Path(almabench.__file__).parent)
-    return {
-        "almabench": almabench.__version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        **_package_versions("click", "joblib", "pandas", "scikit-learn"),
-        "platform": platform.platform(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
-def _package_versions(*names: str) -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=None, checkpoint: Path | None = None,

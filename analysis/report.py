@@ -24,7 +24,7 @@ from .render import block_tables, markdown_table, to_latex, to_markdown, to_text
 from .tables import csv_frame, delta_table, summary_table
 
 FIGURES = "figures"
-ENV_COLUMNS = ("env_almabench", "env_git_commit", "env_torch", "env_device", "env_device_name", "env_precision",
+ENV_COLUMNS = ("env_almabench", "env_code", "env_git_commit", "env_torch", "env_device", "env_device_name", "env_precision",
                "env_compile")
 
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,30 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
         result = run_cell(config, checkpoint=checkpoint, on_resume=resumed.append)
     assert not resumed and len(result["steps"]) == 2
     assert without_timing(result) == without_timing(run_cell(config))
+
+
+def test_checkpoints_follow_the_code_fingerprint_not_the_git_commit(tmp_path, monkeypatch):
+    import almabench.run
+
+    config = RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False)
+    real_environment = almabench.run.environment
+
+    def run_as(code: str, commit: str, checkpoint: Path, **kwargs):
+        monkeypatch.setattr(almabench.run, "environment",
+                            lambda device: {**real_environment(device), "code": code, "git_commit": commit})
+        return almabench.run.run_cell(config, checkpoint=checkpoint, **kwargs)
+
+    def stop(step):
+        raise KeyboardInterrupt  # as if killed after the first megabatch
+
+    for code, commit, resumes in (("same", "next-commit", True), ("edited", "same-commit", False)):
+        checkpoint = tmp_path / f"{code}.pt"
+        with pytest.raises(KeyboardInterrupt):
+            run_as("same", "same-commit", checkpoint, progress=stop)
+        resumed = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_as(code, commit, checkpoint, on_resume=resumed.append)
+        assert resumed == ([1] if resumes else [])
+        assert any("written by other code" in str(w.message) for w in caught) != resumes
+        assert len(result["steps"]) == 2

@@ -1,0 +1,83 @@
+"""Where a number came from: versions, the git commit, a fingerprint of the code itself, the device.
+
+Every result records this; a checkpoint is only resumed by the same code fingerprint, which (unlike the git
+commit) ignores commits that touch only the analysis, specs, tests or docs, and catches uncommitted edits.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import almabench
+
+
+def git_state(folder: Path) -> tuple[str | None, bool | None]:
+    """The commit the code was run from and whether it had uncommitted changes (None, None outside git)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return None, None
+        return head.stdout.strip(), bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions, code fingerprint, git commit and device."""
+    import numpy
+    import torchvision
+
+    commit, dirty = git_state(Path(almabench.__file__).parent)
+    return {
+        "almabench": almabench.__version__,
+        "code": code_fingerprint(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        **_package_versions("click", "joblib", "pandas", "scikit-learn"),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _package_versions(*names: str) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 (first 16 hex digits) of the source of everything a cell's numbers depend on: the almabench
+    package and its methods, file by file in a fixed order. The analysis code and shipped specs are left out:
+    they do not change what a cell computes."""
+    import almabench.methods
+
+    digest = hashlib.sha256()
+    for package in (almabench, almabench.methods):
+        folder = Path(package.__file__).parent
+        for path in sorted(folder.glob("*.py")):
+            digest.update(f"{package.__name__}/{path.name}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
