@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from almabench.backends import BACKENDS, check_backend
 from almabench.config import RunOptions
 from almabench.errors import AlmabenchError
 
@@ -81,7 +82,7 @@ def _list_option(*names: str, help: str) -> Any:
 @click.option("--jobs", type=int, default=None,
               help="Cells run at once (default with loky: 1 on CPU, as many as fit on a GPU; with dask or ray, every "
                    "worker of the cluster).")
-@click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS.names()), default="loky", show_default=True,
               help="Where cells run: loky (processes on this machine), dask or ray (a cluster; optional extras).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (tcp://host:8786) or Ray cluster address; default: a local cluster.")
@@ -95,7 +96,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         device, precision, compile_, jobs, backend, scheduler, dry_run, out, data_root, download) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
     from almabench.gpu import default_jobs
-    from almabench.grid import canonical_key, check_backend, describe, load_spec, run_grid
+    from almabench.grid import canonical_key, describe, load_spec, run_grid
 
     axes = {
         "method": _split(methods, "--methods"),

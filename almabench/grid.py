@@ -19,14 +19,14 @@ import tomllib
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed
 
+from almabench.backends import BACKENDS, check_backend
 from almabench.config import SCOPES, RunConfig, RunOptions
 from almabench.data import is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
@@ -44,7 +44,6 @@ ALIASES = {
     "pruners": "pruner", "taus": "tau", "replays": "replay", "scopes": "scope", "megabatch": "megabatches",
 }
 DEFAULT_SPEC = "quick"
-BACKENDS = ("loky", "dask", "ray")
 
 
 @dataclass(frozen=True)
@@ -263,25 +262,6 @@ def cell_states(configs: list[RunConfig], out: Path) -> list[CellState]:
     return cells
 
 
-def check_backend(backend: str, scheduler: str | None) -> None:
-    """The backend exists and its package is installed: checked before any cell runs."""
-    if backend not in BACKENDS:
-        raise AlmabenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
-    if backend == "loky" and scheduler:
-        raise AlmabenchError("--scheduler is for --backend dask or ray, not loky")
-    if backend == "dask":
-        try:
-            import dask.distributed  # noqa: F401
-        except ImportError:
-            raise AlmabenchError("--backend dask needs Dask: pip install 'almabench[dask]'") from None
-    if backend == "ray":
-        try:
-            import ray  # noqa: F401
-            from ray.util.joblib import register_ray  # noqa: F401
-        except ImportError:
-            raise AlmabenchError("--backend ray needs Ray: pip install 'almabench[ray]'") from None
-
-
 def run_grid(
     configs: list[RunConfig],
     options: RunOptions,
@@ -300,7 +280,7 @@ def run_grid(
     A corrupt file in out/ is moved aside to <name>.corrupt (with a warning) and its cell rerun.
     on_start(cells, cells to run) is called once every check has passed, before the first cell runs.
     """
-    if jobs < 1 and not (jobs == -1 and backend in ("dask", "ray")):
+    if jobs < 1 and not (jobs == -1 and BACKENDS.get(backend).cluster):
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
     check_backend(backend, scheduler)
     check_grid(configs, options)
@@ -332,64 +312,15 @@ def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, b
              scheduler: str | None = None) -> Iterator[dict[str, Any]]:
     if not todo:
         return
-    if backend == "loky" and (jobs == 1 or len(todo) <= 1):  # in-process: no worker start-up, same numbers
+    chosen = BACKENDS.get(backend)
+    if not chosen.cluster and (jobs == 1 or len(todo) <= 1):  # in-process: no worker start-up, same numbers
         yield from (run_and_store(c, options, out) for c in todo)
         return
     tasks: Iterable = (delayed(run_and_store)(c, options, out) for c in todo)
     n_jobs = min(jobs, len(todo)) if jobs > 0 else jobs
-    with _backend(backend, scheduler, jobs if jobs > 0 else (os.cpu_count() or 1)):
-        # Ray's joblib backend returns no generators: its cells are reported together at the end.
-        return_as = "list" if backend == "ray" else "generator_unordered"
+    with chosen.connect(scheduler, jobs if jobs > 0 else (os.cpu_count() or 1)):
+        return_as = "generator_unordered" if chosen.yields_as_done else "list"
         yield from Parallel(n_jobs=n_jobs, return_as=return_as)(tasks)
-
-
-@contextmanager
-def _backend(backend: str, scheduler: str | None, workers: int) -> Iterator[None]:
-    """joblib's parallel_config for the backend, with a Dask client or Ray connection open meanwhile."""
-    if backend == "loky":
-        with parallel_config(backend="loky"):
-            yield
-    elif backend == "dask":
-        from dask.distributed import Client, LocalCluster
-
-        cluster = None
-        try:
-            if scheduler:
-                client = Client(scheduler, timeout="10s", set_as_default=False)
-            else:  # a cluster of this machine's cores: one cell per single-threaded worker process
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-                client = Client(cluster, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            if cluster is not None:
-                cluster.close()
-            raise AlmabenchError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-        try:
-            with parallel_config(backend="dask", client=client):
-                yield
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    elif backend == "ray":
-        import ray
-        from ray.util.joblib import register_ray
-
-        register_ray()
-        started = not ray.is_initialized()
-        if started:
-            try:
-                ray.init(address=scheduler or None, **({} if scheduler else {"num_cpus": workers}))
-            except ConnectionError as exc:
-                raise AlmabenchError(f"cannot reach the Ray cluster at {scheduler}: {exc}") from None
-        try:
-            with parallel_config(backend="ray"):
-                yield
-        finally:
-            if started:
-                ray.shutdown()
-    else:
-        raise AlmabenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
 
 
 # ----------------------------------------------------------------------------------------------------------
