@@ -61,9 +61,13 @@ class DeviceData:
                               enabled=self.autocast_dtype is not None)
 
     def normalise(self, x: Tensor) -> Tensor:
-        """uint8 images -> float32 (x − mean) / std, in channels_last memory if chosen."""
+        """uint8 images -> float32 (x − mean) / std, laid out as chosen: channels_last or plain contiguous.
+
+        Always one of the two: the crop's gather leaves a strided batch, and a convolution picks its algorithm
+        by layout, so passing it on as is would make the "plain" fp32 path differ from a textbook loop.
+        """
         out = (x.float() - self.mean) / self.std
-        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+        return out.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
 
 def augment(x: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
