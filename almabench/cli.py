@@ -126,7 +126,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         return
 
     def on_start(cells: int, todo: int) -> None:
-        click.echo(f"{cells} cells from {grid.source}, results in {out}/: {cells - todo} done, {todo} to run")
+        click.echo(f"{cells} cell(s) from {grid.source}, results in {out}/: {cells - todo} done, {todo} to run")
 
     def on_done(i: int, n: int, done: dict[str, Any]) -> None:
         result = done["result"]
@@ -164,7 +164,7 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
     from almabench.grid import describe, plan_grid
 
     plan = plan_grid(configs, options, out)
-    click.echo(f"{len(plan.cells)} cells from {source}, results in {out}/ (dry run: nothing runs, nothing is written)")
+    click.echo(f"{len(plan.cells)} cell(s) from {source}, results in {out}/ (dry run: nothing runs, nothing is written)")
     for cell in plan.cells:
         passes = plan.passes[cell.config]
         cost = "" if passes is None or cell.state == "done" else f"  {passes:,} image-passes"

@@ -12,6 +12,7 @@ aside (never deleted) and its cell run again, and a cell killed midway resumes f
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import json
 import os
 import tempfile
@@ -32,11 +33,12 @@ from almabench.data import is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
 from almabench.models import ARCHS
-from almabench.run import run_cell
+from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS
 from almabench.store import checkpoint_path, move_aside, result_path, result_state, write_json_atomic
 from almabench.stream import REPLAYS
 from almabench.stream import check_stream, make_stream
+from almabench.train import resolve_precision
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
 ALIASES = {
@@ -287,6 +289,7 @@ def run_grid(
     prepare_out(out)
     cells = cell_states(configs, out)
     todo = [cell.config for cell in cells if cell.state != "done"]
+    _warn_other_precision(cells, resolve_precision(options.precision, resolve_device(options.device)))
     if on_start is not None:
         on_start(len(cells), len(todo))
     corrupt = []
@@ -306,6 +309,15 @@ def run_grid(
             on_done(i, len(todo), done)
     return GridOutcome(total=len(cells), skipped=len(cells) - len(todo), ran=len(todo), failed=failed,
                        corrupt=corrupt)
+
+
+def _warn_other_precision(cells: list[CellState], precision: str) -> None:
+    """Precision is not part of a cell's name (bf16 and fp32 are two roundings of one computation), so a
+    cell done in the other one is kept: say so, rather than let the tables mix them unnoticed."""
+    other = Counter(cell.detail for cell in cells if cell.state == "done" and cell.detail not in ("", precision))
+    for recorded, count in sorted(other.items()):
+        warnings.warn(f"{count} cell(s) in this folder were run in {recorded} and are kept; this run computes in "
+                      f"{precision} (another --out runs them again in {precision})", stacklevel=3)
 
 
 def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, backend: str = "loky",
@@ -382,8 +394,6 @@ class Plan:
 
 def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
     """What running the grid into out/ would do, without running or writing anything."""
-    from almabench.run import resolve_device
-
     if not configs:
         raise AlmabenchError("the grid is empty")
     for config in configs:

@@ -48,7 +48,8 @@ STATES = ("done", "failed", "corrupt", "missing")
 
 
 def result_state(path: Path) -> tuple[str, str]:
-    """(state, detail) of one cell's file: done, failed (detail: the error), corrupt (detail: why) or missing.
+    """(state, detail) of one cell's file: done (detail: the precision it ran in), failed (detail: the error),
+    corrupt (detail: why) or missing.
 
     A file is corrupt when it is not JSON, not an object, has an unknown status, or names another config than
     its file name says: it is neither a result nor a failure record, and must not be mistaken for either.
@@ -70,7 +71,8 @@ def result_state(path: Path) -> tuple[str, str]:
     if doc.get("status") == "ok":
         if not isinstance(doc.get("steps"), list) or not isinstance(doc.get("config"), dict):
             return "corrupt", "a result without steps or config"
-        return "done", ""
+        environment = doc.get("environment")
+        return "done", str(environment.get("precision", "")) if isinstance(environment, dict) else ""
     if doc.get("status") == "failed":
         return "failed", str(doc.get("error", "no error recorded"))
     return "corrupt", f"unknown status {doc.get('status')!r}"

@@ -24,6 +24,15 @@ from almabench.sparsity import Masks
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """What a run computes in: auto is bf16 autocast on CUDA and plain fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise AlmabenchError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 @dataclass(frozen=True, eq=False)
 class DeviceData:
     """The dataset's tensors on the run's device, plus what normalising them needs."""
@@ -43,9 +52,7 @@ class DeviceData:
         """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPUs with AVX512-BF16).
         channels_last: None picks it wherever it is faster: on CUDA, and on CPU for images of 16 px and more
         (oneDNN's NHWC convolutions; 1.4-1.7x on 2 cores for 32 px, slower for 8 px)."""
-        if precision not in PRECISIONS:
-            raise AlmabenchError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
-        bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+        bf16 = resolve_precision(precision, device) == "bf16"
         if channels_last is None:
             channels_last = device.type == "cuda" or min(data.image_size) >= 16
         scale = torch.tensor(data.mean, device=device).view(1, -1, 1, 1) * 255.0

@@ -378,3 +378,15 @@ def test_checkpoints_follow_the_code_fingerprint_not_the_git_commit(tmp_path, mo
         assert resumed == ([1] if resumes else [])
         assert any("written by other code" in str(w.message) for w in caught) != resumes
         assert len(result["steps"]) == 2
+
+
+def test_cells_done_in_another_precision_are_kept_with_a_warning(tmp_path):
+    configs = [RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False)]
+    assert run_grid(configs, ONE_THREAD, tmp_path).ran == 1  # fp32 on the CPU
+    with pytest.warns(UserWarning, match=r"^1 cell\(s\) in this folder were run in fp32 and are kept; this run "
+                                         r"computes in bf16"):
+        outcome = run_grid(configs, RunOptions(threads=1, precision="bf16"), tmp_path)
+    assert outcome.ran == 0 and outcome.skipped == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same precision again: nothing to say
+        assert run_grid(configs, ONE_THREAD, tmp_path).skipped == 1
