@@ -12,13 +12,13 @@ aside (never deleted) and its cell run again, and a cell killed midway resumes f
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import json
 import os
 import tempfile
 import tomllib
 import traceback
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -36,8 +36,7 @@ from almabench.models import ARCHS
 from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS
 from almabench.store import checkpoint_path, move_aside, result_path, result_state, write_json_atomic
-from almabench.stream import REPLAYS
-from almabench.stream import check_stream, make_stream
+from almabench.stream import REPLAYS, check_stream, make_stream
 from almabench.train import resolve_precision
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
@@ -286,10 +285,11 @@ def run_grid(
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
     check_backend(backend, scheduler)
     check_grid(configs, options)
+    precision = resolve_precision(options.precision, resolve_device(options.device))
     prepare_out(out)
     cells = cell_states(configs, out)
     todo = [cell.config for cell in cells if cell.state != "done"]
-    _warn_other_precision(cells, resolve_precision(options.precision, resolve_device(options.device)))
+    _warn_other_precision(cells, precision)
     if on_start is not None:
         on_start(len(cells), len(todo))
     corrupt = []
