@@ -174,3 +174,26 @@ def test_dense_is_one_cell_however_many_pruners_the_grid_crosses_it_with():
     assert sorted(c.method for c in cells) == ["app"] * 4 + ["dense"]
     dense = next(c for c in cells if c.method == "dense")
     assert (dense.pruner, dense.tau) == ("snip", 4.5)
+
+
+def test_the_gpu_configuration_bf16_and_channels_last_runs_a_cell_like_fp32(tmp_path):
+    """What CUDA runs by default (bf16 autocast, channels_last), run here on the CPU: the same schedule and
+    masks bookkeeping, and a learnable task learnt as well as in fp32."""
+    from conftest import make_images
+    from almabench.config import RunOptions
+
+    x_train, y_train = make_images(400, 32, 3, seed=0)
+    x_test, y_test = make_images(100, 32, 3, seed=1)
+    path = tmp_path / "bands32.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    config = RunConfig(method="app", dataset=str(path), arch="convnet", megabatches=2, epochs=3,
+                       milestones=(2,), tau=3.0)
+    fp32, bf16 = run_cell(config, RunOptions(threads=1)), run_cell(config, RunOptions(threads=1, precision="bf16"))
+    assert (fp32["environment"]["precision"], bf16["environment"]["precision"]) == ("fp32", "bf16")
+    assert fp32["environment"]["channels_last"] and bf16["environment"]["channels_last"]  # 32 px images
+    for result in (fp32, bf16):
+        assert [s["target_density"] for s in result["steps"]] == [app_density(t, 2, 3.0) for t in (1, 2)]
+        assert [s["density"] for s in result["steps"]] == pytest.approx(
+            [app_density(t, 2, 3.0) for t in (1, 2)], abs=1.0 / result["prunable_total"])
+        assert result["final_test_accuracy"] >= 95.0
+    assert abs(fp32["final_test_accuracy"] - bf16["final_test_accuracy"]) <= 5.0
