@@ -25,8 +25,9 @@ class CellCheckpoint:
 
     The state is the model (weights and batch-norm buffers), the masks, the two generators (training batches
     and augmentation on the run's device; sampling of π_t on the CPU), the global RNG states and the step
-    records so far. The methods keep no state of their own between steps, the optimiser is new at every step,
-    and a fresh model re-seeds the global RNG, so this is all that step t+1 depends on.
+    records so far, and the optimiser where the protocol carries it through the stream (the paper's makes a new
+    one at every step). The methods keep no state of their own between steps and a fresh model re-seeds the
+    global RNG, so this is all that step t+1 depends on.
     """
 
     def __init__(self, path: Path, config: RunConfig, options: RunOptions, device: torch.device,
@@ -56,8 +57,11 @@ class CellCheckpoint:
         return state
 
     def restore(self, state: dict[str, Any], model: nn.Module, masks: Masks, train_generator: torch.Generator,
-                method_generator: torch.Generator) -> tuple[list[dict[str, Any]], dt.datetime, float]:
+                method_generator: torch.Generator, optimiser: torch.optim.Optimizer | None = None,
+                ) -> tuple[list[dict[str, Any]], dt.datetime, float]:
         model.load_state_dict(state["model"])
+        if optimiser is not None:
+            optimiser.load_state_dict(state["optimiser"])
         masks.set(state["masks"])
         train_generator.set_state(state["train_generator"])
         method_generator.set_state(state["method_generator"])
@@ -69,7 +73,7 @@ class CellCheckpoint:
 
     def save(self, model: nn.Module, masks: Masks, train_generator: torch.Generator,
              method_generator: torch.Generator, steps: list[dict[str, Any]], started: dt.datetime,
-             seconds: float) -> None:
+             seconds: float, optimiser: torch.optim.Optimizer | None = None) -> None:
         state = {
             "key": self.key,
             "step": len(steps),
@@ -82,6 +86,8 @@ class CellCheckpoint:
             "started_at": started.isoformat(),
             "seconds": seconds,
         }
+        if optimiser is not None:
+            state["optimiser"] = optimiser.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(self.path, state)

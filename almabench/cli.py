@@ -265,6 +265,7 @@ def list_() -> None:
     from almabench.grid import shipped_specs
     from almabench.methods import METHODS
     from almabench.models import ARCHS
+    from almabench.protocol import PROTOCOLS
     from almabench.sparsity import PRUNERS
     from almabench.stream import REPLAYS
 
@@ -275,6 +276,7 @@ def list_() -> None:
     click.echo(f"architectures:  {', '.join(ARCHS)}")
     click.echo(f"pruners:        {', '.join(PRUNERS)}")
     click.echo(f"replay:         {', '.join(REPLAYS)}")
+    click.echo(f"protocols:      {', '.join(PROTOCOLS)} (--set protocol=released: the released code's harness)")
     click.echo(f"specs:          {', '.join(shipped_specs())}")
 
 

@@ -74,6 +74,8 @@ class RunConfig:
     lr_gamma: float = 0.1
     crop_padding: int = -1  # -1: the dataset's own default (4 for CIFAR)
     flip: bool = True
+    # the harness around the methods: the paper's, or the released code's departures 4-7 (almabench.protocol)
+    protocol: str = "paper"
 
     def __post_init__(self) -> None:
         # Coerce types so that 4 and 4.0, or [20, 40] and (20, 40), name the same cell.

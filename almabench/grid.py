@@ -33,6 +33,7 @@ from almabench.data import is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
 from almabench.models import ARCHS
+from almabench.protocol import PROTOCOLS
 from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS
 from almabench.store import checkpoint_path, move_aside, result_path, result_state, write_json_atomic
@@ -43,6 +44,7 @@ FIELDS = {f.name: f for f in fields(RunConfig)}
 ALIASES = {
     "methods": "method", "datasets": "dataset", "archs": "arch", "architectures": "arch", "seeds": "seed",
     "pruners": "pruner", "taus": "tau", "replays": "replay", "scopes": "scope", "megabatch": "megabatches",
+    "protocols": "protocol",
 }
 DEFAULT_SPEC = "quick"
 
@@ -144,6 +146,7 @@ def check_config(config: RunConfig) -> None:
     for registry, name in ((METHODS, config.method), (ARCHS, config.arch), (PRUNERS, config.pruner)):
         registry.get(name)
     REPLAYS.get(config.replay)
+    PROTOCOLS.get(config.protocol)
     if config.scope not in SCOPES:
         raise AlmabenchError(f"unknown pruning scope {config.scope!r}; choose from: {', '.join(SCOPES)}")
     if not is_known_dataset(config.dataset):

@@ -18,11 +18,12 @@ from almabench.data import load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS, StepContext
 from almabench.models import build_model
+from almabench.protocol import PROTOCOLS
 from almabench.provenance import environment
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
 from almabench.stream import make_stream, step_data
-from almabench.train import DeviceData, accuracy, count_correct, train_step
+from almabench.train import DeviceData, accuracy, count_correct, new_optimiser, train_step
 
 
 def resolve_device(name: str) -> torch.device:
@@ -76,7 +77,8 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     device = resolve_device(options.device)
     dataset = load_dataset(config.dataset, options.data_root, options.download)
     data = DeviceData.from_dataset(dataset, device, options.precision)
-    stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction)
+    protocol = PROTOCOLS.get(config.protocol)
+    stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction, protocol.layout)
     method = METHODS.get(config.method)()
     crop_padding = dataset.crop_padding if config.crop_padding < 0 else config.crop_padding
 
@@ -91,6 +93,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     step_model = torch.compile(model) if options.compile else model
     flops = layer_flops(model, dataset.channels, dataset.image_size, device)
     params_total = sum(p.numel() for p in model.parameters())
+    optimiser = new_optimiser(model, config) if protocol.carry_optimiser else None  # else: new at every step
     train_generator = torch.Generator(device=device).manual_seed(config.seed)
     method_generator = torch.Generator().manual_seed(config.seed + 1)
 
@@ -99,24 +102,26 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     saver = CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint, env) if checkpoint else None
     earlier_seconds = 0.0  # spent before a resume
     if saver is not None and (state := saver.load()) is not None:
-        steps, started, earlier_seconds = saver.restore(state, model, masks, train_generator, method_generator)
+        steps, started, earlier_seconds = saver.restore(state, model, masks, train_generator, method_generator,
+                                                        optimiser)
         if on_resume is not None:
             on_resume(len(steps))
     for t in range(len(steps) + 1, config.megabatches + 1):
         indices = step_data(stream, t, config.replay)
-        ctx = StepContext(t, config, model, masks, data, stream, indices, method_generator, fresh_model)
+        ctx = StepContext(t, config, model, masks, data, stream, indices, method_generator, fresh_model,
+                          crop_padding)
         t0 = time.perf_counter()
         method.before_step(ctx)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         prune_seconds = time.perf_counter() - t0
         stats = train_step(model, masks, data, indices.train, indices.val, config, crop_padding,
-                           train_generator, options.eval_batch_size, step_model)
+                           train_generator, options.eval_batch_size, step_model, optimiser)
         steps.append(evaluate_step(t, config, method, model, masks, data, indices, flops, params_total,
                                    ctx, stats, prune_seconds, time.perf_counter() - t0, options.eval_batch_size))
         if saver is not None:
             saver.save(model, masks, train_generator, method_generator, steps, started,
-                       earlier_seconds + time.perf_counter() - wall)
+                       earlier_seconds + time.perf_counter() - wall, optimiser)
         if progress is not None:
             progress(steps[-1])
 
@@ -154,10 +159,18 @@ def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate_step(t, config, method, model, masks, data, indices, flops, params_total, ctx, stats,
                   prune_seconds, seconds, eval_batch_size) -> dict[str, Any]:
-    """The record of step t: accuracies of the kept checkpoint, density measured from the weights, costs."""
+    """The record of step t: accuracies of the kept checkpoint, density measured from the weights, costs.
+
+    The gap is train_accuracy − val_accuracy. Under the paper's protocol both are measured after the step, in
+    eval mode, on the replay set's train and validation parts; under the released one they are what its log
+    holds for the kept epoch: the running accuracy of its training batches and its (augmented) validation.
+    """
     test_correct = count_correct(model, data, data.x_test, data.y_test, eval_batch_size)
-    train_acc = accuracy(model, data, data.x_train[indices.train], data.y_train[indices.train], eval_batch_size)
-    val_acc = accuracy(model, data, data.x_train[indices.val], data.y_train[indices.val], eval_batch_size)
+    if PROTOCOLS.get(config.protocol).gap == "running":
+        train_acc, val_acc = stats.best_running_accuracy, stats.best_val_accuracy
+    else:
+        train_acc = accuracy(model, data, data.x_train[indices.train], data.y_train[indices.train], eval_batch_size)
+        val_acc = accuracy(model, data, data.x_train[indices.val], data.y_train[indices.val], eval_batch_size)
     layer_density = masks.layer_density()
     pruned = sum(round((1 - d) * masks.params[n].numel()) for n, d in layer_density.items())
     flops_remaining = sum(f * layer_density.get(name, 1.0) for name, f in flops.items())

@@ -107,19 +107,21 @@ def top_k_masks(
     return masks
 
 
-# A criterion scores every prunable weight; the lowest scores are pruned first.
-Criterion = Callable[[nn.Module, dict[str, nn.Parameter], Tensor, Tensor, torch.Generator], dict[str, Tensor]]
+# A criterion scores every prunable weight; the lowest scores are pruned first. Its arguments: the model,
+# its prunable weights, the sample's images and labels, a generator, and the batch size for passes over the
+# sample (criteria that make none ignore it).
+Criterion = Callable[[nn.Module, dict[str, nn.Parameter], Tensor, Tensor, torch.Generator, int], dict[str, Tensor]]
 PRUNERS: Registry[Criterion] = Registry("pruner")
 
 
 @PRUNERS.register("magnitude")
-def magnitude_scores(model, params, images, labels, generator) -> dict[str, Tensor]:
+def magnitude_scores(model, params, images, labels, generator, batch_size: int = 256) -> dict[str, Tensor]:
     """|w|."""
     return {name: p.detach().abs() for name, p in params.items()}
 
 
 @PRUNERS.register("random")
-def random_scores(model, params, images, labels, generator) -> dict[str, Tensor]:
+def random_scores(model, params, images, labels, generator, batch_size: int = 256) -> dict[str, Tensor]:
     """Uniform noise from the run's generator: a seeded random mask."""
     return {
         name: torch.rand(p.shape, generator=generator, device=generator.device).to(p.device)

@@ -44,17 +44,38 @@ def check_stream(n_train: int, megabatches: int, val_fraction: float) -> None:
         )
 
 
-def make_stream(n_train: int, megabatches: int, seed: int, val_fraction: float = 0.1) -> list[Megabatch]:
-    """T megabatches of a seeded permutation; the last val_fraction·|M| (rounded) of each validate."""
+def make_stream(n_train: int, megabatches: int, seed: int, val_fraction: float = 0.1,
+                layout: str = "shuffled") -> list[Megabatch]:
+    """T equal megabatches of n_train // T examples, the last val_fraction·|M| (rounded half up) validating,
+    laid out as `layout` says (LAYOUTS)."""
     check_stream(n_train, megabatches, val_fraction)
     size = megabatch_size(n_train, megabatches)
     n_val = min(size - 1, max(1, math.floor(val_fraction * size + 0.5)))  # round half up
+    return LAYOUTS.get(layout)(n_train, megabatches, seed, size - n_val, n_val)
+
+
+# A layout maps (n_train, T, seed, train part size, validation part size) to the T megabatches.
+Layout = Callable[[int, int, int, int, int], list[Megabatch]]
+LAYOUTS: Registry[Layout] = Registry("stream layout")
+
+
+@LAYOUTS.register("shuffled")
+def shuffled_layout(n_train: int, megabatches: int, seed: int, n_fit: int, n_val: int) -> list[Megabatch]:
+    """The paper: megabatch t is the t-th slice of a seeded permutation; its tail validates."""
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
-    stream = []
-    for t in range(megabatches):
-        chunk = order[t * size : (t + 1) * size]
-        stream.append(Megabatch(train=chunk[: size - n_val], val=chunk[size - n_val :]))
-    return stream
+    size = n_fit + n_val
+    chunks = [order[t * size : (t + 1) * size] for t in range(megabatches)]
+    return [Megabatch(train=chunk[:n_fit], val=chunk[n_fit:]) for chunk in chunks]
+
+
+@LAYOUTS.register("dataset-order")
+def dataset_order_layout(n_train: int, megabatches: int, seed: int, n_fit: int, n_val: int) -> list[Megabatch]:
+    """The released code: no shuffle, no seed. Train parts are consecutive slices from the head of the training
+    set, validation parts consecutive slices of the T·n_val examples after them (for CIFAR-10 at T = 8: train
+    0-5,624, 5,625-11,249, ...; validation 45,000-45,624, 45,625-46,249, ...)."""
+    tail = megabatches * n_fit
+    return [Megabatch(train=torch.arange(t * n_fit, (t + 1) * n_fit),
+                      val=torch.arange(tail + t * n_val, tail + (t + 1) * n_val)) for t in range(megabatches)]
 
 
 # A replay policy maps the 1-based step t to the megabatches (0-based) that step t trains on.

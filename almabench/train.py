@@ -19,6 +19,7 @@ from torch import Tensor
 from almabench.config import RunConfig
 from almabench.data import Dataset
 from almabench.errors import AlmabenchError
+from almabench.protocol import PROTOCOLS
 from almabench.sparsity import Masks
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -113,8 +114,14 @@ def accuracy(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_siz
 class TrainStats:
     best_epoch: int
     best_val_accuracy: float
+    best_running_accuracy: float  # the kept epoch's accuracy on its own (augmented, train-mode) batches
     images: int  # training images processed
     seconds: float
+
+
+def new_optimiser(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
 
 
 def train_batches(
@@ -126,23 +133,27 @@ def train_batches(
     crop_padding: int,
     flip: bool,
     generator: torch.Generator,
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """SGD over the given index batches (augmented on the device), masks re-applied after every step.
 
-    Returns the summed loss as a device tensor, so the caller decides when to synchronise.
+    Returns the summed loss and the number of correctly classified training images (the running accuracy the
+    released code logs) as device tensors, so the caller decides when to synchronise.
     """
     device = data.x_train.device
     loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for batch in batches:
-        x = data.normalise(augment(data.x_train[batch], crop_padding, flip, generator))
+        x, y = data.normalise(augment(data.x_train[batch], crop_padding, flip, generator)), data.y_train[batch]
         with data.autocast():
-            loss = F.cross_entropy(model(x), data.y_train[batch])
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         masks.apply()
         loss_sum += loss.detach()
-    return loss_sum
+        correct += (logits.detach().argmax(1) == y).sum()
+    return loss_sum, correct
 
 
 def train_step(
@@ -156,20 +167,25 @@ def train_step(
     generator: torch.Generator,
     eval_batch_size: int = 1024,
     step_model: nn.Module | None = None,
+    optimiser: torch.optim.Optimizer | None = None,
 ) -> TrainStats:
     """One megabatch: `epochs` epochs of SGD from a fresh learning rate, masks held after every step.
 
     The checkpoint with the best validation accuracy is loaded back at the end (ties keep the earlier one).
     step_model is what the SGD steps call (e.g. torch.compile(model)); it must share model's parameters.
+    optimiser: None makes a new one (the paper); one carried through the stream (the released protocol) keeps
+    its momentum and restarts its learning rate. Under that protocol validation images are augmented too.
     """
     device = data.x_train.device
-    optimiser = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    augment_val = PROTOCOLS.get(config.protocol).augment_eval
+    if optimiser is None:
+        optimiser = new_optimiser(model, config)
+    for group in optimiser.param_groups:
+        group["lr"] = config.lr
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(config.milestones), config.lr_gamma)
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
     train_idx = train_idx.to(device)
-    best = (-1.0, 0, copy.deepcopy(model.state_dict()))
+    best = (-1.0, 0, 0.0, copy.deepcopy(model.state_dict()))
     images = 0
     _sync(device)
     start = time.perf_counter()
@@ -177,17 +193,21 @@ def train_step(
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator, device=device)]
         batches = [b for b in order.split(config.batch_size) if len(b) > 1]  # BN cannot train on one image
-        loss_sum = train_batches(step_model or model, masks, data, batches, optimiser, crop_padding, config.flip, generator)
-        images += sum(len(b) for b in batches)
+        loss_sum, correct = train_batches(step_model or model, masks, data, batches, optimiser, crop_padding,
+                                          config.flip, generator)
+        epoch_images = sum(len(b) for b in batches)
+        images += epoch_images
         if not torch.isfinite(loss_sum):  # checked once per epoch: no host sync per batch
             raise FloatingPointError(f"training loss is {loss_sum.item()} in epoch {epoch}")
         schedule.step()
-        val_accuracy = accuracy(model, data, x_val, y_val, eval_batch_size)
+        x_seen = augment(x_val, crop_padding, config.flip, generator) if augment_val else x_val
+        val_accuracy = accuracy(model, data, x_seen, y_val, eval_batch_size)
         if val_accuracy > best[0]:
-            best = (val_accuracy, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
+            running = 100.0 * int(correct) / max(1, epoch_images)
+            best = (val_accuracy, epoch, running, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[3])
     _sync(device)
-    return TrainStats(best_epoch=best[1], best_val_accuracy=best[0], images=images,
+    return TrainStats(best_epoch=best[1], best_val_accuracy=best[0], best_running_accuracy=best[2], images=images,
                       seconds=time.perf_counter() - start)
 
 

@@ -22,6 +22,7 @@ from almabench.store import SCHEMA_VERSION
 Warn = Callable[[str], None]
 
 CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
+CONFIG_DEFAULTS: dict[str, Any] = RunConfig().to_dict()
 # Config keys that only matter to a method that prunes; a dense cell belongs to every block they split.
 PRUNING_KEYS: tuple[str, ...] = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
 REQUIRED_TOP = ("config_hash", "config", "steps", "cer", "params_total", "flops_dense", "data")
@@ -77,7 +78,8 @@ def problem(result: Any) -> str | None:
 
 def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The tidy rows of one valid result: config keys, cell scalars, data/env provenance, then the step."""
-    cell: dict[str, Any] = {k: _hashable(v) for k, v in result["config"].items()}
+    # A key a result lacks was added to RunConfig after it ran, and had its default then (the hash rule).
+    cell: dict[str, Any] = {k: _hashable(v) for k, v in {**CONFIG_DEFAULTS, **result["config"]}.items()}
     cell.update({k: result.get(k) for k in CELL_KEYS})
     cell.update({new: result.get(old) for old, new in CELL_RENAMES.items()})
     cell.update({f"data_{k}": _hashable(v) for k, v in result.get("data", {}).items()})

@@ -7,8 +7,9 @@ It departs from the paper in three ways that change results (SPEC.md, "The relea
    below the schedule (0.80, 0.58, 0.39, ... for T = 8);
 3. π_t is the first 0.2·|M| examples of the step's cumulative training list, i.e. drawn from M_1 every step.
 The smaller departures 4-7 (a fixed validation tail read through augmentation, one optimiser whose momentum
-lives through the stream, SNIP in batches of 100 normalised to sum 1, magnitude in 10 rounds, the gap taken
-from the running augmented train accuracy) are not reproduced: they leave the pruning semantics unchanged.
+lives through the stream, SNIP in batches of 100, the gap from the running augmented train accuracy) are
+about the harness every method runs in, not about APP: run this method with `protocol = "released"`
+(almabench.protocol) to have them too, as the released-vs-paper spec does.
 """
 
 from almabench.config import RunConfig

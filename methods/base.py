@@ -16,10 +16,11 @@ import torch.nn as nn
 from torch import Tensor
 
 from almabench.config import RunConfig
+from almabench.protocol import PROTOCOLS
 from almabench.registry import Registry
 from almabench.sparsity import PRUNERS, Masks, top_k_masks
 from almabench.stream import Megabatch
-from almabench.train import DeviceData
+from almabench.train import DeviceData, augment
 
 
 @dataclass(eq=False)
@@ -35,6 +36,7 @@ class StepContext:
     step_data: Megabatch  # the indices step t trains and validates on (after replay)
     generator: torch.Generator  # CPU generator for sampling and random scores, seeded per run
     fresh_model: Callable[[int], nn.Module]  # a newly initialised model of the same architecture, by seed
+    crop_padding: int = 0  # the run's augmentation, for protocols that read π_t through it
     sample_indices: Tensor | None = None  # π_t, recorded by `scores`
 
     @property
@@ -56,11 +58,14 @@ class StepContext:
         scoring = copy.deepcopy(model if model is not None else self.model)
         params = dict(scoring.named_parameters())
         params = {name: params[name] for name in self.masks.params}
-        device = self.data.x_train.device
-        idx = indices.to(device)
-        images, labels = self.data.normalise(self.data.x_train[idx]), self.data.y_train[idx]
+        protocol = PROTOCOLS.get(self.config.protocol)
+        idx = indices.to(self.data.x_train.device)
+        images, labels = self.data.x_train[idx], self.data.y_train[idx]
+        if protocol.augment_eval:  # the released code reads π_t through the training augmentation
+            images = augment(images.cpu(), self.crop_padding, self.config.flip, self.generator).to(images.device)
         criterion = PRUNERS.get(self.config.pruner)
-        return criterion(scoring, params, images, labels, self.generator)
+        return criterion(scoring, params, self.data.normalise(images), labels, self.generator,
+                         protocol.score_batch_size)
 
     def prune(self, scores: dict[str, Tensor], density: float, within_current: bool) -> None:
         """Set the masks to the top round(density·n) scores; within_current keeps new mask ⊆ old mask."""

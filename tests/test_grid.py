@@ -114,10 +114,11 @@ def test_every_shipped_spec_loads_and_expands_into_valid_cells():
     assert {c.method for c in short} == {"dense", "osp", "app"} and {c.seed for c in short} == {0, 1, 2}
     assert {c.megabatches for c in load_spec("paper-long").configs()} == {100}
     assert {c.pruner for c in load_spec("pruner-ablation").configs()} == {"snip", "magnitude"}
-    assert {c.method for c in load_spec("released-vs-paper").configs()} == {"app", "app-released"}
+    released = load_spec("released-vs-paper").configs()
+    assert len(released) == 24 and {(c.method, c.protocol) for c in released} == {
+        (m, p) for m in ("app", "app-released") for p in ("paper", "released")}
     # specs that overlap share files: the paper's APP cells are the same cells in three specs
-    assert {c.hash() for c in load_spec("released-vs-paper").configs() if c.method == "app"} <= {
-        c.hash() for c in short}
+    assert {c.hash() for c in released if (c.method, c.protocol) == ("app", "paper")} <= {c.hash() for c in short}
     cpu = load_spec("cpu-short").configs()
     assert {(c.dataset, c.megabatches) for c in cpu} == {("cifar10", 8)} and len(cpu) == 3
     # CIFAR-10 at T = 8: 50,000 / 8 = 6,250 per megabatch, 5,625 train; full replay: 36 × 5,625 per epoch

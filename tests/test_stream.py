@@ -36,3 +36,13 @@ def test_same_seed_same_stream_other_seed_other_stream():
     a, b, c = (make_stream(60, 3, s) for s in (1, 1, 2))
     assert all(torch.equal(x.train, y.train) for x, y in zip(a, b))
     assert not all(torch.equal(x.train, y.train) for x, y in zip(a, c))
+
+
+def test_the_released_layout_takes_train_parts_from_the_head_and_validation_from_the_tail():
+    stream = make_stream(n_train=50_000, megabatches=8, seed=3, layout="dataset-order")
+    assert [(int(m.train[0]), int(m.train[-1]), int(m.val[0]), int(m.val[-1])) for m in stream[:2]] == [
+        (0, 5_624, 45_000, 45_624), (5_625, 11_249, 45_625, 46_249)]
+    assert int(stream[-1].train[-1]) == 44_999 and int(stream[-1].val[-1]) == 49_999
+    assert all(torch.equal(m.train, o.train) for m, o in zip(stream, make_stream(50_000, 8, 4, layout="dataset-order")))
+    small = make_stream(n_train=103, megabatches=4, seed=0, layout="dataset-order")  # 3 left over: dropped
+    assert [m.val.tolist() for m in small] == [[88, 89, 90], [91, 92, 93], [94, 95, 96], [97, 98, 99]]

@@ -101,10 +101,12 @@ def test_fp32_cpu_training_is_identical_to_the_plain_loop():
 
 
 def test_channels_last_and_bf16_stay_close_to_the_plain_path():
-    """channels_last (the CPU default for 32 px) only reorders float sums; bf16 autocast rounds more."""
+    """channels_last (the CPU default for 32 px) only changes the convolutions' float rounding; bf16 autocast
+    rounds more. After 5 SGD steps on random labels the largest differences measured were 1e-6 (fp32, 2 threads),
+    2e-3 (fp32, 1 thread: oneDNN picks other kernels) and 2e-2 (bf16); leaving out the flips moved them by 0.08."""
     dataset = _cifar_shaped()
     plain = _plain_loop_weights(dataset)
-    for channels_last, precision, tolerance in ((True, "fp32", 1e-5), (True, "bf16", 5e-2)):
+    for channels_last, precision, tolerance in ((True, "fp32", 5e-3), (True, "bf16", 5e-2)):
         ours = _almabench_weights(dataset, channels_last, precision)
         worst = max(float((ours[n].float() - plain[n].float()).abs().max()) for n in plain if plain[n].is_floating_point())
         assert worst < tolerance, (channels_last, precision, worst)
