@@ -34,6 +34,15 @@ def parse_group_by(spec: str | None, columns: Sequence[str]) -> list[str]:
     return list(BLOCK_KEYS) + [k for k in keys if k not in BLOCK_KEYS] if extra else list(dict.fromkeys(keys))
 
 
+SPLIT_WHEN_VARYING: tuple[str, ...] = ("protocol",)  # the paper's and the released harness: never averaged
+
+
+def with_varying_splits(keys: Sequence[str], frame: pd.DataFrame) -> list[str]:
+    """The block keys plus every SPLIT_WHEN_VARYING key that takes more than one value in frame."""
+    return [*keys, *(k for k in SPLIT_WHEN_VARYING
+                     if k in frame.columns and k not in keys and frame[k].nunique() > 1)]
+
+
 def assign_blocks(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Rows of non-pruning cells copied into every block they differ from only in pruning keys."""
     free = [k for k in keys if k in PRUNING_KEYS]

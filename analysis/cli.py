@@ -21,7 +21,8 @@ def _split(value: str | None) -> list[str]:
 @click.option("--format", "formats", default="png,pdf", show_default=True,
               help="Figure formats, comma-separated: png, pdf, svg.")
 @click.option("--group-by", default=DEFAULT_GROUP_BY, show_default=True,
-              help="Config keys that define a table block; a leading '+' adds keys to the default.")
+              help="Config keys that define a table block; a leading '+' adds keys to the default. Unless the "
+                   "list is given whole, cells of different protocols always get their own blocks.")
 @click.option("--methods", default=None, help="Only these methods, comma-separated (e.g. app,osp,dense).")
 @click.option("--dataset", default=None, help="Only cells on this dataset.")
 @click.option("--arch", default=None, help="Only cells with this architecture.")
@@ -31,7 +32,7 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR."""
     from almabench.errors import AlmabenchError
 
-    from .blocks import parse_group_by
+    from .blocks import parse_group_by, with_varying_splits
     from .load import filter_results, load_results
     from .plots import FORMATS
     from .report import build_report
@@ -62,6 +63,8 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
                                    f"(methods found there: {', '.join(found)})")
     try:
         keys = parse_group_by(group_by, frame.columns)
+        if group_by == DEFAULT_GROUP_BY or group_by.startswith("+"):  # an explicit list is taken as given
+            keys = with_varying_splits(keys, frame)
         result = build_report(frame, out or results_dir / "report", fmts, keys, warn=echo_warning,
                               source=results_dir, notes=notes)
     except AlmabenchError as err:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, parse_group_by
+from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, parse_group_by, with_varying_splits
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, filter_results, load_results
 from almabench.analysis.stats import bootstrap_ci, bootstrap_diff_ci
@@ -222,6 +222,9 @@ def test_filters_and_group_by(grid: Path, tmp_path: Path) -> None:
     assert set(filter_results(frame, methods=["app", "dense"])["method"]) == {"app", "dense"}
     assert filter_results(frame, dataset="cifar10").empty
     assert parse_group_by("+replay", frame.columns) == [*BLOCK_KEYS, "replay"]
+    assert with_varying_splits(list(BLOCK_KEYS), frame) == list(BLOCK_KEYS)  # one protocol: no split
+    mixed = frame.assign(protocol=["released" if i % 2 else "paper" for i in range(len(frame))])
+    assert with_varying_splits(list(BLOCK_KEYS), mixed) == [*BLOCK_KEYS, "protocol"]
     with pytest.raises(AlmabenchError, match="unknown --group-by"):
         parse_group_by("dataset,colour", frame.columns)
     result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "r"), "--format", "png",
