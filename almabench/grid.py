@@ -181,8 +181,14 @@ def check_grid(configs: list[RunConfig], options: RunOptions) -> None:
             raise AlmabenchError(f"{dataset}: {exc}") from None
 
 
+DESCRIBED_WHEN_SET = ("pruner", "tau", "scope", "replay", "protocol")  # the axes the shipped specs vary
+
+
 def describe(config: RunConfig) -> str:
-    return f"{config.method} {config.dataset} {config.arch} T={config.megabatches} seed={config.seed}"
+    """A cell in one line: its main axes, plus those of DESCRIBED_WHEN_SET that differ from their defaults."""
+    changed = config.non_default()
+    extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if k in changed)
+    return f"{config.method} {config.dataset} {config.arch} T={config.megabatches} seed={config.seed}{extra}"
 
 
 def _show_step(config: RunConfig) -> Callable[[dict[str, Any]], None]:

@@ -391,3 +391,11 @@ def test_cells_done_in_another_precision_are_kept_with_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same precision again: nothing to say
         assert run_grid(configs, ONE_THREAD, tmp_path).skipped == 1
+
+
+def test_a_cell_is_described_by_its_axes_and_the_spec_axes_it_sets():
+    from almabench.grid import describe
+
+    assert describe(RunConfig()) == "app digits convnet T=8 seed=0"
+    assert describe(RunConfig(pruner="magnitude", protocol="released", epochs=3)) == (
+        "app digits convnet T=8 seed=0 pruner=magnitude protocol=released")
