@@ -69,7 +69,7 @@ def _list_option(*names: str, help: str) -> Any:
 @_list_option("--archs", "--arch", "archs", help="Architectures, e.g. convnet,resnet20.")
 @_list_option("--megabatches", "--megabatch", "megabatches", help="Numbers of megabatches T, e.g. 8,100.")
 @_list_option("--seeds", "--seed", "seeds", help="Seeds, e.g. 0,1,2.")
-@_list_option("--pruner", "--pruners", "pruners", help="Pruning criteria: snip, magnitude, random.")
+@_list_option("--pruner", "--pruners", "pruners", help="Pruning criteria: snip, magnitude, random, grasp, synflow.")
 @_list_option("--tau", "--taus", "taus", help="APP's final exponent τ (kept fraction 0.8^τ); default 4.5.")
 @click.option("--epochs", type=int, default=None, help="Epochs per megabatch (paper: 50).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size (paper: 64).")

@@ -148,3 +148,60 @@ def snip_scores(model, params, images, labels, generator, batch_size: int = 256)
     for p in model.parameters():
         p.grad = None
     return scores
+
+
+GRASP_TEMPERATURE = 200.0  # logits are divided by it before the loss (GraSP's T, as in the released library)
+
+
+@PRUNERS.register("grasp")
+def grasp_scores(model, params, images, labels, generator, batch_size: int = 256) -> dict[str, Tensor]:
+    """GraSP: θ ⊙ Hg, with g the gradient of the (temperature-scaled) mean cross-entropy over π_t and H its
+    Hessian; the lowest scores are pruned, i.e. the weights whose removal reduces the gradient flow least.
+
+    The released code's library draws 10 images per class for each of its two passes; here both passes run
+    over π_t (in batches, train mode like SNIP), so the criterion sees the same sample as every other one.
+    """
+    model.train()
+    weights = list(params.values())
+    n = len(labels)
+
+    def batch_loss(start: int) -> Tensor:
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        return F.cross_entropy(model(x) / GRASP_TEMPERATURE, y, reduction="sum") / n
+
+    starts = range(0, n, batch_size)
+    g = [torch.zeros_like(w) for w in weights]
+    for start in starts:  # g = ∇L, no graph kept
+        for total, part in zip(g, torch.autograd.grad(batch_loss(start), weights)):
+            total += part
+    hg = [torch.zeros_like(w) for w in weights]
+    for start in starts:  # Hg = ∇(g · ∇L), batch by batch
+        grads = torch.autograd.grad(batch_loss(start), weights, create_graph=True)
+        dot = sum((gi * part).sum() for gi, part in zip(g, grads))
+        for total, part in zip(hg, torch.autograd.grad(dot, weights)):
+            total += part
+    return {name: (h * w.detach()) for name, h, w in zip(params, hg, weights)}
+
+
+@PRUNERS.register("synflow")
+def synflow_scores(model, params, images, labels, generator, batch_size: int = 256) -> dict[str, Tensor]:
+    """SynFlow: |θ ⊙ ∂R/∂θ| with R the sum of the outputs of the network made linear (every parameter and
+    buffer replaced by its absolute value, batch norm in eval mode, in float64) on an all-ones image. Data-free: only the
+    sample's image shape is used. One round, as the released library's scorer; the SynFlow paper iterates
+    (100 rounds of score-and-prune), which a method can do by calling ctx.scores and ctx.prune repeatedly.
+    Changes the model it is given (callers pass a copy).
+    """
+    model.eval()  # in train mode batch norm would normalise the constant input to zero
+    model.double()  # R is a product over every layer: float64 keeps deep networks from overflowing
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.abs_()
+    for p in model.parameters():
+        p.grad = None
+    ones = torch.ones(1, *images.shape[1:], device=images.device, dtype=torch.float64)
+    model(ones).sum().backward()
+    scores = {name: (p.grad * p.detach()).abs() for name, p in params.items()}
+    for p in model.parameters():
+        p.grad = None
+    return scores

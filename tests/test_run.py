@@ -132,7 +132,7 @@ def test_cli_run_writes_three_results_that_follow_their_schedules(tmp_path):
     (["--methods", "app,nope"], "unknown method 'nope'; choose from: app, app-released, dense, osp"),
     (["--datasets", "mnist"], "unknown dataset 'mnist'; choose from: cifar10, cifar100, digits"),
     (["--archs", "resnet9"], "unknown architecture 'resnet9'; choose from: convnet,"),
-    (["--pruner", "grasp"], "unknown pruner 'grasp'; choose from: magnitude, random, snip"),
+    (["--pruner", "grasp2"], "unknown pruner 'grasp2'; choose from: grasp, magnitude, random, snip, synflow"),
     (["--tau", "0"], "tau must be > 0, got 0.0"),
     (["--tau", "-1.5"], "tau must be > 0"),
     (["--megabatches", "0"], "megabatches must be at least 1, got 0"),

@@ -96,3 +96,41 @@ def test_masked_weights_stay_zero_through_training():
         assert torch.all(p[~masks.masks[name]] == 0)
         assert not torch.equal(p[masks.masks[name]], before[name][masks.masks[name]])  # it did train
     assert masks.density() == pytest.approx(round(0.3 * masks.total) / masks.total)
+
+
+def test_grasp_scores_equal_weight_times_hessian_gradient_product_from_autograd():
+    from torch.autograd.functional import hvp
+
+    from almabench.sparsity import GRASP_TEMPERATURE, grasp_scores
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+                                torch.nn.Linear(3 * 6 * 6, 3))
+    x, y = torch.randn(10, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    params = {"0.weight": model[0].weight, "3.weight": model[3].weight}
+    names = list(params)
+
+    def loss(*weights):
+        out = torch.func.functional_call(model, dict(zip(names, weights)), (x,))
+        return F.cross_entropy(out / GRASP_TEMPERATURE, y)
+
+    weights = tuple(p.detach() for p in params.values())
+    g = torch.autograd.grad(loss(*[w.requires_grad_() for w in weights]), weights)
+    _, hg = hvp(loss, tuple(w.detach() for w in weights), g)
+    scores = grasp_scores(model, params, x, y, torch.Generator(), batch_size=3)  # batches add up
+    for name, w, h in zip(names, weights, hg):
+        torch.testing.assert_close(scores[name].float(), (w * h).float(), rtol=1e-4, atol=1e-9)
+
+
+def test_synflow_scores_match_the_closed_form_of_a_two_layer_linear_path():
+    from almabench.sparsity import synflow_scores
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1, bias=False), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(3, 2, bias=False))
+    conv, linear = model[0].weight.detach().abs().flatten(), model[3].weight.detach().abs().clone()  # c_i, L_ki
+    params = {"0.weight": model[0].weight, "3.weight": model[3].weight}
+    scores = synflow_scores(model, params, torch.randn(5, 1, 1, 1), None, torch.Generator())
+    # R = Σ_k Σ_i |L_ki| |c_i| on a one-pixel image of ones: score(c_i) = |c_i| Σ_k |L_ki|, score(L_ki) = |L_ki| |c_i|
+    torch.testing.assert_close(scores["0.weight"].flatten(), (conv * linear.sum(0)).double())
+    torch.testing.assert_close(scores["3.weight"], (linear * conv).double())
