@@ -23,7 +23,7 @@ from almabench.provenance import environment
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
 from almabench.stream import make_stream, step_data
-from almabench.train import DeviceData, accuracy, count_correct, new_optimiser, train_step
+from almabench.train import DeviceData, accuracy, count_correct, new_optimiser, synchronize, train_step
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,8 +112,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
                           crop_padding)
         t0 = time.perf_counter()
         method.before_step(ctx)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         prune_seconds = time.perf_counter() - t0
         stats = train_step(model, masks, data, indices.train, indices.val, config, crop_padding,
                            train_generator, options.eval_batch_size, step_model, optimiser)

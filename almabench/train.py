@@ -114,7 +114,8 @@ def accuracy(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_siz
 class TrainStats:
     best_epoch: int
     best_val_accuracy: float
-    best_running_accuracy: float  # the kept epoch's accuracy on its own (augmented, train-mode) batches
+    best_running_accuracy: float | None  # the kept epoch's accuracy on its own (augmented, train-mode) batches;
+    #                                      tracked only where the protocol's gap uses it
     images: int  # training images processed
     seconds: float
 
@@ -133,15 +134,17 @@ def train_batches(
     crop_padding: int,
     flip: bool,
     generator: torch.Generator,
-) -> tuple[Tensor, Tensor]:
+    track_accuracy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
     """SGD over the given index batches (augmented on the device), masks re-applied after every step.
 
-    Returns the summed loss and the number of correctly classified training images (the running accuracy the
-    released code logs) as device tensors, so the caller decides when to synchronise.
+    Returns the summed loss and, with track_accuracy, the number of correctly classified training images (the
+    running accuracy the released code logs; None otherwise, sparing the hot loop its kernels) as device
+    tensors, so the caller decides when to synchronise.
     """
     device = data.x_train.device
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device) if track_accuracy else None
     for batch in batches:
         x, y = data.normalise(augment(data.x_train[batch], crop_padding, flip, generator)), data.y_train[batch]
         with data.autocast():
@@ -152,7 +155,8 @@ def train_batches(
         optimiser.step()
         masks.apply()
         loss_sum += loss.detach()
-        correct += (logits.detach().argmax(1) == y).sum()
+        if correct is not None:
+            correct += (logits.detach().argmax(1) == y).sum()
     return loss_sum, correct
 
 
@@ -177,7 +181,7 @@ def train_step(
     its momentum and restarts its learning rate. Under that protocol validation images are augmented too.
     """
     device = data.x_train.device
-    augment_val = PROTOCOLS.get(config.protocol).augment_eval
+    protocol = PROTOCOLS.get(config.protocol)
     if optimiser is None:
         optimiser = new_optimiser(model, config)
     for group in optimiser.param_groups:
@@ -185,32 +189,33 @@ def train_step(
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(config.milestones), config.lr_gamma)
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
     train_idx = train_idx.to(device)
-    best = (-1.0, 0, 0.0, copy.deepcopy(model.state_dict()))
+    best = (-1.0, 0, None, copy.deepcopy(model.state_dict()))
     images = 0
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator, device=device)]
         batches = [b for b in order.split(config.batch_size) if len(b) > 1]  # BN cannot train on one image
         loss_sum, correct = train_batches(step_model or model, masks, data, batches, optimiser, crop_padding,
-                                          config.flip, generator)
+                                          config.flip, generator, track_accuracy=protocol.gap == "running")
         epoch_images = sum(len(b) for b in batches)
         images += epoch_images
         if not torch.isfinite(loss_sum):  # checked once per epoch: no host sync per batch
             raise FloatingPointError(f"training loss is {loss_sum.item()} in epoch {epoch}")
         schedule.step()
-        x_seen = augment(x_val, crop_padding, config.flip, generator) if augment_val else x_val
+        x_seen = augment(x_val, crop_padding, config.flip, generator) if protocol.augment_eval else x_val
         val_accuracy = accuracy(model, data, x_seen, y_val, eval_batch_size)
         if val_accuracy > best[0]:
-            running = 100.0 * int(correct) / max(1, epoch_images)
+            running = None if correct is None else 100.0 * int(correct) / max(1, epoch_images)
             best = (val_accuracy, epoch, running, {k: v.detach().clone() for k, v in model.state_dict().items()})
     model.load_state_dict(best[3])
-    _sync(device)
+    synchronize(device)
     return TrainStats(best_epoch=best[1], best_val_accuracy=best[0], best_running_accuracy=best[2], images=images,
                       seconds=time.perf_counter() - start)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so that a wall-clock reading covers it; a no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from almabench.data import read_cifar, _cifar_layouts
 from almabench.models import build_model
 from almabench.sparsity import PRUNERS, Masks, prunable_parameters, top_k_masks
-from almabench.train import DeviceData, train_batches
+from almabench.train import DeviceData, synchronize, train_batches
 
 # Dense bf16 tensor-core peaks (no sparsity), most specific name first: an H100 PCIe is not an H100 SXM.
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0),
@@ -111,11 +111,6 @@ def train_flops_per_image(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     return counter.get_total_flops() / len(x)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def bench_one(arch: str, batch_size: int, device: torch.device, data: DeviceData, root: Path, args) -> dict:
     torch.manual_seed(0)
     base = build_model(arch, 10, 3, 32)
@@ -149,10 +144,10 @@ def bench_one(arch: str, batch_size: int, device: torch.device, data: DeviceData
         train_batches(ours_step, masks, data, batches, ours_opt, 4, True, generator)
 
     def timed(fn, steps: int) -> float:
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         fn(steps)
-        sync(device)
+        synchronize(device)
         return steps * batch_size / (time.perf_counter() - start)
 
     ours_steps(args.warmup)  # compile, cudnn autotune, allocator, DataLoader workers start outside the timing
@@ -193,11 +188,11 @@ def prune_cost(arch: str, device: torch.device, data: DeviceData, img_s: float, 
     images, labels = data.normalise(data.x_train[idx]), data.y_train[idx]
     timings = []
     for _ in range(2):  # the first includes one-off allocation
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         scores = PRUNERS.get("snip")(model, params, images, labels, None)
         top_k_masks(scores, 0.8)
-        sync(device)
+        synchronize(device)
         timings.append(time.perf_counter() - start)
     seconds = min(timings)
     first_step = 50 * 5625 / img_s
