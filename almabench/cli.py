@@ -82,6 +82,9 @@ def _list_option(*names: str, help: str) -> Any:
 @click.option("--jobs", type=int, default=None,
               help="Cells run at once (default with loky: 1 on CPU, as many as fit on a GPU; with dask or ray, every "
                    "worker of the cluster).")
+@click.option("--threads", type=int, default=None,
+              help="torch threads per cell (default: the cores divided by --jobs). Files are identical only at the "
+                   "same thread count, so pin it to compare runs made with different --jobs.")
 @click.option("--backend", type=click.Choice(BACKENDS.names()), default="loky", show_default=True,
               help="Where cells run: loky (processes on this machine), dask or ray (a cluster; optional extras).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -93,7 +96,7 @@ def _list_option(*names: str, help: str) -> Any:
 @click.option("--data-root", default="", help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
 @click.option("--download", is_flag=True, help="Fetch CIFAR's official files if missing (needs a network).")
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
-        device, precision, compile_, jobs, backend, scheduler, dry_run, out, data_root, download) -> None:
+        device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
     from almabench.gpu import default_jobs
     from almabench.grid import canonical_key, describe, load_spec, run_grid
@@ -114,8 +117,10 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
          **{canonical_key(k, "--set"): v for k, v in _parse_set(settings).items()}},
     )
     configs = grid.configs()
+    if threads is not None and threads < 1:
+        raise AlmabenchError(f"--threads must be at least 1, got {threads}")
     options = RunOptions(device=device, data_root=data_root, download=download, precision=precision,
-                         compile=compile_)
+                         compile=compile_, threads=threads or 0)
     if jobs is None:
         jobs = default_jobs(configs, options) if backend == "loky" else -1
     elif jobs < 1:
@@ -151,6 +156,15 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         raise click.ClickException("; ".join(problems))
 
 
+def _toml(value: Any) -> str:
+    """A value as a user would write it in a spec or after --set."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -170,6 +184,11 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
         cost = "" if passes is None or cell.state == "done" else f"  {passes:,} image-passes"
         detail = f"  ({cell.detail})" if cell.detail else ""
         click.echo(f"  {cell.state:8} {describe(cell.config):44} {cell.path.name}{cost}{detail}")
+        if cell.config.resolved:
+            changed = ", ".join(f"{k}={_toml(v)}" for k, v in cell.config.differences_from_paper().items())
+            click.echo(f"           not the paper's: {changed}" if changed else "           the paper's recipe")
+        else:
+            click.echo("           settings unknown until its data loads (flip, crop_padding, milestones)")
     for note in plan.notes:
         click.echo(f"note: {note}")
     counts = plan.counts()
@@ -209,7 +228,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
     import datetime as dt
 
-    from almabench.grid import cell_states, folder_states, load_spec, shipped_specs
+    from almabench.grid import cell_states, folder_states, load_spec, resolve_configs, shipped_specs
     from almabench.store import CHECKPOINT_DIR, checkpoint_progress
 
     if not results.exists():
@@ -234,7 +253,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     present = {path.name for path, *_ in rows}
     shown = 0
     for name in names:
-        cells = cell_states(load_spec(name).configs(), results)
+        cells = cell_states(resolve_configs(load_spec(name).configs(), RunOptions(), strict=False), results)
         if not specs and not any(c.path.name in present for c in cells):
             continue  # a shipped spec with nothing here yet
         counts = {s: sum(c.state == s for c in cells) for s in ("done", "failed", "corrupt", "missing")}

@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -35,15 +38,49 @@ def _to_str(value: Any) -> str:
     return value
 
 
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(value)
+    return float(value)
+
+
+def _to_ints(value: Any) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes, dict)):
+        raise TypeError(value)
+    return tuple(_to_int(x) for x in ([value] if isinstance(value, int) else value))
+
+
+def _or_none(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else coerce(value)
+
+
 _COERCE = {
     "str": _to_str,
     "int": _to_int,
-    "float": float,
+    "float": _to_float,
     "bool": _to_bool,
-    "tuple[int, ...]": lambda v: tuple(_to_int(x) for x in ([v] if isinstance(v, int) else v)),
+    "bool | None": _or_none(_to_bool),
+    "tuple[int, ...] | None": _or_none(_to_ints),
 }
 _KIND = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-         "tuple[int, ...]": "a list of integers"}
+         "bool | None": "true or false", "tuple[int, ...] | None": "a list of integers"}
+
+# The paper's recipe for CIFAR (SPEC.md), against which `--dry-run` names what a cell changes.
+PAPER_RECIPE: dict[str, Any] = {
+    "epochs": 50, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "milestones": (20, 40),
+    "lr_gamma": 0.1, "crop_padding": 4, "flip": True, "tau": 4.5, "pruner": "snip", "scope": "global",
+    "sample_fraction": 0.2, "replay": "full", "val_fraction": 0.1, "protocol": "paper",
+}
+MILESTONE_FRACTIONS = (0.4, 0.8)  # the paper drops the learning rate at epochs 20 and 40 of 50
+
+
+def default_milestones(epochs: int) -> tuple[int, ...]:
+    """The paper's milestones scaled to `epochs`: 0.4·E and 0.8·E rounded half up, at least epoch 1, each once.
+
+    10 epochs -> (4, 8); 50 -> (20, 40); 2 -> (1, 2); 1 -> (1,). A milestone equal to E changes nothing (the
+    rate would drop after the last epoch) but keeps the rule one line.
+    """
+    return tuple(dict.fromkeys(max(1, math.floor(f * epochs + 0.5)) for f in MILESTONE_FRACTIONS))
 
 
 @dataclass(frozen=True)
@@ -70,10 +107,10 @@ class RunConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    milestones: tuple[int, ...] = (20, 40)
+    milestones: tuple[int, ...] | None = None  # None: 0.4 and 0.8 of the epochs (the paper's 20, 40 of 50)
     lr_gamma: float = 0.1
-    crop_padding: int = -1  # -1: the dataset's own default (4 for CIFAR)
-    flip: bool = True
+    crop_padding: int = -1  # -1: the dataset's own (4 px for CIFAR, 1 for digits)
+    flip: bool | None = None  # None: the dataset's own (CIFAR flips, digits and user data do not)
     # the harness around the methods: the paper's, or the released code's departures 4-7 (almabench.protocol)
     protocol: str = "paper"
 
@@ -86,6 +123,8 @@ class RunConfig:
             except (TypeError, ValueError):
                 raise AlmabenchError(f"{f.name} must be {_KIND[f.type]}, got {value!r}") from None
             object.__setattr__(self, f.name, value)
+        if self.dataset:  # a path names its data once: ./data/x.npz and data/x.npz are one cell (names are kept)
+            object.__setattr__(self, "dataset", os.path.normpath(self.dataset))
 
     def non_default(self) -> dict[str, Any]:
         """The fields that differ from their defaults: adding a field with a no-op default keeps old names."""
@@ -114,6 +153,25 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every setting that defaults to the dataset's or the epochs' has its value."""
+        return self.flip is not None and self.crop_padding >= 0 and self.milestones is not None
+
+    def resolve(self, flip: bool, crop_padding: int) -> RunConfig:
+        """The config with the values a run uses: the dataset's flip and crop padding, and milestones scaled
+        to the epochs, wherever the user left them unset. Cells are named by their resolved config, so two
+        spellings of one computation share a file and a recipe change makes a new one."""
+        return self.replace(
+            flip=flip if self.flip is None else self.flip,
+            crop_padding=crop_padding if self.crop_padding < 0 else self.crop_padding,
+            milestones=default_milestones(self.epochs) if self.milestones is None else self.milestones,
+        )
+
+    def differences_from_paper(self) -> dict[str, Any]:
+        """The settings where this cell departs from the paper's CIFAR recipe (shown by --dry-run)."""
+        return {k: getattr(self, k) for k, v in PAPER_RECIPE.items() if getattr(self, k) != v}
 
 
 @dataclass(frozen=True)

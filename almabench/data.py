@@ -40,6 +40,7 @@ class Dataset:
     source: str  # where it was read from
     checksum_ok: bool | None = None  # None: the format carries no checksum
     notes: tuple[str, ...] = ()
+    flip: bool = False  # whether random horizontal flips are part of its recipe (a mirrored digit is another)
 
     @property
     def channels(self) -> int:
@@ -104,6 +105,30 @@ Loader = Callable[[Path, bool], Dataset]
 DATASETS: Registry[Loader] = Registry("dataset")
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """A dataset's own augmentation recipe: what a cell uses wherever its config leaves flip/crop_padding unset."""
+
+    flip: bool
+    crop_padding: int  # pixels of zero padding before the random crop
+
+
+# Known without reading a pixel, so that cells can be named (and `status` can count them) before data loads.
+AUGMENTATION = {
+    "digits": Augmentation(flip=False, crop_padding=1),  # a mirrored digit is another digit; 8 px images
+    "cifar10": Augmentation(flip=True, crop_padding=4),  # the paper's: crop 32 with padding 4, flip
+    "cifar100": Augmentation(flip=True, crop_padding=4),
+}
+
+
+def augmentation_of(name: str, root: str | Path = "", download: bool = False) -> Augmentation:
+    """The dataset's recipe: from AUGMENTATION for the shipped datasets, else read off the loaded data."""
+    if name in AUGMENTATION:
+        return AUGMENTATION[name]
+    data = load_dataset(name, root, download)
+    return Augmentation(data.flip, data.crop_padding)
+
+
 def load_dataset(name: str, root: str | Path = "", download: bool = False) -> Dataset:
     """A registered dataset by name, or the user's own data by path (an .npz file or an ImageFolder tree)."""
     return _load_cached(name, str(Path(root).expanduser()) if root else str(default_data_root()), download)
@@ -152,8 +177,9 @@ def load_digits(root: Path, download: bool) -> Dataset:
         num_classes=10,
         mean=mean,
         std=std,
-        crop_padding=1,
+        crop_padding=AUGMENTATION["digits"].crop_padding,
         source="sklearn.datasets.load_digits",
+        flip=AUGMENTATION["digits"].flip,
     )
 
 
@@ -247,10 +273,11 @@ def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Datas
         num_classes=layout.num_classes,
         mean=layout.mean,
         std=layout.std,
-        crop_padding=4,
+        crop_padding=AUGMENTATION[layout.name].crop_padding,
         source=str(folder),
         checksum_ok=not mismatched,
         notes=notes,
+        flip=AUGMENTATION[layout.name].flip,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import tempfile
 import tomllib
@@ -25,17 +26,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 from joblib import Parallel, delayed
 
 from almabench.backends import BACKENDS, check_backend
 from almabench.config import SCOPES, RunConfig, RunOptions
-from almabench.data import is_known_dataset, load_dataset
+from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
-from almabench.models import ARCHS
+from almabench.models import ARCHS, build_model
 from almabench.protocol import PROTOCOLS
 from almabench.run import resolve_device, run_cell
-from almabench.sparsity import PRUNERS
+from almabench.sparsity import PRUNERS, prunable_parameters
 from almabench.store import checkpoint_path, move_aside, result_path, result_state, write_json_atomic
 from almabench.stream import REPLAYS, check_stream, make_stream
 from almabench.train import resolve_precision
@@ -153,12 +155,31 @@ def check_config(config: RunConfig) -> None:
         from almabench.data import DATASETS
 
         raise AlmabenchError(DATASETS.unknown(config.dataset) + ", or a path to an .npz file or an ImageFolder tree")
+    method = METHODS.get(config.method)
+    milestones = config.milestones or ()
     checks = [
         (config.tau > 0, f"tau must be > 0, got {config.tau}"),
+        (config.tau <= 0 or 0.8 ** config.tau > 0,
+         f"tau = {config.tau} keeps 0.8^tau = 0 of the weights (the kept fraction must be in (0, 1]); use a "
+         f"smaller tau"),
+        (not (method.prunes and method.shrinks) or config.tau >= 1,
+         f"tau must be >= 1 for {config.method}: its kept fraction 0.8^δ_t with δ = linspace(1, tau, T) must not "
+         f"grow, since its masks only shrink; got {config.tau}"),
         (config.megabatches >= 1, f"megabatches must be at least 1, got {config.megabatches}"),
-        (config.epochs >= 0, f"epochs must be >= 0, got {config.epochs}"),
+        (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
+        (all(1 <= m <= config.epochs for m in milestones),
+         f"milestones must be epochs in 1..{config.epochs} (the learning rate drops after them), got "
+         f"{list(milestones)}"),
         (config.batch_size >= 2, f"batch_size must be at least 2, got {config.batch_size}"),
         (config.lr > 0, f"lr must be > 0, got {config.lr}"),
+        (config.lr_gamma > 0, f"lr_gamma must be > 0 (the factor the learning rate is multiplied by at each "
+                              f"milestone), got {config.lr_gamma}"),
+        (config.momentum >= 0, f"momentum must be >= 0, got {config.momentum}"),
+        (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
+        (config.crop_padding >= -1, f"crop_padding must be a number of pixels >= 0 (or -1: the dataset's), got "
+                                    f"{config.crop_padding}"),
+        (0 <= config.seed < 2**63, f"seed must be an integer in 0..2^63-1 (it seeds 64-bit generators), got "
+                                   f"{config.seed}"),
         (0 < config.sample_fraction <= 1, f"sample_fraction must be in (0, 1], got {config.sample_fraction}"),
         (0 < config.val_fraction < 1, f"val_fraction must be in (0, 1), got {config.val_fraction}"),
     ]
@@ -167,18 +188,58 @@ def check_config(config: RunConfig) -> None:
             raise AlmabenchError(message)
 
 
-def check_grid(configs: list[RunConfig], options: RunOptions) -> None:
-    """Check every cell before any runs; each dataset is loaded once to check the stream fits it."""
+def resolve_configs(configs: list[RunConfig], options: RunOptions, strict: bool = True) -> list[RunConfig]:
+    """Each cell with the flip, crop padding and milestones it will use (the dataset's and the epochs' wherever
+    unset), each distinct cell once: cells are named by these values. strict=False leaves a cell whose data
+    cannot be read as it is (its name then matches no result file)."""
+    recipes = {}
+    for name in dict.fromkeys(c.dataset for c in configs):
+        try:
+            recipes[name] = augmentation_of(name, options.data_root, options.download)
+        except AlmabenchError:
+            if strict:
+                raise
+    return list(dict.fromkeys(
+        c.resolve(recipes[c.dataset].flip, recipes[c.dataset].crop_padding) if c.dataset in recipes else c
+        for c in configs))
+
+
+def check_resolved(config: RunConfig, data: Dataset) -> None:
+    """What can only be checked against the data: the crop fits the image, and pruning keeps some weights."""
+    size = min(data.image_size)
+    if config.crop_padding >= size:
+        raise AlmabenchError(f"{config.dataset}: crop_padding = {config.crop_padding} px is as large as its "
+                             f"{size} px images; use 0..{size - 1} (or -1: the dataset's, {data.crop_padding} px)")
+    if METHODS.get(config.method).prunes:
+        with torch.device("meta"):  # shapes only: no memory, no time
+            model = build_model(config.arch, data.num_classes, data.channels, data.image_size[0])
+        total = sum(p.numel() for p in prunable_parameters(model, config.prune_linear).values())
+        lowest = min(0.8 ** config.tau, 0.8)  # δ runs from 1 to τ
+        if round(lowest * total) < 1:
+            raise AlmabenchError(f"tau = {config.tau} keeps 0.8^tau = {lowest:.3g} of {config.arch}'s {total:,} "
+                                 f"prunable weights, i.e. none; use a smaller tau")
+
+
+def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]:
+    """Check every cell before any runs and return them resolved (each with the flip, crop padding and
+    milestones it will use: the dataset's and the epochs' wherever unset), each distinct cell once.
+
+    Each dataset is loaded once, to check that the stream and the crop fit it."""
     if not configs:
         raise AlmabenchError("the grid is empty")
     for config in configs:
         check_config(config)
+    datasets = {name: load_dataset(name, options.data_root, options.download)
+                for name in dict.fromkeys(c.dataset for c in configs)}
     for dataset, megabatches, val_fraction in sorted({(c.dataset, c.megabatches, c.val_fraction) for c in configs}):
-        data = load_dataset(dataset, options.data_root, options.download)
         try:
-            check_stream(data.n_train, megabatches, val_fraction)
+            check_stream(datasets[dataset].n_train, megabatches, val_fraction)
         except AlmabenchError as exc:
             raise AlmabenchError(f"{dataset}: {exc}") from None
+    resolved = resolve_configs(configs, options)
+    for config in resolved:
+        check_resolved(config, datasets[config.dataset])
+    return list(dict.fromkeys(resolved))
 
 
 DESCRIBED_WHEN_SET = ("pruner", "tau", "scope", "replay", "protocol")  # the axes the shipped specs vary
@@ -293,10 +354,11 @@ def run_grid(
     if jobs < 1 and not (jobs == -1 and BACKENDS.get(backend).cluster):
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
     check_backend(backend, scheduler)
-    check_grid(configs, options)
+    configs = check_grid(configs, options)
     precision = resolve_precision(options.precision, resolve_device(options.device))
     prepare_out(out)
     cells = cell_states(configs, out)
+    check_same_data(cells, options)
     todo = [cell.config for cell in cells if cell.state != "done"]
     _warn_other_precision(cells, precision)
     if on_start is not None:
@@ -318,6 +380,23 @@ def run_grid(
             on_done(i, len(todo), done)
     return GridOutcome(total=len(cells), skipped=len(cells) - len(todo), ran=len(todo), failed=failed,
                        corrupt=corrupt)
+
+
+def check_same_data(cells: list[CellState], options: RunOptions) -> None:
+    """A done cell is only done for the data it ran on: a file at the same path (or another copy of CIFAR)
+    holding other pixels or labels must not count as done, nor be overwritten. Stops with one line instead."""
+    for cell in cells:
+        if cell.state != "done":
+            continue
+        try:
+            recorded = json.loads(cell.path.read_text())["data"]["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an older or partial record: nothing to compare
+        current = load_dataset(cell.config.dataset, options.data_root, options.download).fingerprint
+        if recorded != current:
+            raise AlmabenchError(
+                f"{cell.path} was computed on other data than {cell.config.dataset} holds now (data fingerprint "
+                f"{recorded}, now {current}); run into another --out, or move that file away to recompute it")
 
 
 def _warn_other_precision(cells: list[CellState], precision: str) -> None:
@@ -410,15 +489,19 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
     if out.exists() and not out.is_dir():
         raise AlmabenchError(f"--out {out} exists and is not a folder")
     device = resolve_device(options.device).type
-    cells = cell_states(configs, out)
     rates = measured_rates(out)
-    notes, shapes = [], {}
-    for name in dict.fromkeys(c.config.dataset for c in cells):
+    notes, shapes, loaded = [], {}, {}
+    for name in dict.fromkeys(c.dataset for c in configs):
         try:
-            data = load_dataset(name, options.data_root, options.download)
+            data = loaded[name] = load_dataset(name, options.data_root, options.download)
             shapes[name] = (data.n_train, data.channels, data.image_size)
         except AlmabenchError as exc:
             notes.append(f"{exc} (its cells' cost is unknown; the run would stop here)")
+    configs = resolve_configs(configs, options, strict=False)  # a cell's file name depends on its resolved values
+    for config in configs:
+        if config.dataset in loaded:
+            check_resolved(config, loaded[config.dataset])
+    cells = cell_states(configs, out)
     passes: dict[RunConfig, int | None] = {}
     seconds: dict[RunConfig, float | None] = {}
     keys: dict[RunConfig, tuple] = {}

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from almabench.checkpoint import CellCheckpoint
 from almabench.config import RunConfig, RunOptions
-from almabench.data import load_dataset
+from almabench.data import Dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS, StepContext
 from almabench.models import build_model
@@ -76,15 +76,16 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
     dataset = load_dataset(config.dataset, options.data_root, options.download)
+    config = resolve_for(config, dataset)  # the grid passes resolved configs; a direct call may not
     data = DeviceData.from_dataset(dataset, device, options.precision)
     protocol = PROTOCOLS.get(config.protocol)
     stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction, protocol.layout)
     method = METHODS.get(config.method)()
-    crop_padding = dataset.crop_padding if config.crop_padding < 0 else config.crop_padding
+    crop_padding = config.crop_padding
 
     def fresh_model(seed_offset: int) -> nn.Module:
         with _INIT_LOCK:  # the global RNG: cells running in threads of one process (a Dask worker) must not race
-            torch.manual_seed(config.seed * 1_000_003 + seed_offset)
+            torch.manual_seed(init_seed(config.seed, seed_offset))
             m = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
         return m.to(memory_format=torch.channels_last) if data.channels_last else m
 
@@ -108,8 +109,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
             on_resume(len(steps))
     for t in range(len(steps) + 1, config.megabatches + 1):
         indices = step_data(stream, t, config.replay)
-        ctx = StepContext(t, config, model, masks, data, stream, indices, method_generator, fresh_model,
-                          crop_padding)
+        ctx = StepContext(t, config, model, masks, data, stream, indices, method_generator, crop_padding)
         t0 = time.perf_counter()
         method.before_step(ctx)
         synchronize(device)
@@ -143,6 +143,16 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(earlier_seconds + time.perf_counter() - wall, 3),
     }
+
+
+def init_seed(seed: int, offset: int) -> int:
+    """The seed of a model initialisation: distinct per (seed, offset), and within torch's 64-bit range."""
+    return (seed * 1_000_003 + offset) % 2**64
+
+
+def resolve_for(config: RunConfig, dataset: Dataset) -> RunConfig:
+    """The config with the dataset's augmentation and the epochs' milestones wherever the user left them unset."""
+    return config.resolve(dataset.flip, dataset.crop_padding)
 
 
 def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:

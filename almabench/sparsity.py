@@ -136,6 +136,14 @@ def snip_scores(model, params, images, labels, generator, batch_size: int = 256)
     The model runs in train mode (batch-norm batch statistics, as in the released code); callers pass a copy
     so that running statistics and gradients of the real model are left untouched.
     """
+    grads = loss_gradients(model, params, images, labels, batch_size)
+    return {name: (grads[name] * p.detach()).abs() for name, p in params.items()}
+
+
+def loss_gradients(model: nn.Module, params: dict[str, nn.Parameter], images: Tensor, labels: Tensor,
+                   batch_size: int = 256) -> dict[str, Tensor]:
+    """∂L/∂w of the mean cross-entropy over the whole sample, for the given weights, in train mode (batch-norm
+    batch statistics), accumulated over batches; the model's gradients are left cleared."""
     model.train()
     for p in model.parameters():
         p.grad = None
@@ -144,10 +152,10 @@ def snip_scores(model, params, images, labels, generator, batch_size: int = 256)
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         loss = F.cross_entropy(model(x), y, reduction="sum") / n
         loss.backward()
-    scores = {name: (p.grad * p.detach()).abs() for name, p in params.items()}
+    grads = {name: p.grad.detach().clone() for name, p in params.items()}
     for p in model.parameters():
         p.grad = None
-    return scores
+    return grads
 
 
 GRASP_TEMPERATURE = 200.0  # logits are divided by it before the loss (GraSP's T, as in the released library)

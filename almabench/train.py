@@ -180,6 +180,8 @@ def train_step(
     optimiser: None makes a new one (the paper); one carried through the stream (the released protocol) keeps
     its momentum and restarts its learning rate. Under that protocol validation images are augmented too.
     """
+    if config.flip is None or config.milestones is None:
+        raise ValueError("train_step needs a resolved config (RunConfig.resolve): flip and milestones unset")
     device = data.x_train.device
     protocol = PROTOCOLS.get(config.protocol)
     if optimiser is None:

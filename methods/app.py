@@ -15,6 +15,7 @@ class APP(Method):
     name = "app"
     summary = "prune the trained net to 0.8^delta_t before each megabatch (paper version)"
     prunes = True
+    shrinks = True
 
     def target_density(self, step: int, config: RunConfig) -> float:
         return app_density(step, config.megabatches, config.tau)

@@ -7,7 +7,6 @@ prune, hand new masks to `ctx.masks`. Adding a method is one module in methods/ 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,7 +34,6 @@ class StepContext:
     stream: list[Megabatch]
     step_data: Megabatch  # the indices step t trains and validates on (after replay)
     generator: torch.Generator  # CPU generator for sampling and random scores, seeded per run
-    fresh_model: Callable[[int], nn.Module]  # a newly initialised model of the same architecture, by seed
     crop_padding: int = 0  # the run's augmentation, for protocols that read π_t through it
     sample_indices: Tensor | None = None  # π_t, recorded by `scores`
 
@@ -54,18 +52,27 @@ class StepContext:
 
         Scores are keyed like ctx.masks (the names of the run's prunable weights).
         """
-        self.sample_indices = indices
         scoring = copy.deepcopy(model if model is not None else self.model)
         params = dict(scoring.named_parameters())
         params = {name: params[name] for name in self.masks.params}
-        protocol = PROTOCOLS.get(self.config.protocol)
+        images, labels = self.sample_batch(indices)
+        criterion = PRUNERS.get(self.config.pruner)
+        return criterion(scoring, params, images, labels, self.generator, self.score_batch_size)
+
+    @property
+    def score_batch_size(self) -> int:
+        """Batches of passes over π_t (per-batch batch-norm statistics: the released protocol uses 100)."""
+        return PROTOCOLS.get(self.config.protocol).score_batch_size
+
+    def sample_batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """π_t as the criterion sees it: normalised images (augmented under the released protocol) and labels;
+        records the indices as the step's sample."""
+        self.sample_indices = indices
         idx = indices.to(self.data.x_train.device)
         images, labels = self.data.x_train[idx], self.data.y_train[idx]
-        if protocol.augment_eval:  # the released code reads π_t through the training augmentation
+        if PROTOCOLS.get(self.config.protocol).augment_eval:  # the released code reads π_t augmented
             images = augment(images.cpu(), self.crop_padding, self.config.flip, self.generator).to(images.device)
-        criterion = PRUNERS.get(self.config.pruner)
-        return criterion(scoring, params, self.data.normalise(images), labels, self.generator,
-                         protocol.score_batch_size)
+        return self.data.normalise(images), labels
 
     def prune(self, scores: dict[str, Tensor], density: float, within_current: bool) -> None:
         """Set the masks to the top round(density·n) scores; within_current keeps new mask ⊆ old mask."""
@@ -79,6 +86,7 @@ class Method:
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     prunes: ClassVar[bool] = False  # False: the pruning keys of its config change nothing (see grid.configs)
+    shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
 
     def before_step(self, ctx: StepContext) -> None:
         """Runs before the training of step ctx.step; may prune through ctx.prune."""

@@ -31,7 +31,7 @@ def write_result(folder: Path, method: str, seed: int, errors: list[int], gap: f
                  **config) -> Path:
     """A finished result file: step t has errors[t-1] test errors, the same gap and density at every step."""
     config.setdefault("megabatches", len(errors))
-    cfg = RunConfig(method=method, seed=seed, **config)
+    cfg = RunConfig(method=method, seed=seed, **config).resolve(flip=True, crop_padding=4)  # as a run records it
     steps = []
     for t, e in enumerate(errors, start=1):
         steps.append({
@@ -168,12 +168,12 @@ def test_bootstrap_is_deterministic_and_sane() -> None:
 
 
 def test_corrupt_empty_partial_and_failed_files_are_skipped_with_one_warning_each(grid: Path) -> None:
+    partial = json.loads(sorted(grid.glob("*.json"))[0].read_text())  # a good result, before the bad files land
     (grid / "empty.json").write_text("")
     (grid / "corrupt.json").write_text('{"schema_version": 1, "status": "ok", "steps": [')
     (grid / "manifest.json").write_text('{"cells": []}')
     (grid / "failed.json").write_text(json.dumps({"schema_version": 1, "status": "failed", "config_hash": "x",
                                                   "error": "CUDA out of memory"}))
-    partial = json.loads(next(grid.glob("*.json")).read_text())
     partial["steps"] = partial["steps"][:3]
     partial["cer"] = sum(s["test_errors"] for s in partial["steps"])
     (grid / "partial.json").write_text(json.dumps(partial))

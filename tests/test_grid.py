@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
-from almabench.grid import check_config, image_passes, load_spec, run_grid, shipped_specs
+from almabench.grid import resolve_configs, check_config, image_passes, load_spec, run_grid, shipped_specs
 from almabench.store import checkpoint_path, load_checkpoint, result_path, without_timing
 from conftest import write_cifar_layout
 
@@ -31,6 +31,7 @@ megabatches = 3
 epochs = 2
 milestones = [1]
 flip = false
+crop_padding = 1
 """
 ONE_THREAD = RunOptions(threads=1)  # every run compared below uses one torch thread, as loky workers do here
 
@@ -110,7 +111,9 @@ def test_every_shipped_spec_loads_and_expands_into_valid_cells():
     assert sizes["paper-short"] == 18 and sizes["paper-long"] == 9
     short = load_spec("paper-short").configs()
     assert {(c.dataset, c.arch, c.megabatches, c.tau, c.pruner, c.epochs, c.milestones) for c in short} == {
-        (d, "resnet50", 8, 4.5, "snip", 50, (20, 40)) for d in ("cifar10", "cifar100")}
+        (d, "resnet50", 8, 4.5, "snip", 50, None) for d in ("cifar10", "cifar100")}
+    resolved = resolve_configs(short, RunOptions())  # CIFAR's recipe is known without reading the data
+    assert {(c.flip, c.crop_padding, c.milestones) for c in resolved} == {(True, 4, (20, 40))}
     assert {c.method for c in short} == {"dense", "osp", "app"} and {c.seed for c in short} == {0, 1, 2}
     assert {c.megabatches for c in load_spec("paper-long").configs()} == {100}
     assert {c.pruner for c in load_spec("pruner-ablation").configs()} == {"snip", "magnitude"}
@@ -339,7 +342,8 @@ def test_jobs_zero_is_one_line_for_every_backend(tmp_path):
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     from almabench.run import run_cell
 
-    config = RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False)
+    config = RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False,
+                       crop_padding=1)
     checkpoint = tmp_path / "c.pt"
     other = config.replace(seed=5)
     def stop(step):
@@ -357,7 +361,8 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
 def test_checkpoints_follow_the_code_fingerprint_not_the_git_commit(tmp_path, monkeypatch):
     import almabench.run
 
-    config = RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False)
+    config = RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False,
+                       crop_padding=1)
     real_environment = almabench.run.environment
 
     def run_as(code: str, commit: str, checkpoint: Path, **kwargs):
@@ -382,7 +387,8 @@ def test_checkpoints_follow_the_code_fingerprint_not_the_git_commit(tmp_path, mo
 
 
 def test_cells_done_in_another_precision_are_kept_with_a_warning(tmp_path):
-    configs = [RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False)]
+    configs = [RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False,
+                       crop_padding=1)]
     assert run_grid(configs, ONE_THREAD, tmp_path).ran == 1  # fp32 on the CPU
     with pytest.warns(UserWarning, match=r"^1 cell\(s\) in this folder were run in fp32 and are kept; this run "
                                          r"computes in bf16"):

@@ -116,13 +116,13 @@ def test_released_app_scores_on_the_first_examples_of_the_dataset_every_step(mon
     from almabench.methods import StepContext
 
     samples = []
-    real_scores = StepContext.scores
+    real_sample_batch = StepContext.sample_batch
 
-    def recording(self, indices, model=None):
+    def recording(self, indices):
         samples.append(indices.tolist())
-        return real_scores(self, indices, model)
+        return real_sample_batch(self, indices)
 
-    monkeypatch.setattr(StepContext, "scores", recording)
+    monkeypatch.setattr(StepContext, "sample_batch", recording)
     config = RunConfig(method="app-released", protocol="released", **TINY)
     run_cell(config)
     n_sample = round(0.2 * (1437 // 3))  # |π_t| = 0.2·|M| = 96 for digits at T = 3

@@ -81,7 +81,7 @@ def test_masks_zero_weights_and_density_is_measured_from_them():
 
 def test_masked_weights_stay_zero_through_training():
     dataset = load_dataset("digits")
-    config = RunConfig(epochs=2, batch_size=32, weight_decay=1e-3, flip=False)
+    config = RunConfig(epochs=2, batch_size=32, weight_decay=1e-3, flip=False, milestones=(2,))
     torch.manual_seed(0)
     from almabench.models import build_model
 
