@@ -356,7 +356,8 @@ def _read_npz_member(path: Path, archive, key: str) -> np.ndarray:
                                  f"of different sizes); store it as {want}") from None
         raise AlmabenchError(f"{path}: cannot read {key} ({exc}); store it as {want}") from None
     except Exception as exc:  # noqa: BLE001 - a damaged member (bad zip entry, truncated data)
-        raise AlmabenchError(f"{path}: cannot read {key} ({type(exc).__name__}: {exc}); the archive is damaged") from None
+        raise AlmabenchError(f"{path}: cannot read {key} ({type(exc).__name__}: {exc}); the archive is "
+                             f"damaged") from None
 
 
 def _check_npz_split(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
