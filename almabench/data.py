@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import warnings
-from collections.abc import Callable
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -26,7 +29,13 @@ from almabench.registry import Registry
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A labelled image classification dataset held in memory as tensors."""
+    """A labelled image classification dataset held in memory as tensors.
+
+    crop_padding and flip are the dataset's own augmentation defaults (a run's config may override them). flip is
+    on only for CIFAR-10/100 (natural photographs); off for digits (a mirrored digit is another digit) and for the
+    user's own data (.npz, ImageFolder), where a mirrored image may be another class (text, digits, arrows):
+    users who know their images may be mirrored set flip = true (--set flip=true).
+    """
 
     name: str
     x_train: Tensor  # uint8, N×C×H×W
@@ -37,10 +46,10 @@ class Dataset:
     mean: tuple[float, ...]  # per channel, in [0, 1]
     std: tuple[float, ...]
     crop_padding: int  # default padding of the random-crop augmentation
+    flip: bool  # default of the random horizontal-flip augmentation
     source: str  # where it was read from
     checksum_ok: bool | None = None  # None: the format carries no checksum
     notes: tuple[str, ...] = ()
-    flip: bool = False  # whether random horizontal flips are part of its recipe (a mirrored digit is another)
 
     @property
     def channels(self) -> int:
@@ -71,6 +80,7 @@ class Dataset:
             "image_size": list(self.image_size),
             "mean": list(self.mean),
             "std": list(self.std),
+            "flip": self.flip,
             "checksum_ok": self.checksum_ok,
             "notes": list(self.notes),
         }
@@ -131,7 +141,14 @@ def augmentation_of(name: str, root: str | Path = "", download: bool = False) ->
 
 def load_dataset(name: str, root: str | Path = "", download: bool = False) -> Dataset:
     """A registered dataset by name, or the user's own data by path (an .npz file or an ImageFolder tree)."""
-    return _load_cached(name, str(Path(root).expanduser()) if root else str(default_data_root()), download)
+    root_ = str(Path(root).expanduser()) if root else str(default_data_root())
+    return _load_cached(normalise_dataset_name(name), root_, download)
+
+
+def normalise_dataset_name(name: str) -> str:
+    """One spelling per dataset: a registered name as is, a path with os.path.normpath (still relative if it was),
+    so that ./data/x.npz and data/x.npz are the same dataset in a config and its hash."""
+    return name if name in DATASETS else os.path.normpath(name)
 
 
 @lru_cache(maxsize=4)
@@ -292,89 +309,260 @@ def load_cifar100(root: Path, download: bool) -> Dataset:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The user's own data: classes, channels, size and mean/std are read from the data itself.
+# The user's own data: classes, channels, size and mean/std are read from the data itself. Anything the data
+# cannot mean is an AlmabenchError naming the file and what would be valid, raised while the grid is checked,
+# so a bad file stops the run before a cell runs or anything in --out is touched.
+# Augmentation defaults: padding by image size, and no flip (a mirrored image may be another class: text,
+# digits, arrows); users who know their images are mirror-symmetric set flip = true in the config.
 
 
 def _padding_for(size: int) -> int:
     return 4 if size >= 32 else max(1, size // 8)
 
 
-def _from_arrays(name: str, source: str, x_train, y_train, x_test, y_test) -> Dataset:
+def _some(items: Sequence[object], limit: int = 3) -> str:
+    """The first few items, comma-separated, and how many more: error messages stay one readable line."""
+    shown = ", ".join(str(item) for item in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _from_arrays(name: str, source: str, num_classes: int, x_train, y_train, x_test, y_test) -> Dataset:
+    """A user's Dataset from checked N×C×H×W uint8 images and labels 0..num_classes-1."""
     x_train, x_test = torch.as_tensor(x_train), torch.as_tensor(x_test)
     y_train, y_test = torch.as_tensor(y_train, dtype=torch.int64), torch.as_tensor(y_test, dtype=torch.int64)
     mean, std = channel_stats(x_train)
-    num_classes = int(max(int(y_train.max()), int(y_test.max())) + 1)
-    return Dataset(name, x_train, y_train, x_test, y_test, num_classes, mean, std,
-                   _padding_for(min(x_train.shape[2:])), source)
+    return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   num_classes=num_classes, mean=mean, std=std, crop_padding=_padding_for(min(x_train.shape[2:])),
+                   flip=False, source=source)
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_NPZ_WANTS = {"x": "one uint8 array N×H×W or N×H×W×C (every image the same size)", "y": "a 1-D integer array"}
 
 
 def load_npz(path: Path) -> Dataset:
-    """An .npz with x_train, y_train, x_test, y_test: uint8 images N×H×W or N×H×W×C, integer labels."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
-        raise AlmabenchError(f"{path}: not a readable .npz file ({exc})") from None
-    keys = ("x_train", "y_train", "x_test", "y_test")
-    missing = [k for k in keys if k not in archive.files]
-    if missing:
-        raise AlmabenchError(f"{path}: missing key(s) {', '.join(missing)} (needs {', '.join(keys)})")
-    arrays = {k: archive[k] for k in keys}
+    """An .npz with x_train, y_train, x_test, y_test: uint8 images N×H×W or N×H×W×C, integer labels 0..K-1."""
+    arrays = _read_npz(path)
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.dtype != np.uint8:
-            raise AlmabenchError(f"{path}: x_{split} must be uint8 images, got dtype {x.dtype}")
-        if x.ndim not in (3, 4):
-            raise AlmabenchError(f"{path}: x_{split} must be N×H×W or N×H×W×C, got shape {x.shape}")
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise AlmabenchError(f"{path}: y_{split} must be a 1-D integer array, got {y.dtype} {y.shape}")
-        if len(x) != len(y):
-            raise AlmabenchError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
-        if len(x) == 0:
-            raise AlmabenchError(f"{path}: x_{split} is empty")
-        if y.min() < 0:
-            raise AlmabenchError(f"{path}: y_{split} has negative labels")
-        if x.ndim == 3:
-            x = x[..., None]
-        arrays[f"x_{split}"] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # -> N×C×H×W
+        arrays[f"x_{split}"] = _check_npz_split(path, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise AlmabenchError(
             f"{path}: train images are {arrays['x_train'].shape[1:]} (C×H×W) but test images are "
             f"{arrays['x_test'].shape[1:]}"
         )
-    return _from_arrays(path.stem, str(path.resolve()), *(arrays[k] for k in keys))
+    num_classes = _check_labels(path, arrays["y_train"], arrays["y_test"])
+    return _from_arrays(path.stem, str(path.resolve()), num_classes, *(arrays[k] for k in NPZ_KEYS))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays, never unpickling: an .npz is a zip of .npy files, and object arrays need pickle."""
+    if not zipfile.is_zipfile(path):
+        raise AlmabenchError(f"{path}: not an .npz archive (not a zip file); save one with "
+                             f"numpy.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
+        raise AlmabenchError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    with archive:
+        missing = [k for k in NPZ_KEYS if k not in archive.files]
+        if missing:
+            raise AlmabenchError(f"{path}: missing key(s) {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")
+        return {k: _read_npz_member(path, archive, k) for k in NPZ_KEYS}
+
+
+def _read_npz_member(path: Path, archive, key: str) -> np.ndarray:
+    want = _NPZ_WANTS[key[0]]
+    try:
+        return archive[key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise AlmabenchError(f"{path}: {key} is an array of Python objects (dtype=object, e.g. a list of images "
+                                 f"of different sizes); store it as {want}") from None
+        raise AlmabenchError(f"{path}: cannot read {key} ({exc}); store it as {want}") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged member (bad zip entry, truncated data)
+        raise AlmabenchError(f"{path}: cannot read {key} ({type(exc).__name__}: {exc}); the archive is "
+                             f"damaged") from None
+
+
+def _check_npz_split(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The split's images as N×C×H×W, after checking their dtype and shape against the labels'."""
+    if x.dtype != np.uint8:
+        raise AlmabenchError(f"{path}: x_{split} must be uint8 images, got dtype {x.dtype}")
+    if x.ndim not in (3, 4):
+        raise AlmabenchError(f"{path}: x_{split} must be N×H×W or N×H×W×C, got shape {x.shape}")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise AlmabenchError(f"{path}: y_{split} must be a 1-D integer array, got {y.dtype} {y.shape}")
+    if len(x) != len(y):
+        raise AlmabenchError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+    if len(x) == 0:
+        raise AlmabenchError(f"{path}: x_{split} is empty")
+    if x.ndim == 3:
+        x = x[..., None]
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _check_labels(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int:
+    """The number of classes K. Training labels must be exactly 0..K-1, since K sizes the model's output layer
+    (a stray 255 among four classes would silently give 256 outputs; a 1e9 would try to allocate them), and a
+    test label no training image has can only be scored wrong."""
+    for split, y in (("train", y_train), ("test", y_test)):
+        if int(y.min()) < 0:
+            raise AlmabenchError(f"{path}: y_{split} has negative labels (min {int(y.min())}); labels must be 0..K-1")
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise AlmabenchError(f"{path}: y_train has a single class ({int(classes[0])}); a classification dataset "
+                             f"needs at least 2 classes, labelled 0..K-1")
+    top = int(classes[-1])
+    if top + 1 != len(classes):
+        absent = top + 1 - len(classes)
+        shown = ", ".join(map(str, _missing_labels(classes))) + (", ..." if absent > 5 else "")
+        raise AlmabenchError(
+            f"{path}: y_train must use labels 0..K-1 with every class present, but its max label is {top} and "
+            f"{absent} of 0..{top} never occur ({shown}); relabel its {len(classes)} classes "
+            f"0..{len(classes) - 1} in y_train and y_test")
+    unseen = np.setdiff1d(y_test, classes)
+    if len(unseen):
+        raise AlmabenchError(f"{path}: y_test has label(s) {_some(unseen.tolist(), 5)} that no training image has "
+                             f"(y_train's classes are 0..{top}); every test label must be a training class")
+    return len(classes)
+
+
+def _missing_labels(present: np.ndarray, limit: int = 5) -> list[int]:
+    """The first `limit` labels of 0..max absent from the sorted `present`, without building the range (max may
+    be 1e9)."""
+    missing: list[int] = []
+    expected = 0
+    for label in present.tolist():
+        missing.extend(range(expected, min(label, expected + limit - len(missing))))
+        if len(missing) == limit:
+            break
+        expected = label + 1
+    return missing
+
+
+# An ImageFolder tree: path/{train,test}/<class>/<image>. Every image must decode and have the same channels
+# (greyscale or colour) and size; alpha channels are dropped.
+
+_GREY, _COLOUR = "greyscale", "colour (RGB)"
 
 
 def load_image_folder(path: Path) -> Dataset:
     """A torchvision ImageFolder tree path/{train,test}/<class>/<image>; every image must have one size."""
-    from torchvision.datasets import ImageFolder
-    from torchvision.io import ImageReadMode, decode_image
+    train, test = (_scan_split(path, split) for split in ("train", "test"))
+    _check_classes(path, train, test)
+    files = [file for split in (train, test) for file, _ in split.samples]
+    images = [_decode(file) for file in files]
+    images = _same_channels(path, files, images)
+    _check_sizes(path, files, images)
+    n_train = len(train.samples)
+    y_train, y_test = ([train.class_to_idx[split.classes[c]] for _, c in split.samples] for split in (train, test))
+    return _from_arrays(path.name, str(path.resolve()), len(train.classes), torch.stack(images[:n_train]), y_train,
+                        torch.stack(images[n_train:]), y_test)
 
-    for split in ("train", "test"):
-        if not (path / split).is_dir():
-            raise AlmabenchError(f"{path}: an ImageFolder dataset needs {split}/<class>/<image> folders")
-    train = ImageFolder(str(path / "train"), allow_empty=False)
-    test = ImageFolder(str(path / "test"), allow_empty=True)
+
+def _image_extensions() -> str:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return " ".join(IMG_EXTENSIONS)
+
+
+def _scan_split(path: Path, split: str):
+    """torchvision's ImageFolder index of path/split (files only, nothing decoded), checked to hold images."""
+    from torchvision.datasets import ImageFolder
+
+    folder = path / split
+    needs = f"an ImageFolder dataset needs {split}/<class>/<image> files ({_image_extensions()})"
+    if not folder.is_dir():
+        raise AlmabenchError(f"{path}: {needs}")
+    try:
+        index = ImageFolder(str(folder), allow_empty=True)
+    except FileNotFoundError:  # no class folder at all
+        raise AlmabenchError(f"{folder} has no class folders; {needs}") from None
+    if not index.samples:
+        raise AlmabenchError(f"{folder} has no images; {needs}")
+    return index
+
+
+def _check_classes(path: Path, train, test) -> None:
+    """Every training class has images (its label would otherwise never be learnt), there are at least two, and
+    every test class is a training class. An empty test class folder is allowed: it scores nothing."""
+    counts = Counter(label for _, label in train.samples)
+    empty = [name for i, name in enumerate(train.classes) if counts[i] == 0]
+    if empty:
+        raise AlmabenchError(f"{path / 'train'}: class folder(s) {_some(empty)} have no images "
+                             f"({_image_extensions()}); put images in them or remove them")
+    if len(train.classes) < 2:
+        raise AlmabenchError(f"{path / 'train'} has a single class folder ({train.classes[0]}); a classification "
+                             f"dataset needs at least 2")
     unknown = sorted(set(test.classes) - set(train.classes))
     if unknown:
         raise AlmabenchError(f"{path}: test classes {', '.join(unknown)} have no training images")
 
-    def decode(file: str, mode: ImageReadMode = ImageReadMode.UNCHANGED) -> Tensor:
+
+def _decode(file: str) -> Tensor:
+    """C×H×W uint8 with 1 (greyscale) or 3 (colour) channels: torchvision.io for JPEG, PNG, WebP and GIF, PIL for
+    the other formats ImageFolder accepts (BMP, TIFF, PPM, PGM). A file neither can read is named."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    if os.path.getsize(file) == 0:
+        raise AlmabenchError(f"{file}: empty image file (0 bytes); replace it with a readable image or remove it")
+    try:
         with warnings.catch_warnings():  # torchvision 0.29 announces a move of its decoders to TorchCodec
             warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-            return decode_image(file, mode=mode)
+            image = decode_image(file, mode=ImageReadMode.UNCHANGED)
+    except RuntimeError as exc:
+        reason = re.sub(r"^.*?:\d+, ", "", str(exc).splitlines()[0])  # drop torchvision's "function, file:line, "
+        if "Unsupported image file" not in reason:
+            raise AlmabenchError(f"{file}: not a readable image, truncated or corrupt ({reason}); replace it with "
+                                 f"a readable image or remove it") from None
+        return _decode_with_pil(file)
+    if image.shape[0] in (2, 4):  # grey + alpha, RGBA or CMYK: let the decoder convert, as it knows which
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+            image = decode_image(file, mode=ImageReadMode.GRAY if image.shape[0] == 2 else ImageReadMode.RGB)
+    return image
 
-    mode = ImageReadMode.GRAY if decode(train.samples[0][0]).shape[0] == 1 else ImageReadMode.RGB
 
-    def read(samples: list[tuple[str, int]], class_names: list[str]) -> tuple[Tensor, Tensor]:
-        images = [decode(file, mode) for file, _ in samples]
-        shapes = {tuple(im.shape) for im in images}
-        if len(shapes) > 1:
-            raise AlmabenchError(f"{path}: images have different sizes {sorted(shapes)[:3]}; resize them first")
-        labels = [train.class_to_idx[class_names[c]] for _, c in samples]
-        return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+def _decode_with_pil(file: str) -> Tensor:
+    from PIL import Image, UnidentifiedImageError
 
-    x_train, y_train = read(train.samples, train.classes)
-    x_test, y_test = read(test.samples, test.classes)
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise AlmabenchError(f"{path}: train images are {tuple(x_train.shape[1:])} but test images are {tuple(x_test.shape[1:])}")
-    return _from_arrays(path.name, str(path.resolve()), x_train, y_train, x_test, y_test)
+    try:
+        with Image.open(file) as opened:
+            grey = opened.mode in ("1", "L", "LA", "La", "F") or opened.mode.startswith("I")
+            array = np.asarray(opened.convert("L" if grey else "RGB"))
+    except UnidentifiedImageError:
+        raise AlmabenchError(f"{file}: not an image (neither torchvision nor PIL knows its format); replace it with "
+                             f"a readable image or remove it") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's truncated or corrupt files
+        raise AlmabenchError(f"{file}: not a readable image, truncated or corrupt ({exc}); replace it with a "
+                             f"readable image or remove it") from None
+    return torch.from_numpy(array.reshape(*array.shape[:2], -1).transpose(2, 0, 1).copy())  # PIL's is read-only
+
+
+def _same_channels(path: Path, files: list[str], images: list[Tensor]) -> list[Tensor]:
+    """The images unchanged if all are greyscale or all colour; otherwise the files of the minority are named.
+    Converting silently either way would hide a mistake (a stray scan among photographs)."""
+    kinds = [_GREY if image.shape[0] == 1 else _COLOUR for image in images]
+    majority, odd = _majority(kinds)
+    if odd:
+        minority = _COLOUR if majority == _GREY else _GREY
+        mode = "'L'" if majority == _GREY else "'RGB'"
+        raise AlmabenchError(
+            f"{path}: {len(odd)} of {len(files)} images are {minority} while the others are {majority}: "
+            f"{_some([files[i] for i in odd])}; convert them to {majority} (PIL: Image.open(f).convert({mode}))")
+    return images
+
+
+def _check_sizes(path: Path, files: list[str], images: list[Tensor]) -> None:
+    sizes = [tuple(image.shape[1:]) for image in images]
+    (height, width), odd = _majority(sizes)
+    if odd:
+        named = [f"{files[i]} ({sizes[i][0]}×{sizes[i][1]})" for i in odd]
+        raise AlmabenchError(f"{path}: images must all have one size, but {len(odd)} of {len(files)} are not "
+                             f"{height}×{width} like the others: {_some(named)}; resize them first")
+
+
+def _majority(kinds: list) -> tuple[object, list[int]]:
+    """The most common kind (a tie goes to the first seen) and the indices of every other."""
+    majority = Counter(kinds).most_common(1)[0][0]
+    return majority, [i for i, kind in enumerate(kinds) if kind != majority]

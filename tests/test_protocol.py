@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from almabench.config import RunConfig, RunOptions
-from almabench.data import load_dataset
+from almabench.data import DATASETS, Dataset, _load_cached, channel_stats, load_dataset
 from almabench.models import ARCHS, build_model
 from almabench.run import run_cell
 from almabench.sparsity import Masks, prunable_parameters
@@ -165,11 +165,14 @@ class TopLeftPixelIsLit(torch.nn.Module):
 def test_validation_and_the_pruning_sample_as_each_protocol_reads_them(tmp_path, monkeypatch, protocol):
     from almabench.sparsity import PRUNERS, magnitude_scores
 
-    images = np.zeros((210, 4, 4), np.uint8)
-    images[:, 0, 0] = 255  # only the top-left pixel is lit: after normalising, it is > 0 and the rest < 0
-    path = tmp_path / "lit.npz"
-    np.savez(path, x_train=images[:200], y_train=np.ones(200, np.int64), x_test=images[200:],
-             y_test=np.ones(10, np.int64))
+    images = torch.zeros((210, 1, 4, 4), dtype=torch.uint8)
+    images[:, 0, 0, 0] = 255  # only the top-left pixel is lit: after normalising, it is > 0 and the rest < 0
+    mean, std = channel_stats(images[:200])
+    lit_data = Dataset(name="lit", x_train=images[:200], y_train=torch.ones(200, dtype=torch.int64),
+                       x_test=images[200:], y_test=torch.ones(10, dtype=torch.int64), num_classes=2, mean=mean,
+                       std=std, crop_padding=1, flip=False, source="test")  # class 1 only: a user's .npz may not
+    monkeypatch.setitem(DATASETS._entries, "lit-top-left", lambda root, download: lit_data)
+    _load_cached.cache_clear()
     seen, batch_sizes = [], []
 
     def recording_snip(model, params, images, labels, generator, batch_size=256):
@@ -179,7 +182,7 @@ def test_validation_and_the_pruning_sample_as_each_protocol_reads_them(tmp_path,
 
     monkeypatch.setitem(PRUNERS._entries, "snip", recording_snip)
     monkeypatch.setitem(ARCHS._entries, "lit", TopLeftPixelIsLit)
-    config = RunConfig(method="app", dataset=str(path), arch="lit", megabatches=2, epochs=1, milestones=(1,),
+    config = RunConfig(method="app", dataset="lit-top-left", arch="lit", megabatches=2, epochs=1, milestones=(1,),
                        crop_padding=1, flip=False, protocol=protocol)
     result = run_cell(config)
     val = [s["val_accuracy"] for s in result["steps"]]

@@ -36,7 +36,7 @@ def _cifar_shaped(n: int = 96) -> Dataset:
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
-    return Dataset("cifar-shaped", x, y, x[:8], y[:8], 10, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 4, "test")
+    return Dataset("cifar-shaped", x, y, x[:8], y[:8], 10, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 4, True, "test")
 
 
 def _start(arch: str = "convnet") -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
