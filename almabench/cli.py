@@ -99,7 +99,8 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
     from almabench.gpu import default_jobs
-    from almabench.grid import canonical_key, describe, load_spec, run_grid
+    from almabench.grid import busy_message, canonical_key, describe, load_spec, run_grid
+    from almabench.locks import describe_owner
 
     axes = {
         "method": _split(methods, "--methods"),
@@ -136,7 +137,12 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
     def on_done(i: int, n: int, done: dict[str, Any]) -> None:
         result = done["result"]
         resumed = f", resumed after step {done['resumed_after']}" if done.get("resumed_after") else ""
-        if done["status"] == "ok":
+        if done["status"] == "busy":
+            click.echo(f"[{i}/{n}] {describe(done['config'])}: skipped, another almabench run "
+                       f"({describe_owner(done['holder'])}) is running it")
+        elif done["status"] == "done":
+            click.echo(f"[{i}/{n}] {describe(done['config'])}: already done by another almabench run; kept")
+        elif done["status"] == "ok":
             click.echo(f"[{i}/{n}] {describe(done['config'])}: accuracy {result['final_test_accuracy']:.2f} %, "
                        f"CER {result['cer']}, density {result['final_density']:.3f} ({result['seconds']:.1f} s"
                        f"{resumed})")
@@ -145,8 +151,12 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
 
     outcome = run_grid(configs, options, out, jobs, on_done, backend=backend, scheduler=scheduler,
                        on_start=on_start)
-    click.echo(f"{outcome.ran} ran, {outcome.skipped} already done, {len(outcome.failed)} failed; results in {out}/")
+    busy = f", {len(outcome.busy)} left to another run" if outcome.busy else ""
+    click.echo(f"{outcome.ran} ran, {outcome.skipped} already done, {len(outcome.failed)} failed{busy}; "
+               f"results in {out}/")
     problems = []
+    if outcome.busy:
+        problems.append(busy_message(outcome.busy, out))
     if outcome.failed:
         problems.append(f"{len(outcome.failed)} cell(s) failed; their records: {', '.join(outcome.failed)}")
     if outcome.corrupt:
@@ -226,10 +236,8 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
                    "with at least one cell in RESULTS.")
 def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
-    import datetime as dt
-
     from almabench.grid import cell_states, folder_states, load_spec, resolve_configs, shipped_specs
-    from almabench.store import CHECKPOINT_DIR, checkpoint_progress
+    from almabench.store import CHECKPOINT_DIR
 
     if not results.exists():
         raise AlmabenchError(f"results folder {results} does not exist")
@@ -245,10 +253,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     click.echo(f"{results}/: {len(rows)} result file(s): {totals['done']} done, {totals['failed']} failed, "
                f"{totals['corrupt']} corrupt")
     if groups:
-        click.echo(f"  {'method':14} {'dataset':10} {'arch':10} {'T':>4} {'done':>5} {'failed':>6} {'corrupt':>7}")
-        for (method, dataset, arch, t), g in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-            click.echo(f"  {str(method):14} {str(dataset)[:10]:10} {str(arch):10} {str(t):>4} {g['done']:>5} "
-                       f"{g['failed']:>6} {g['corrupt']:>7}")
+        _print_groups(groups)
     names = list(specs) or shipped_specs()
     present = {path.name for path, *_ in rows}
     shown = 0
@@ -262,19 +267,55 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         shown += 1
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
-    checkpoints = sorted((results / CHECKPOINT_DIR).glob("*.pt"))
-    if checkpoints:
-        click.echo(f"{len(checkpoints)} cell(s) checkpointed mid-stream (a rerun goes on from there):")
-        for path in checkpoints:
-            progress = checkpoint_progress(path)
-            saved = dt.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-            where = f"{progress[0]} of {progress[1]} megabatches done" if progress else "unreadable"
-            click.echo(f"  {path.stem}.json: {where}, saved {saved}")
+    _print_checkpoints(sorted((results / CHECKPOINT_DIR).glob("*.pt")))
     problems = [(path, state, detail) for path, state, detail, _ in rows if state in ("failed", "corrupt")]
     if problems:
         click.echo("failed and corrupt files (a rerun of their grid runs them again; corrupt ones are moved aside):")
         for path, state, detail in problems:
             click.echo(f"  {state:7} {path.name}: {detail}")
+
+
+def _print_groups(groups: dict[tuple, dict[str, int]]) -> None:
+    """The per (method, dataset, arch, T) counts; text columns as wide as their longest entry, never cut
+    (two .npz files of one name in sibling folders must not read as one dataset)."""
+    rows = sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0])))
+    widths = [max(len(header), *(len(str(key[i])) for key, _ in rows))
+              for i, header in enumerate(("method", "dataset", "arch"))]
+    m, d, a = widths
+    click.echo(f"  {'method':{m}} {'dataset':{d}} {'arch':{a}} {'T':>4} {'done':>5} {'failed':>6} {'corrupt':>7}")
+    for (method, dataset, arch, t), g in rows:
+        click.echo(f"  {str(method):{m}} {str(dataset):{d}} {str(arch):{a}} {str(t):>4} {g['done']:>5} "
+                   f"{g['failed']:>6} {g['corrupt']:>7}")
+
+
+def _print_checkpoints(checkpoints: list[Path]) -> None:
+    """Checkpoints a rerun resumes from, and, apart, those it cannot read (that cell starts over)."""
+    import datetime as dt
+
+    from almabench.store import checkpoint_progress, load_checkpoint
+
+    readable, unreadable = [], []
+    for path in checkpoints:
+        try:
+            saved = dt.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        except OSError:
+            continue  # its cell finished (and removed it) since the folder was listed
+        progress = checkpoint_progress(path)
+        if progress is None:
+            try:
+                load_checkpoint(path)
+                why = "unreadable"
+            except ValueError as exc:  # why a rerun will not resume it, in load_checkpoint's words
+                why = str(exc)
+            unreadable.append(f"  {path.stem}.json: {why}, saved {saved}")
+        else:
+            readable.append(f"  {path.stem}.json: {progress[0]} of {progress[1]} megabatches done, saved {saved}")
+    if readable:
+        click.echo(f"{len(readable)} cell(s) checkpointed mid-stream (a rerun goes on from there):")
+        click.echo("\n".join(readable))
+    if unreadable:
+        click.echo(f"{len(unreadable)} checkpoint(s) unreadable, a rerun starts that cell over:")
+        click.echo("\n".join(unreadable))
 
 
 @main.command(name="list")
@@ -302,3 +343,7 @@ def list_() -> None:
 from almabench.analysis.cli import report  # noqa: E402  (the command lives in analysis/, almabench.analysis)
 
 main.add_command(report)
+
+
+if __name__ == "__main__":  # python -m almabench.cli, as the tests start a second run
+    main()

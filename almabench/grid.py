@@ -7,15 +7,19 @@ settings shared by every cell. Any RunConfig field may appear in either; plural 
 Cells run in-process, in joblib's loky worker processes, or on a Dask or Ray cluster (the same files come
 out). A cell is done when its result file is; failed and missing cells are run again, a corrupt file is moved
 aside (never deleted) and its cell run again, and a cell killed midway resumes from its last megabatch.
+Each cell runs under its own lock (almabench.locks), so two runs into one folder share the work instead of
+doing it twice; a full disk stops the grid with one line and keeps every finished file.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import math
 import os
 import tempfile
+import time
 import tomllib
 import traceback
 import warnings
@@ -33,12 +37,21 @@ from almabench.backends import BACKENDS, check_backend
 from almabench.config import SCOPES, RunConfig, RunOptions
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
+from almabench.locks import cell_lock, describe_owner, this_run
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
 from almabench.protocol import PROTOCOLS
 from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS, prunable_parameters
-from almabench.store import checkpoint_path, move_aside, result_path, result_state, write_json_atomic
+from almabench.store import (
+    StorageError,
+    checkpoint_path,
+    move_aside,
+    result_path,
+    result_state,
+    temp_files,
+    write_json_atomic,
+)
 from almabench.stream import REPLAYS, check_stream, make_stream
 from almabench.train import resolve_precision
 
@@ -246,10 +259,12 @@ DESCRIBED_WHEN_SET = ("pruner", "tau", "scope", "replay", "protocol")  # the axe
 
 
 def describe(config: RunConfig) -> str:
-    """A cell in one line: its main axes, plus those of DESCRIBED_WHEN_SET that differ from their defaults."""
+    """A cell in one line: its main axes and epochs (always: two cells differing only in epochs must not read
+    alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults."""
     changed = config.non_default()
     extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if k in changed)
-    return f"{config.method} {config.dataset} {config.arch} T={config.megabatches} seed={config.seed}{extra}"
+    return (f"{config.method} {config.dataset} {config.arch} T={config.megabatches} epochs={config.epochs} "
+            f"seed={config.seed}{extra}")
 
 
 def _show_step(config: RunConfig) -> Callable[[dict[str, Any]], None]:
@@ -261,13 +276,36 @@ def _show_step(config: RunConfig) -> Callable[[dict[str, Any]], None]:
     return show
 
 
-def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str, Any]:
+def run_and_store(config: RunConfig, options: RunOptions, out: Path, owner: str = "") -> dict[str, Any]:
     """Run one cell in a worker and write its result; a failure writes a failure record instead.
+
+    The cell runs under its lock (almabench.locks.cell_lock), taken here, in the process that runs it: if
+    another run holds it, nothing is touched and the outcome is "busy"; once held, the file is looked at
+    again, since another run may have finished the cell after this grid was planned ("done": kept as is).
+    A corrupt file is moved aside under the lock, so two runs never both move it.
 
     The cell checkpoints after every megabatch in out/.checkpoints/ and resumes from there if it was killed;
     the checkpoint is deleted once the result is written (a failed cell keeps it: a rerun after an
-    out-of-memory error goes on from the last good megabatch).
+    out-of-memory error goes on from the last good megabatch). A write the disk refuses (StorageError) is
+    not the cell's failure: it propagates, no failure record is attempted, and the checkpoint stays.
     """
+    path = result_path(out, config)
+    with cell_lock(out, config, owner) as holder:
+        if holder is not None:
+            return {"config": config, "path": str(path), "status": "busy", "holder": holder, "result": None}
+        state, detail = result_state(path)
+        if state == "done":
+            return {"config": config, "path": str(path), "status": "done", "result": None}
+        aside = str(move_aside(path)) if state == "corrupt" else None
+        for stale in temp_files(out, config):  # left by a process killed mid-write; nobody else writes here
+            stale.unlink(missing_ok=True)
+        result, resumed = _run_and_write(config, options, out)
+    return {"config": config, "path": str(path), "status": result["status"], "result": result,
+            "resumed_after": resumed, "moved_aside": aside, "corrupt_detail": detail if aside else ""}
+
+
+def _run_and_write(config: RunConfig, options: RunOptions, out: Path) -> tuple[dict[str, Any], int]:
+    """The cell's result (or failure record), written; (document, megabatches it resumed after)."""
     path = result_path(out, config)
     checkpoint = checkpoint_path(out, config)
     resumed: list[int] = []
@@ -275,6 +313,8 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str
         result = run_cell(config, options, progress=_show_step(config), checkpoint=checkpoint,
                           on_resume=resumed.append)
         write_json_atomic(path, result)  # inside: a value JSON cannot hold (NaN) fails this cell only
+    except StorageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
         result = {
             "status": "failed",
@@ -286,8 +326,7 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path) -> dict[str
         write_json_atomic(path, result)
     if result["status"] == "ok":
         checkpoint.unlink(missing_ok=True)
-    return {"config": config, "path": str(path), "status": result["status"], "result": result,
-            "resumed_after": resumed[0] if resumed else 0}
+    return result, resumed[0] if resumed else 0
 
 
 @dataclass(frozen=True)
@@ -297,6 +336,7 @@ class GridOutcome:
     ran: int
     failed: list[str]
     corrupt: list[str] = field(default_factory=list)  # where corrupt files were moved aside to
+    busy: dict[str, str] = field(default_factory=dict)  # result path -> owner of the run that holds its lock
 
 
 def prepare_out(out: Path) -> None:
@@ -350,6 +390,8 @@ def run_grid(
     `scheduler`, or a local one). jobs = -1 with dask or ray: as many cells at once as the cluster has workers.
     A corrupt file in out/ is moved aside to <name>.corrupt (with a warning) and its cell rerun.
     on_start(cells, cells to run) is called once every check has passed, before the first cell runs.
+    A cell another run is running (its lock is held) is skipped and listed in GridOutcome.busy. A write the
+    disk refuses stops the grid with one AlmabenchError line; every finished file stays as it is.
     """
     if jobs < 1 and not (jobs == -1 and BACKENDS.get(backend).cluster):
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
@@ -363,23 +405,104 @@ def run_grid(
     _warn_other_precision(cells, precision)
     if on_start is not None:
         on_start(len(cells), len(todo))
-    corrupt = []
-    for cell in cells:
-        if cell.state == "corrupt":
-            aside = move_aside(cell.path)
-            corrupt.append(str(aside))
-            warnings.warn(f"{cell.path} is not a result ({cell.detail}); moved aside to {aside.name}, "
-                          f"its cell ({describe(cell.config)}) runs again", stacklevel=2)
     if jobs > 1 and options.threads == 0:
         options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
-    failed = []
-    for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler), start=1):
-        if done["status"] != "ok":
-            failed.append(done["path"])
-        if on_done is not None:
-            on_done(i, len(todo), done)
-    return GridOutcome(total=len(cells), skipped=len(cells) - len(todo), ran=len(todo), failed=failed,
-                       corrupt=corrupt)
+    tally = _Tally(skipped=len(cells) - len(todo))
+    try:
+        for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler, this_run()), start=1):
+            tally.add(done)
+            if on_done is not None:
+                on_done(i, len(todo), done)
+    except StorageError as exc:
+        _remove_temp_files(out, todo)
+        raise AlmabenchError(storage_message(exc, out, tally.finished)) from None
+    return tally.outcome(len(cells))
+
+
+@dataclass
+class _Tally:
+    """What the cells of one run came to, as their outcomes arrive."""
+
+    skipped: int
+    ran: int = 0
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    busy: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        """Cells of the grid whose result is in the folder: done before, done by another run, or done now."""
+        return self.skipped + self.ok
+
+    def add(self, done: dict[str, Any]) -> None:
+        if done["status"] == "busy":
+            self.busy[done["path"]] = done["holder"]
+            return
+        if done["status"] == "done":  # another run finished it after this one was planned
+            self.skipped += 1
+            return
+        self.ran += 1
+        if done["status"] == "ok":
+            self.ok += 1
+        else:
+            self.failed.append(done["path"])
+        if done.get("moved_aside"):
+            aside = Path(done["moved_aside"])
+            self.corrupt.append(str(aside))
+            warnings.warn(f"{done['path']} is not a result ({done['corrupt_detail']}); moved aside to {aside.name}, "
+                          f"its cell ({describe(done['config'])}) runs again", stacklevel=4)
+
+    def outcome(self, total: int) -> GridOutcome:
+        return GridOutcome(total=total, skipped=self.skipped, ran=self.ran, failed=self.failed,
+                           corrupt=self.corrupt, busy=self.busy)
+
+
+def busy_message(busy: dict[str, str], out: Path) -> str:
+    """The one line for cells skipped because another run holds their locks."""
+    owners = sorted({describe_owner(owner) for owner in busy.values()})
+    return f"{len(busy)} cell(s) are being run by another almabench run ({', '.join(owners)}) in {out}/; skipped"
+
+
+def storage_message(exc: StorageError, out: Path, finished: int) -> str:
+    """The one line for a write the disk refused: what, where, what is kept, and what to do."""
+    try:
+        where = str(Path(exc.path).relative_to(out))
+    except ValueError:
+        where = exc.path
+    if exc.out_of_space:
+        advice = "free space"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = f"make {out}/ writable"
+    else:
+        advice = "fix that"
+    return (f"{exc.reason} under {out}/ (writing {where}): {finished} cell(s) finished and kept; "
+            f"{advice} and rerun to continue")
+
+
+def _remove_temp_files(out: Path, todo: list[RunConfig], wait: float = 2.0) -> None:
+    """After a refused write, the temp files of cells whose loky workers joblib killed mid-write (it kills
+    the other workers when one raises): each is removed under its cell's lock, which the kernel frees once
+    the killed worker is gone (waited for a moment); a cell another run holds is left to that run."""
+    ours = this_run()
+    pending = [c for c in todo if temp_files(out, c)]
+    deadline = time.monotonic() + wait
+    while pending:
+        still = []
+        for config in pending:
+            try:
+                with cell_lock(out, config, ours) as holder:
+                    if holder is None:
+                        for stale in temp_files(out, config):
+                            stale.unlink(missing_ok=True)
+                    elif holder == ours:  # one of our killed workers, not yet reaped
+                        still.append(config)
+            except (StorageError, OSError):
+                continue  # best effort: the next run removes them when it takes the cell
+        if not still or time.monotonic() > deadline:
+            return
+        pending = still
+        time.sleep(0.05)
 
 
 def check_same_data(cells: list[CellState], options: RunOptions) -> None:
@@ -409,14 +532,16 @@ def _warn_other_precision(cells: list[CellState], precision: str) -> None:
 
 
 def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, backend: str = "loky",
-             scheduler: str | None = None) -> Iterator[dict[str, Any]]:
+             scheduler: str | None = None, owner: str = "") -> Iterator[dict[str, Any]]:
+    """Each cell's outcome as it ends. owner ("<pid> <host>" of this run) goes into the lock files the
+    workers take, so that another run names this one, not a loky worker's pid, when it finds a cell busy."""
     if not todo:
         return
     chosen = BACKENDS.get(backend)
     if not chosen.cluster and (jobs == 1 or len(todo) <= 1):  # in-process: no worker start-up, same numbers
-        yield from (run_and_store(c, options, out) for c in todo)
+        yield from (run_and_store(c, options, out, owner) for c in todo)
         return
-    tasks: Iterable = (delayed(run_and_store)(c, options, out) for c in todo)
+    tasks: Iterable = (delayed(run_and_store)(c, options, out, owner) for c in todo)
     n_jobs = min(jobs, len(todo)) if jobs > 0 else jobs
     with chosen.connect(scheduler, jobs if jobs > 0 else (os.cpu_count() or 1)):
         return_as = "generator_unordered" if chosen.yields_as_done else "list"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from almabench.config import RunConfig
+from almabench.errors import AlmabenchError
 
 SCHEMA_VERSION = 1
 
@@ -22,20 +24,88 @@ def result_path(out: str | Path, config: RunConfig) -> Path:
     return Path(out) / f"{config.hash()}.json"
 
 
+class StorageError(AlmabenchError):
+    """A file under --out could not be written (a full disk, a quota, a read-only or vanished folder).
+
+    Not a failure of the cell: nothing about its numbers is wrong, and a failure record could not be written
+    either, so the grid stops (grid.run_grid turns this into one line) instead of marking cells failed.
+    The arguments are plain values so that the exception pickles back from a loky or Dask worker.
+    """
+
+    def __init__(self, path: str, errno_: int | None, reason: str) -> None:
+        super().__init__(path, errno_, reason)
+        self.path, self.errno, self.reason = path, errno_, reason
+
+    @classmethod
+    def from_os_error(cls, path: Path, exc: OSError) -> StorageError:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return cls(str(path), exc.errno, reason[:1].lower() + reason[1:])
+
+    def __str__(self) -> str:
+        return f"{self.reason} writing {self.path}"
+
+    @property
+    def out_of_space(self) -> bool:
+        return self.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind exc, if any: torch.save reports a failed write as a RuntimeError whose __context__
+    is the OSError (ENOSPC) the file raised, and that must read as a full disk, not as a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _create_temp(folder: Path, stem: str) -> tuple[int, Path]:
+    """A new hidden temp file next to the target, opened with mode 0o666 so that the kernel applies the
+    umask as it does to any file (tempfile.mkstemp forces 0600: results unreadable to a group that shares
+    the folder). O_EXCL and a random name keep concurrent writers apart."""
+    for _ in range(100):
+        tmp = folder / f".{stem}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temp file name for {stem} in {folder}")
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers (and a resume after a kill) see
-    the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    the old file or the new one, never half of one.
+
+    A write the file system refuses (ENOSPC, EDQUOT, EROFS, ...) removes the temp file and raises
+    StorageError: the caller must stop rather than record the cell as failed.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path.parent, path.stem)
+    except OSError as exc:
+        raise StorageError.from_os_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        cause = os_error_in(exc) if isinstance(exc, Exception) else None
+        if cause is not None:
+            raise StorageError.from_os_error(path, cause) from None
         raise
+
+
+def temp_files(out: str | Path, config: RunConfig) -> list[Path]:
+    """Temp files that write_atomic left for this cell's result or checkpoint: only a process killed
+    mid-write leaves one. Whoever holds the cell's lock may delete them (nobody else writes that cell)."""
+    stem = config.hash()
+    return [p for folder in (Path(out), Path(out) / CHECKPOINT_DIR) for p in folder.glob(f".{stem}.*.tmp")]
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -46,13 +116,100 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 STATES = ("done", "failed", "corrupt", "missing")
 
+# What a finished result must hold, with its type: every key run.run_cell writes (all of them since schema 1),
+# so that status, --dry-run's rates and the report can read any file counted as done without a traceback.
+RESULT_NUMBERS = ("final_test_accuracy", "cer", "final_density", "final_gap", "mean_gap", "test_size",
+                  "params_total", "prunable_total", "flops_dense", "seconds")
+RESULT_OBJECTS = ("config", "data", "environment")
+RESULT_STRINGS = ("config_hash", "started_at", "finished_at")
+STEP_NUMBERS = ("step", "test_accuracy", "test_errors", "train_accuracy", "val_accuracy", "gap", "density",
+                "target_density", "params_remaining", "flops_remaining")
+CONFIG_STRINGS = ("method", "dataset", "arch")
+CONFIG_INTEGERS = ("megabatches", "seed")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _wrong_type(where: str, value: Any, kind: str) -> str:
+    return f"{where} should be {kind}, got {_shown(value)}"
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    missing = [k for k in (*CONFIG_STRINGS, *CONFIG_INTEGERS) if k not in config]
+    if missing:
+        return f"partial result, config lacks {', '.join(missing)}"
+    for key in CONFIG_STRINGS:
+        if not isinstance(config[key], str):
+            return _wrong_type(f"config.{key}", config[key], "a string")
+    for key in CONFIG_INTEGERS:
+        if not _is_integer(config[key]):
+            return _wrong_type(f"config.{key}", config[key], "an integer")
+    return None
+
+
+def _steps_problem(steps: Any) -> str | None:
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
+        return _wrong_type("steps", steps, "a non-empty list of objects (one per megabatch)")
+    for i, step in enumerate(steps, start=1):
+        lacking = [k for k in STEP_NUMBERS if k not in step]
+        if lacking:
+            return f"partial result, step {i} lacks {', '.join(lacking)}"
+        for key in STEP_NUMBERS:
+            if not _is_number(step[key]):
+                return _wrong_type(f"step {i} {key}", step[key], "a number")
+    return None
+
+
+def validate_result(doc: Any) -> str | None:
+    """Why doc is not a usable finished result (status "ok"), or None if it is.
+
+    The one check behind status, run (which moves such a file aside and reruns its cell) and the report
+    (which skips it with a warning): a file with "final_test_accuracy": "high" or steps that are not a list
+    is no result, however well-formed its JSON. Numbers are int or float, never bool (JSON's true is not 1).
+    """
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    missing = [k for k in (*RESULT_STRINGS, *RESULT_OBJECTS, "steps", *RESULT_NUMBERS) if k not in doc]
+    if missing:
+        return f"partial result, missing {', '.join(missing)}"
+    for key in RESULT_STRINGS:
+        if not isinstance(doc[key], str):
+            return _wrong_type(key, doc[key], "a string")
+    for key in RESULT_OBJECTS:
+        if not isinstance(doc[key], dict):
+            return _wrong_type(key, doc[key], "an object")
+    for key in RESULT_NUMBERS:
+        if not _is_number(doc[key]):
+            return _wrong_type(key, doc[key], "a number")
+    reason = _config_problem(doc["config"]) or _steps_problem(doc["steps"])
+    if reason is not None:
+        return reason
+    steps, megabatches = doc["steps"], doc["config"]["megabatches"]
+    if len(steps) != megabatches:
+        return f"partial result, {len(steps)} of {megabatches} steps"
+    if sum(s["test_errors"] for s in steps) != doc["cer"]:
+        return "inconsistent result, cer is not the sum of the steps' test_errors"
+    return None
+
 
 def result_state(path: Path) -> tuple[str, str]:
     """(state, detail) of one cell's file: done (detail: the precision it ran in), failed (detail: the error),
     corrupt (detail: why) or missing.
 
-    A file is corrupt when it is not JSON, not an object, has an unknown status, or names another config than
-    its file name says: it is neither a result nor a failure record, and must not be mistaken for either.
+    A file is corrupt when it is not JSON, not an object, has an unknown status, names another config than
+    its file name says, or is a result that validate_result refuses (a field of the wrong type, missing keys):
+    it is neither a result nor a failure record, and must not be mistaken for either.
     """
     if not path.exists():
         return "missing", ""
@@ -69,10 +226,10 @@ def result_state(path: Path) -> tuple[str, str]:
     if doc.get("config_hash") != path.stem:
         return "corrupt", f"its config_hash {doc.get('config_hash')!r} does not match its file name"
     if doc.get("status") == "ok":
-        if not isinstance(doc.get("steps"), list) or not isinstance(doc.get("config"), dict):
-            return "corrupt", "a result without steps or config"
-        environment = doc.get("environment")
-        return "done", str(environment.get("precision", "")) if isinstance(environment, dict) else ""
+        reason = validate_result(doc)
+        if reason is not None:
+            return "corrupt", reason
+        return "done", str(doc["environment"].get("precision", ""))
     if doc.get("status") == "failed":
         return "failed", str(doc.get("error", "no error recorded"))
     return "corrupt", f"unknown status {doc.get('status')!r}"
@@ -85,7 +242,10 @@ def move_aside(path: Path) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.corrupt.{n}")
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        raise StorageError.from_os_error(target, exc) from None
     return target
 
 

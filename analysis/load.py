@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from almabench.config import RunConfig
-from almabench.store import SCHEMA_VERSION
+from almabench.store import SCHEMA_VERSION, validate_result
 
 Warn = Callable[[str], None]
 
@@ -25,9 +25,6 @@ CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
 CONFIG_DEFAULTS: dict[str, Any] = RunConfig().to_dict()
 # Config keys that only matter to a method that prunes; a dense cell belongs to every block they split.
 PRUNING_KEYS: tuple[str, ...] = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
-REQUIRED_TOP = ("config_hash", "config", "steps", "cer", "params_total", "flops_dense", "data")
-REQUIRED_STEP = ("step", "test_accuracy", "test_errors", "train_accuracy", "val_accuracy", "gap", "density",
-                 "target_density", "params_remaining", "flops_remaining")
 # Cell-level scalars copied onto every step row (step-level names win where they clash, see CELL_RENAMES).
 CELL_KEYS = ("config_hash", "final_test_accuracy", "cer", "final_density", "final_gap", "mean_gap", "test_size",
              "params_total", "prunable_total", "flops_dense", "started_at", "finished_at")
@@ -47,7 +44,8 @@ def _hashable(value: Any) -> Any:
 
 
 def problem(result: Any) -> str | None:
-    """Why `result` is not a usable finished result, or None if it is."""
+    """Why `result` is not a usable finished result, or None if it is. The keys and types a result must have
+    are checked by almabench.store.validate_result, the same check `status` and `run` apply."""
     if not isinstance(result, dict):
         return "not a JSON object"
     if "status" not in result or "config_hash" not in result:
@@ -57,23 +55,7 @@ def problem(result: Any) -> str | None:
         return f"status {result['status']!r}{error}"
     if result.get("schema_version") != SCHEMA_VERSION:
         return f"schema version {result.get('schema_version')!r} (this almabench reads {SCHEMA_VERSION})"
-    missing = [k for k in REQUIRED_TOP if k not in result]
-    if missing:
-        return f"partial result, missing {', '.join(missing)}"
-    config, steps = result["config"], result["steps"]
-    if not isinstance(config, dict) or not {"method", "dataset", "arch", "megabatches", "seed"} <= config.keys():
-        return "partial result, config lacks method/dataset/arch/megabatches/seed"
-    if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
-        return "partial result, no steps"
-    for s in steps:
-        lacking = [k for k in REQUIRED_STEP if k not in s]
-        if lacking:
-            return f"partial result, step {s.get('step', '?')} lacks {', '.join(lacking)}"
-    if len(steps) != config["megabatches"]:
-        return f"partial result, {len(steps)} of {config['megabatches']} steps"
-    if sum(s["test_errors"] for s in steps) != result["cer"]:
-        return "inconsistent result, cer is not the sum of the steps' test_errors"
-    return None
+    return validate_result(result)
 
 
 def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:

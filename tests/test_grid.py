@@ -402,6 +402,8 @@ def test_cells_done_in_another_precision_are_kept_with_a_warning(tmp_path):
 def test_a_cell_is_described_by_its_axes_and_the_spec_axes_it_sets():
     from almabench.grid import describe
 
-    assert describe(RunConfig()) == "app digits convnet T=8 seed=0"
+    assert describe(RunConfig()) == "app digits convnet T=8 epochs=50 seed=0"
     assert describe(RunConfig(pruner="magnitude", protocol="released", epochs=3)) == (
-        "app digits convnet T=8 seed=0 pruner=magnitude protocol=released")
+        "app digits convnet T=8 epochs=3 seed=0 pruner=magnitude protocol=released")
+    # two cells that differ only in epochs read apart
+    assert describe(RunConfig(epochs=2)) != describe(RunConfig(epochs=3))
