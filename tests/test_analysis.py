@@ -17,7 +17,9 @@ from click.testing import CliRunner
 from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, parse_group_by, with_varying_splits
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, filter_results, load_results
-from almabench.analysis.stats import bootstrap_ci, bootstrap_diff_ci
+from almabench.analysis.paper import comparisons
+from almabench.analysis.stats import (BOOTSTRAP_MIN_N, bootstrap_ci, mean_interval, paired_differences,
+                                      t_interval, t_quantile)
 from almabench.analysis.tables import delta_table, summary_table
 from almabench.config import RunConfig
 from almabench.errors import AlmabenchError
@@ -115,8 +117,10 @@ def test_summary_means_stds_and_cer_sums(grid: Path) -> None:
     assert summary_value(summary, "app", "final_density") == pytest.approx(0.366)
     assert summary_value(summary, "app", "params_kept") == pytest.approx(100 * (100 + 329) / 1000)
     assert (summary["n"] == 2).all()
-    low, high = summary_value(summary, "dense", "cer", "ci_low"), summary_value(summary, "dense", "cer", "ci_high")
-    assert 320 <= low <= 360 <= high <= 400
+    # t-interval over 2 seeds (400, 320): 360 ± t(0.975, 1) · 56.569 / √2 = 360 ± 12.7062 · 40
+    assert summary_value(summary, "dense", "cer", "ci_low") == pytest.approx(360 - 508.248, abs=1e-3)
+    assert summary_value(summary, "dense", "cer", "ci_high") == pytest.approx(360 + 508.248, abs=1e-3)
+    assert (summary["interval"] == "t").all()
     assert summary["method"].drop_duplicates().tolist() == ["dense", "osp", "app"]
 
 
@@ -162,9 +166,6 @@ def test_bootstrap_is_deterministic_and_sane() -> None:
     low, high = bootstrap_ci(values)
     assert min(values) <= low < sum(values) / 4 < high <= max(values)
     assert all(math.isnan(v) for v in bootstrap_ci([3.0]))  # one seed: no interval, not a point
-    assert all(math.isnan(v) for v in bootstrap_diff_ci([3.0], [1.0, 2.0]))
-    low, high = bootstrap_diff_ci([10.0, 12.0], [1.0, 3.0])
-    assert 7.0 <= low <= 9.0 <= high <= 11.0
 
 
 def test_corrupt_empty_partial_and_failed_files_are_skipped_with_one_warning_each(grid: Path) -> None:
@@ -261,3 +262,100 @@ def test_no_results_exits_nonzero_with_one_clear_line(tmp_path: Path, setup: str
                                       error_lines[0] or "match the filters" in error_lines[0])
     assert "Traceback" not in result.output
     assert not (folder / "report").exists()
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (4, 2.7764451),
+                                              (9, 2.2621572), (29, 2.0452296), (30, 2.0422725)])
+def test_t_quantile_matches_the_textbook_table(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-6)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-6)  # symmetric
+
+
+def test_t_quantile_other_levels_and_the_normal_limit() -> None:
+    assert t_quantile(0.995, 1) == pytest.approx(63.656741, abs=1e-5)
+    assert t_quantile(0.95, 10) == pytest.approx(1.8124611, abs=1e-6)
+    assert t_quantile(0.5, 7) == pytest.approx(0.0, abs=1e-12)
+    assert t_quantile(0.975, 1000) == pytest.approx(1.9623391, abs=1e-6)  # last df summed exactly
+    assert t_quantile(0.975, 1001) == pytest.approx(1.9623367, abs=1e-6)  # first df of the expansion
+    assert t_quantile(0.975, 10**7) == pytest.approx(1.9599641, abs=1e-6)  # the normal limit
+    with pytest.raises(ValueError):
+        t_quantile(0.975, 0)
+
+
+def test_t_interval_is_the_textbook_one() -> None:
+    # differences 1, 2, 4: mean 2.3333, sd 1.5275, half-width 4.30265 · 1.52753 / √3 = 3.79458
+    interval = t_interval([1.0, 2.0, 4.0])
+    assert (interval.n, interval.kind) == (3, "t")
+    assert interval.low == pytest.approx(7 / 3 - 3.794583, abs=1e-5)
+    assert interval.high == pytest.approx(7 / 3 + 3.794583, abs=1e-5)
+    one = t_interval([3.0, float("nan")])  # nan is no value: one left, no interval
+    assert one.n == 1 and one.kind == "" and math.isnan(one.low) and math.isnan(one.high)
+
+
+def test_bootstrap_only_from_twenty_values_on() -> None:
+    few = [float(v) for v in range(BOOTSTRAP_MIN_N - 1)]
+    assert mean_interval(few).kind == "t" and mean_interval(few) == t_interval(few)
+    many = [float(v) for v in range(BOOTSTRAP_MIN_N)]
+    interval = mean_interval(many)
+    assert interval.kind == "bootstrap" and (interval.low, interval.high) == bootstrap_ci(many)
+    assert interval.low < 9.5 < interval.high
+
+
+def test_paired_differences_leave_out_seeds_of_one_method() -> None:
+    a = pd.Series({0: 5.0, 1: 6.0, 2: 8.0})
+    b = pd.Series({0: 4.0, 1: 4.0, 3: 100.0, 2: float("nan")})
+    assert paired_differences(a, b).to_dict() == {0: 1.0, 1: 2.0}
+
+
+@pytest.fixture
+def unpaired(tmp_path: Path) -> Path:
+    """T = 2, outside the headline setting. final gap: app 1, 2, 4 (seeds 0-2), dense 0 (seeds 0-3),
+    osp 10 (seed 0 only), gmp 0 (seed 7 only). CER: app 21, 22, 24; dense 20, 20, 20, 99 (seed 3 unpaired);
+    osp 30. The differences app - dense over seeds 0-2 are 1, 2, 4 for both CER and the gap."""
+    base = {"dataset": "digits", "arch": "convnet", "megabatches": 2}
+    for seed, errors, gap in [(0, [10, 11], 1.0), (1, [11, 11], 2.0), (2, [12, 12], 4.0)]:
+        write_result(tmp_path, "app", seed, errors, gap, 0.5, **base)
+    for seed, errors in [(0, [10, 10]), (1, [10, 10]), (2, [10, 10]), (3, [49, 50])]:
+        write_result(tmp_path, "dense", seed, errors, 0.0, **base)
+    write_result(tmp_path, "osp", 0, [15, 15], 10.0, 0.5, **base)
+    write_result(tmp_path, "gmp", 7, [15, 15], 0.0, 0.5, **base)
+    return tmp_path
+
+
+def test_deltas_are_paired_by_seed_with_a_t_interval(unpaired: Path) -> None:
+    deltas = delta_table(cells(load_results(unpaired)), BLOCK_KEYS)
+    assert list(dict.fromkeys(zip(deltas["method"], deltas["baseline"]))) == [
+        ("app", "dense"), ("app", "osp"), ("app", "gmp")]  # every other method, added baselines too
+    rows = deltas.set_index(["baseline", "metric"])
+    gap = rows.loc[("dense", "final_gap")]
+    assert gap["delta"] == pytest.approx(7 / 3)  # seed 3 of dense is left out of the pair
+    assert (gap["ci_low"], gap["ci_high"]) == (pytest.approx(7 / 3 - 3.794583, abs=1e-5),
+                                               pytest.approx(7 / 3 + 3.794583, abs=1e-5))
+    assert (gap["n_pairs"], gap["n"], gap["n_baseline"], gap["interval"]) == (3, 3, 4, "t")
+    assert rows.loc[("dense", "cer"), "delta"] == pytest.approx(7 / 3)  # 21-20, 22-20, 24-20
+    assert rows.loc[("dense", "final_test_accuracy"), "delta"] == pytest.approx(-4 / 3)  # 89-90, 89-90, 88-90
+    osp = rows.loc[("osp", "final_gap")]
+    assert osp["delta"] == pytest.approx(1 - 10) and osp["n_pairs"] == 1 and math.isnan(osp["ci_low"])
+    gmp = rows.loc[("gmp", "cer")]
+    assert gmp["n_pairs"] == 0 and math.isnan(gmp["delta"]) and gmp["paper"] is None
+
+
+def test_delta_rendering_states_the_pairs(unpaired: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(report, [str(unpaired), "--out", str(tmp_path / "rep"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "rep" / "tables.md").read_text()
+    assert "| app - dense | final gap | +2.33 | [-1.46, +6.13] | 3 paired seeds (of 3 vs 4) |" in md
+    assert "| app - osp | final gap | -9.00 | n/a (1 seed) | 1 paired seed (of 3 vs 1) |" in md
+    assert "| app - gmp | CER | - | n/a (no common seed) | 0 paired seeds (of 3 vs 1) |" in md
+    assert "paired by seed" in md and "t(0.975, n-1)" in md
+    csv = pd.read_csv(tmp_path / "rep" / "tables.csv")
+    row = csv[(csv["kind"] == "delta") & (csv["baseline"] == "dense") & (csv["metric"] == "final_gap")]
+    assert row["n_pairs"].item() == 3 and row["interval"].item() == "t"
+
+
+def test_each_app_variant_against_every_other_method_once() -> None:
+    methods = ["rigl", "app-released", "dense", "gmp", "app", "osp"]
+    assert comparisons(methods) == [
+        ("app", "dense"), ("app", "osp"), ("app", "gmp"), ("app", "rigl"), ("app", "app-released"),
+        ("app-released", "dense"), ("app-released", "osp"), ("app-released", "gmp"), ("app-released", "rigl")]
+    assert comparisons(["dense", "osp"]) == []
