@@ -44,7 +44,8 @@ def t_central_mass(t: float, df: int) -> float:
         return math.sin(theta) * total
     if df == 1:
         return 2 * theta / math.pi
-    term = total = 1.0  # 2/π · (θ + sin θ cos θ · (1 + 2/3 cos²θ + 2·4/(3·5) cos⁴θ + ... up to cos^(df-3)θ))
+    # 2/π · (θ + sin θ cos θ · (1 + 2/3 cos²θ + 2·4/(3·5) cos⁴θ + ... up to cos^(df-3)θ))
+    term = total = 1.0
     for k in range(1, (df - 1) // 2):
         term *= (2 * k) / (2 * k + 1) * c2
         total += term
