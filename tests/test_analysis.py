@@ -10,14 +10,17 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, parse_group_by, with_varying_splits
+from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, block_slug, parse_group_by, with_varying_splits
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, filter_results, load_results
 from almabench.analysis.paper import comparisons
+from almabench.analysis.plots import (FigureWriter, cer_figure, curve_figure, density_figure, layer_figure,
+                                      layer_labels, palette)
 from almabench.analysis.stats import (BOOTSTRAP_MIN_N, bootstrap_ci, mean_interval, paired_differences,
                                       t_interval, t_quantile)
 from almabench.analysis.tables import delta_table, summary_table
@@ -30,8 +33,9 @@ HEADLINE = {"dataset": "cifar100", "arch": "resnet50", "megabatches": 8, "pruner
 
 
 def write_result(folder: Path, method: str, seed: int, errors: list[int], gap: float, density: float = 1.0,
-                 **config) -> Path:
-    """A finished result file: step t has errors[t-1] test errors, the same gap and density at every step."""
+                 env: dict | None = None, **config) -> Path:
+    """A finished result file: step t has errors[t-1] test errors, the same gap and density at every step;
+    env is merged into its `environment`."""
     config.setdefault("megabatches", len(errors))
     cfg = RunConfig(method=method, seed=seed, **config)
     steps = []
@@ -54,7 +58,7 @@ def write_result(folder: Path, method: str, seed: int, errors: list[int], gap: f
         "data": {"name": cfg.dataset, "source": "hand-made", "fingerprint": "feedc0ffee", "n_train": 800,
                  "n_test": TEST_SIZE, "num_classes": 100, "channels": 3, "image_size": [32, 32],
                  "mean": [0.5], "std": [0.25], "checksum_ok": True, "notes": []},
-        "environment": {"almabench": "0.1.0", "git_commit": "abc", "device": "cpu"},
+        "environment": {"almabench": "0.1.0", "git_commit": "abc", "device": "cpu", **(env or {})},
         "started_at": "2024-01-01T00:00:00+00:00", "finished_at": "2024-01-01T00:00:01+00:00", "seconds": 1.0,
     }
     path = folder / f"{cfg.hash()}.json"
@@ -359,3 +363,127 @@ def test_each_app_variant_against_every_other_method_once() -> None:
         ("app", "dense"), ("app", "osp"), ("app", "gmp"), ("app", "rigl"), ("app", "app-released"),
         ("app-released", "dense"), ("app-released", "osp"), ("app-released", "gmp"), ("app-released", "rigl")]
     assert comparisons(["dense", "osp"]) == []
+
+
+def test_slugs_keep_letters_of_any_script_and_hash_what_they_replace() -> None:
+    block = {"megabatches": 8, "pruner": "snip"}
+    chinese, japanese = block_slug({"dataset": "数据.npz", **block}), block_slug({"dataset": "データ.npz", **block})
+    assert (chinese, japanese) == ("数据.npz_T8_snip", "データ.npz_T8_snip")
+    path, spaced = block_slug({"dataset": "data/x.npz", **block}), block_slug({"dataset": "data x.npz", **block})
+    assert path.startswith("data-x.npz_T8_snip-") and spaced.startswith("data-x.npz_T8_snip-") and path != spaced
+    assert block_slug({"dataset": "cifar10", "arch": "resnet18", "megabatches": 8, "tau": 4.5}) == \
+        "cifar10_resnet18_T8_tau4.5"
+
+
+def test_figure_writer_never_gives_two_figures_one_name(tmp_path: Path) -> None:
+    writer = FigureWriter(tmp_path, ["png"])
+    assert [writer.unique(n) for n in ("cer_a", "cer_b", "CER_a", "cer_a")] == ["cer_a", "cer_b", "CER_a-2",
+                                                                               "cer_a-3"]
+
+
+def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_figures(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    for dataset in ("数据.npz", "データ.npz"):
+        write_result(tmp_path / "results", "dense", 0, [5, 4], 1.0, dataset=dataset, megabatches=2)
+        write_result(tmp_path / "results", "app", 0, [3, 2], 1.0, 0.5, dataset=dataset, megabatches=2)
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(report, [str(tmp_path / "results"), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "10 figures" in result.stdout and len(pngs) == 10  # 4 per block and one heatmap each
+    assert "cer_数据.npz_convnet_T2_snip_tau4.5.png" in pngs and "cer_データ.npz_convnet_T2_snip_tau4.5.png" in pngs
+    assert "layers_数据.npz_convnet_T2_snip_tau4.5_app.png" in pngs
+    report_md = (out / "report.md").read_text()
+    assert all(f"](figures/{name})" in report_md for name in pngs)
+
+
+def test_rows_averaging_other_threads_devices_or_precisions_are_warned_about(tmp_path: Path) -> None:
+    base = {"megabatches": 2}
+    write_result(tmp_path, "app", 0, [5, 4], 1.0, 0.5, env={"torch_threads": 1, "device": "cuda:0"}, **base)
+    write_result(tmp_path, "app", 1, [5, 4], 1.0, 0.5, env={"torch_threads": 4, "device": "cuda:1"}, **base)
+    write_result(tmp_path, "dense", 0, [5, 4], 1.0, env={"torch_threads": 2, "precision": "fp32"}, **base)
+    write_result(tmp_path, "dense", 1, [5, 4], 1.0, env={"torch_threads": 2, "precision": "bf16",
+                                                         "device": "cuda:0"}, **base)
+    write_result(tmp_path, "osp", 0, [5, 4], 1.0, 0.5, env={"torch_threads": 2}, **base)
+    write_result(tmp_path, "osp", 1, [5, 4], 1.0, 0.5, **base)  # threads unrecorded: no clash
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(report, [str(tmp_path), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    tail = ("floating-point reductions differ with those, so results are only bit-repeatable at the same thread "
+            "count, device and precision")
+    app = (f"digits / convnet / T=2 / snip / tau=4.5, app: averages cells run with different torch threads in "
+           f"[1, 4]; {tail}")  # cuda:0 and cuda:1 are one device type
+    dense = (f"digits / convnet / T=2 / snip / tau=4.5, dense: averages cells run with different device type in "
+             f"[cpu, cuda]; precision in [bf16, fp32]; {tail}")
+    lines = [line for line in result.stderr.splitlines() if "bit-repeatable" in line]
+    assert lines == [f"warning: {app}", f"warning: {dense}"]
+    report_md = (out / "report.md").read_text()
+    assert f"- {app}\n" in report_md and f"- {dense}\n" in report_md
+
+
+def _steps(rows: list[tuple[str, int, int, float]], column: str) -> pd.DataFrame:
+    """Step rows (method, seed, step, value) as the plots read them."""
+    frame = pd.DataFrame(rows, columns=["method", "seed", "step", column])
+    return frame.assign(config_hash=frame["method"] + frame["seed"].astype(str), megabatches=2)
+
+
+def test_accuracy_band_is_clipped_to_100() -> None:
+    # step 2: 100, 100, 94 -> mean 98, std 3.4641: the band would reach 101.46
+    rows = _steps([("app", s, t, v) for s, (a, b) in enumerate([(90, 100), (90, 100), (92, 94)])
+                   for t, v in ((1, a), (2, b))], "test_accuracy")
+    fig = curve_figure(rows, "test_accuracy", "acc", {"dataset": "d"}, palette(["app"]), bounds=(0.0, 100.0))
+    band = fig.axes[0].collections[0].get_paths()[0].vertices
+    assert sorted(set(band[band[:, 0] == 2, 1])) == [pytest.approx(98 - math.sqrt(12), abs=1e-9), 100.0]
+    assert "clipped to [0, 100]" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_density_target_is_drawn_on_top_and_named_in_the_legend() -> None:
+    rows = _steps([(m, 0, t, d) for m, ds in (("app", (0.8, 0.5)), ("dense", (1.0, 1.0))) for t, d in
+                   zip((1, 2), ds)], "density")
+    rows["target_density"] = rows["density"]  # measured exactly on schedule: the target used to vanish
+    fig = density_figure(rows, {"dataset": "d"}, palette(["dense", "app"]))
+    ax = fig.axes[0]
+    targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
+    measured = [line for line in ax.get_lines() if line.get_gid() != "target"]
+    assert len(targets) == 2 and len(measured) == 2
+    assert min(t.get_zorder() for t in targets) > max(m.get_zorder() for m in measured)
+    assert all(t.get_color() == "black" and t.get_linestyle() == "--" and t.get_marker() == "x" for t in targets)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dense", "app", "target\n(schedule)"]
+    plt.close(fig)
+
+
+def test_cer_plot_shows_the_differences_on_an_axis_not_from_zero() -> None:
+    cells_ = pd.DataFrame({"method": ["dense", "osp", "app"] * 2, "seed": [0, 0, 0, 1, 1, 1],
+                           "cer": [164, 162, 159, 166, 164, 161], "megabatches": 8})
+    cells_["config_hash"] = cells_["method"] + cells_["seed"].astype(str)
+    fig = cer_figure(cells_, {"dataset": "d"}, palette(["dense", "osp", "app"]))
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert 150 < low < 159 and 166 < high < 175  # 160 / 163 / 165 are told apart
+    assert [t.get_text() for t in ax.texts] == ["165", "163\n(-2)", "160\n(-5)"]
+    assert "y-axis does not start at 0" in ax.get_title()
+    plt.close(fig)
+
+
+def test_layer_heatmap_rows_are_weight_names_and_the_title_counts_seeds(tmp_path: Path) -> None:
+    assert layer_labels(["0.weight", "4.weight", "module.layer1.0.conv1.weight", "fc.weight"]) == [
+        "0.weight (layer 1)", "4.weight (layer 2)", "layer1.0.conv1", "fc"]
+    rows = pd.DataFrame([{"pruner": p, "step": t, "layer": n, "layer_density": 0.5, "config_hash": f"{p}{s}"}
+                         for p, seeds in (("magnitude", 2), ("snip", 3)) for s in range(seeds)
+                         for t in (1, 2) for n in ("0.weight", "4.weight", "8.weight")])
+    fig = layer_figure(rows, {"dataset": "d", "pruner": "snip+magnitude", "method": "app"})
+    snip, magnitude = fig.axes[0], fig.axes[1]
+    assert [t.get_text() for t in snip.get_yticklabels()] == ["0.weight (layer 1)", "4.weight (layer 2)",
+                                                              "8.weight (layer 3)"]
+    assert (snip.get_title(), magnitude.get_title()) == ("snip (3 seeds)", "magnitude (2 seeds)")
+    assert fig._suptitle.get_text() == "per-layer density: d / snip+magnitude / app\nmean over 2-3 seeds"
+    plt.close(fig)
+
+
+def test_layer_heatmap_file_names_its_pruners(grid: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "rep"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    layers = sorted(p.name for p in (tmp_path / "rep" / "figures").glob("layers_*.png"))
+    assert layers == ["layers_cifar100_resnet50_T8_snip_tau4.5_app.png",
+                      "layers_cifar100_resnet50_T8_snip_tau4.5_osp.png"]
