@@ -1,7 +1,8 @@
 """almabench.analysis: result files -> tables, figures and report.md (`almabench report RESULTS_DIR`).
 
-Modules, one job each: load (files -> tidy frame), blocks (which cells are compared), stats (mean/std/bootstrap),
-tables (the numbers), render (text/Markdown/LaTeX), plots (figures), report (the folder), cli (the command).
+Modules, one job each: load (files -> tidy frame), blocks (which cells are compared), stats (t-intervals,
+paired differences), tables (the numbers), render (text/Markdown/LaTeX), plots (figures), report (the folder),
+cli (the command).
 The main names are re-exported lazily so that importing the CLI does not pull in pandas or matplotlib.
 """
 

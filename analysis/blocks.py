@@ -6,6 +6,7 @@ it only in those keys: the dense baseline run once serves the SNIP block and the
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 
@@ -18,7 +19,10 @@ from .load import CONFIG_KEYS, PRUNING_KEYS, Warn
 BLOCK_KEYS: tuple[str, ...] = ("dataset", "arch", "megabatches", "pruner", "tau")
 SHORT = {"megabatches": "T", "tau": "tau"}
 PLAIN = ("dataset", "arch", "pruner", "method")  # values that name themselves
-NUMERIC_ENV = ("env_precision",)  # not config, but changes the numbers (bf16 vs fp32)
+# Not config, but they change the numbers: floating-point reductions run in another order (threads, device)
+# or rounding (bf16 vs fp32). Column -> how a warning names it; env_device is compared by type (cuda:0 = cuda:1).
+REPEATABILITY_ENV = {"env_torch_threads": "torch threads", "env_device": "device type",
+                     "env_precision": "precision"}
 
 
 def parse_group_by(spec: str | None, columns: Sequence[str]) -> list[str]:
@@ -79,18 +83,25 @@ def block_label(block: dict[str, object]) -> str:
 
 
 def block_slug(block: dict[str, object]) -> str:
-    """File-name-safe block name, e.g. 'cifar10_resnet18_T8_snip_tau4.5'."""
-    parts = [f"{SHORT.get(k, '' if k in PLAIN else k)}{v}" for k, v in block.items()]
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(parts)).strip("-") or "all"
+    """File-name-safe block name, e.g. 'cifar10_resnet18_T8_snip_tau4.5' or '数据.npz_convnet_T8_snip_tau4.5'.
+
+    Letters and digits of any script are kept (\\w is Unicode-aware), so user datasets named in Chinese and
+    Japanese do not both become '.npz'. Where anything else is replaced (a '/' of a dataset path, a space),
+    two names could still meet, so the slug then ends in a short hash of the full name.
+    """
+    raw = "_".join(f"{SHORT.get(k, '' if k in PLAIN else k)}{v}" for k, v in block.items())
+    slug = re.sub(r"[^\w.+-]+", "-", raw)
+    if slug != raw:
+        slug = f"{slug.strip('-')}-{hashlib.sha1(raw.encode()).hexdigest()[:6]}"
+    return slug.strip("-") or "all"
 
 
 def check_homogeneous(cells: pd.DataFrame, keys: Sequence[str], warn: Warn) -> None:
     """Warn where one table row would average cells whose configs differ in more than the seed."""
-    other = [k for k in (*CONFIG_KEYS, *NUMERIC_ENV) if k in cells.columns and k not in keys
-             and k not in ("method", "seed")]
+    other = [k for k in CONFIG_KEYS if k in cells.columns and k not in keys and k not in ("method", "seed")]
     for (block, method), rows in _by_block_method(cells, keys):
         relevant = other if rows["prunes"].any() else [k for k in other if k not in PRUNING_KEYS]
-        varying = [k for k in relevant if rows[k].nunique(dropna=k in NUMERIC_ENV) > 1]  # unrecorded env: no clash
+        varying = [k for k in relevant if rows[k].nunique(dropna=False) > 1]
         if varying:
             detail = "; ".join(f"{k} in {sorted(map(str, rows[k].unique()))}" for k in varying)
             warn(f"{block_label(block)}, {method}: cells differ beyond the seed ({detail}); they are averaged "
@@ -99,6 +110,35 @@ def check_homogeneous(cells: pd.DataFrame, keys: Sequence[str], warn: Warn) -> N
         if (dup > 1).any():
             warn(f"{block_label(block)}, {method}: several cells share seed(s) "
                  f"{', '.join(map(str, dup[dup > 1].index))}; n counts cells, not independent seeds")
+
+
+def _device_type(device: object) -> object:
+    """'cuda:1' -> 'cuda', 'cpu' -> 'cpu'; an unrecorded device stays missing."""
+    return device.split(":")[0] if isinstance(device, str) else device
+
+
+def _show(value: object) -> str:
+    """A recorded value as the warning prints it: thread counts read back as floats print as integers."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def check_environment(cells: pd.DataFrame, keys: Sequence[str], warn: Warn) -> None:
+    """One warning per table row (block, method) whose cells ran at different torch thread counts, device
+    types or precisions: floating-point reductions differ with those, so such cells are not bit-repeatable
+    against each other and part of their spread is not the seed's. Unrecorded values (older files) clash
+    with nothing."""
+    present = [c for c in REPEATABILITY_ENV if c in cells.columns]
+    if not present:
+        return
+    env = cells.assign(env_device=cells["env_device"].map(_device_type)) if "env_device" in present else cells
+    for (block, method), rows in _by_block_method(env, keys):
+        varying = [c for c in present if rows[c].nunique() > 1]
+        if varying:
+            detail = "; ".join(f"{REPEATABILITY_ENV[c]} in [{', '.join(sorted(map(_show, rows[c].dropna().unique())))}]"
+                               for c in varying)
+            warn(f"{block_label(block)}, {method}: averages cells run with different {detail}; floating-point "
+                 f"reductions differ with those, so results are only bit-repeatable at the same thread count, "
+                 f"device and precision")
 
 
 def _by_block_method(cells: pd.DataFrame, keys: Sequence[str]):

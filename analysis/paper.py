@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-BASELINES: tuple[str, ...] = ("dense", "osp")
 # Preferred display order; methods not listed follow alphabetically.
 METHOD_ORDER: tuple[str, ...] = ("dense", "osp", "app", "app-released")
 
@@ -24,6 +23,16 @@ def method_order(methods: list[str] | pd.Series) -> list[str]:
     """Methods in display order: the paper's ones first, then the rest alphabetically."""
     present = set(methods)
     return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+def comparisons(methods: list[str] | pd.Series) -> list[tuple[str, str]]:
+    """(APP variant, baseline) pairs of a block: each APP variant against every method that is not APP
+    (dense, osp and any baseline added later), then against the APP variants after it (app - app-released
+    once, not also its mirror), all in display order."""
+    order = method_order(methods)
+    apps = [m for m in order if is_app(m)]
+    others = [m for m in order if not is_app(m)]
+    return [(app, base) for i, app in enumerate(apps) for base in [*others, *apps[i + 1:]]]
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,16 @@
 
 Each plot function returns the files it wrote (one per format) so the report can link them; all styling lives
 in `_style` so the figures share fonts, colours per method and legend placement (outside the axes, so a
-legend never hides a curve).
+legend never hides a curve). One FigureWriter per report gives every figure its own file name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
+import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -41,12 +44,62 @@ class Plot:
     paths: tuple[Path, ...]
 
 
+@dataclass
+class FigureWriter:
+    """Saves every figure of one report, each under a name no other figure of it has.
+
+    Two blocks can slug alike (blocks.block_slug hashes lossy names, but a user may still pick colliding ones);
+    a second figure must then get its own file, or the report would count it and link to the first one's.
+    Names are compared case-folded: on macOS and Windows `App.png` overwrites `app.png`.
+    """
+
+    out: Path
+    formats: Sequence[str]
+    taken: set[str] = field(default_factory=set)
+
+    def unique(self, name: str) -> str:
+        """name, or name-2, name-3, ... if an earlier figure of this report already has it."""
+        candidate, i = name, 1
+        while candidate.casefold() in self.taken:
+            i += 1
+            candidate = f"{name}-{i}"
+        self.taken.add(candidate.casefold())
+        return candidate
+
+    def save(self, fig: plt.Figure, name: str) -> tuple[Path, ...]:
+        """Write fig in every format under a unique name and close it."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        name = self.unique(name)
+        paths = []
+        for fmt in self.formats:
+            path = self.out / f"{name}.{fmt}"
+            fig.savefig(path, bbox_inches="tight", metadata={"Software": None} if fmt == "png" else None)
+            paths.append(path)
+        plt.close(fig)
+        return tuple(paths)
+
+
+# Fonts with CJK glyphs, used where installed for text DejaVu Sans lacks (a dataset named データ.npz).
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei",
+                  "Droid Sans Fallback", "Hiragino Sans", "Microsoft YaHei", "MS Gothic", "Arial Unicode MS")
+
+
+def _font_family() -> list[str]:
+    """sans-serif first, then each installed fallback font (matplotlib >= 3.6 falls back glyph by glyph)."""
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ["sans-serif", *(f for f in FALLBACK_FONTS if f in installed)]
+
+
 @contextlib.contextmanager
 def _style() -> Iterator[None]:
-    """Paper-sized fonts, a light grid, editable text in PDFs; restored afterwards."""
+    """Paper-sized fonts, a light grid, editable text in PDFs; restored afterwards. A glyph no installed
+    font has is drawn as a box; matplotlib's warning for it (one per glyph and figure) is silenced, since the
+    file names and report.md carry the full names anyway."""
     rc = {"pdf.fonttype": 42, "savefig.dpi": 200, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
           "legend.title_fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7}
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper"), plt.rc_context(rc):
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"), plt.rc_context(rc), warnings.catch_warnings():
+        plt.rcParams["font.family"] = _font_family()
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
         yield
 
 
@@ -57,15 +110,7 @@ def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return {m: colours[picks[i % len(picks)]] for i, m in enumerate(methods)}
 
 
-def _save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> tuple[Path, ...]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = out / f"{name}.{fmt}"
-        fig.savefig(path, bbox_inches="tight", metadata={"Software": None} if fmt == "png" else None)
-        paths.append(path)
-    plt.close(fig)
-    return tuple(paths)
+TARGET_COLOUR = "black"  # the density schedule: not a method's colour, drawn over the measured lines
 
 
 def _legend_outside(ax: plt.Axes, title: str | None = "method") -> None:
@@ -73,13 +118,17 @@ def _legend_outside(ax: plt.Axes, title: str | None = "method") -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title=title)
 
 
+def _seed_counts(rows: pd.DataFrame) -> str:
+    """How many seeds (cells) each method has: '3', or '2-3' where methods differ."""
+    n = rows.groupby("method")["config_hash"].nunique()
+    return str(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"
+
+
 def _seed_note(rows: pd.DataFrame, spread: str) -> str:
     """E.g. 'band: mean ± std over 3 seeds' (spread names what shows it), or a note that nothing can."""
-    n = rows.groupby("method")["config_hash"].nunique()
-    if n.max() < 2:
+    if rows.groupby("method")["config_hash"].nunique().max() < 2:
         return "one seed per method (no spread shown)"
-    counts = str(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"
-    return spread.format(f"std over {counts} seeds")
+    return spread.format(f"std over {_seed_counts(rows)} seeds")
 
 
 def _steps_axis(ax: plt.Axes, megabatches: int) -> None:
@@ -88,62 +137,116 @@ def _steps_axis(ax: plt.Axes, megabatches: int) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(megabatches, 10)))
 
 
-def plot_curve(rows: pd.DataFrame, y: str, ylabel: str, block: dict, kind: str, out: Path,
-               formats: Sequence[str], colours: dict) -> Plot:
-    """A per-step metric vs megabatch, one line per method, band = std over seeds."""
-    order = method_order(rows["method"])
+def _mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], colours: dict,
+                bounds: tuple[float, float] | None) -> list[Line2D]:
+    """Per method: mean over seeds per step (line, dots) and a mean ± std band clipped to bounds (an accuracy
+    band past 100 % or a density band below 0 shows values no run can have). Returns the legend handles."""
+    stats = rows.groupby(["method", "step"])[y].agg(["mean", "std"]).reset_index()
+    handles = []
+    for method in order:
+        m = stats[stats["method"] == method]
+        low, high = m["mean"] - m["std"].fillna(0), m["mean"] + m["std"].fillna(0)
+        if bounds is not None:
+            low, high = low.clip(*bounds), high.clip(*bounds)
+        ax.fill_between(m["step"], low, high, color=colours[method], alpha=0.2, linewidth=0, zorder=1)
+        handles += ax.plot(m["step"], m["mean"], color=colours[method], marker="o", markersize=3, linewidth=1.2,
+                           label=method, zorder=2)
+    return handles
+
+
+def _legend_right(ax: plt.Axes, handles: list) -> None:
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method",
+              handlelength=2.6)
+
+
+def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: dict,
+                 bounds: tuple[float, float] | None = None) -> plt.Figure:
+    """A per-step metric vs megabatch, one line per method, band = std over seeds (clipped to bounds)."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    sns.lineplot(data=rows, x="step", y=y, hue="method", hue_order=order, palette=colours, errorbar="sd",
-                 marker="o", markersize=3, linewidth=1.2, ax=ax)
+    handles = _mean_lines(ax, rows, y, method_order(rows["method"]), colours, bounds)
     _steps_axis(ax, int(rows["step"].max()))
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{block_label(block)}\n{_seed_note(rows, 'band: mean ± {}')}")
-    _legend_outside(ax)
-    return Plot(kind, block_label(block), _save(fig, out, f"{kind}_{block_slug(block)}", formats))
+    clipped = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else ""
+    ax.set_title(f"{block_label(block)}\n{_seed_note(rows, 'band: mean ± {}' + clipped)}")
+    _legend_right(ax, handles)
+    return fig
 
 
-def plot_density(rows: pd.DataFrame, block: dict, out: Path, formats: Sequence[str], colours: dict) -> Plot:
-    """Measured global density (solid) against each method's target schedule (dashed)."""
-    order = method_order(rows["method"])
+def density_figure(rows: pd.DataFrame, block: dict, colours: dict) -> plt.Figure:
+    """Measured global density per method (coloured, band = std) under each method's target schedule, drawn
+    on top in black dashes with crosses: where a method meets its schedule, a target drawn below (or in the
+    method's own colour) would vanish under the measured line."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    sns.lineplot(data=rows, x="step", y="density", hue="method", hue_order=order, palette=colours,
-                 errorbar="sd", marker="o", markersize=3, linewidth=1.2, ax=ax)
-    target = rows.groupby(["method", "step"], sort=False)["target_density"].mean().reset_index()
-    for method, t in target.groupby("method", sort=False):
-        ax.plot(t["step"], t["target_density"], linestyle="--", linewidth=1.2, color=colours[method], zorder=3)
+    handles = _mean_lines(ax, rows, "density", method_order(rows["method"]), colours, (0.0, 1.0))
+    style = {"color": TARGET_COLOUR, "linestyle": (0, (3, 2)), "linewidth": 0.9, "marker": "x", "markersize": 3.5,
+             "markeredgewidth": 0.8}
+    target = rows.groupby(["method", "step"])["target_density"].mean().reset_index()
+    for _, t in target.groupby("method"):
+        ax.plot(t["step"], t["target_density"], zorder=5, gid="target", **style)
+    handles.append(Line2D([], [], label="target\n(schedule)", **style))
     _steps_axis(ax, int(rows["step"].max()))
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("density (fraction of\nprunable weights kept)")
-    ax.set_title(block_label(block))
-    handles, labels = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.9))
-    labels.append("target")
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method")
-    return Plot("density", block_label(block), _save(fig, out, f"density_{block_slug(block)}", formats))
+    ax.set_title(f"{block_label(block)}\n{_seed_note(rows, 'coloured: measured mean, band: {}')}")
+    _legend_right(ax, handles)
+    return fig
 
 
-def plot_cer(block_cells: pd.DataFrame, block: dict, out: Path, formats: Sequence[str], colours: dict) -> Plot:
-    """CER per method: bar = mean over seeds, whisker = std, dots = the individual seeds."""
+def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Figure:
+    """CER per method as points: mean (large dot, labelled) ± std (whiskers), seeds as small dots, on an axis
+    fitted to the values. Bars from 0 made 160, 163 and 165 look alike; the differences are what matters, so
+    the axis does not start at 0 (the title says so) and each mean is written out, with its difference to
+    dense where the block has it."""
     order = method_order(block_cells["method"])
-    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    sns.barplot(data=block_cells, x="method", y="cer", hue="method", order=order, hue_order=order,
-                palette=colours, saturation=1, errorbar="sd", capsize=0.2, err_kws={"linewidth": 1}, legend=False,
-                ax=ax)
+    stats = block_cells.groupby("method")["cer"].agg(["mean", "std"]).reindex(order)
+    reference = stats.loc["dense", "mean"] if "dense" in stats.index else None
+    fig, ax = plt.subplots(figsize=(max(WIDTH, 0.55 * len(order) + 1.6), HEIGHT))
+    if reference is not None:
+        ax.axhline(reference, color=colours["dense"], linestyle=":", linewidth=0.8, zorder=1)
     for i, method in enumerate(order):  # seeds spread evenly, not jittered at random: same file every run
-        values = block_cells.loc[block_cells["method"] == method, "cer"].to_numpy()
-        offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
-        ax.scatter(i + offsets, values, color="black", s=6, zorder=3)
+        values = block_cells.loc[block_cells["method"] == method, "cer"].to_numpy(dtype=float)
+        if len(values) > 1:  # one seed is its mean: no second dot
+            ax.scatter(i + 0.22 + np.linspace(-0.12, 0.12, len(values)), values, color=colours[method], s=7,
+                       alpha=0.6, linewidths=0, zorder=2)
+        mean, std = stats.loc[method, "mean"], stats.loc[method, "std"]
+        ax.errorbar(i, mean, yerr=0 if pd.isna(std) else std, fmt="o", color=colours[method], markersize=5,
+                    capsize=3, elinewidth=1, zorder=3)
+        diff = f"\n({mean - reference:+,.0f})" if reference is not None and method != "dense" else ""
+        ax.annotate(f"{mean:,.0f}{diff}", (i, mean), xytext=(-6, 0), textcoords="offset points", ha="right",
+                    va="center", fontsize=6, linespacing=1.0)
+    ax.set_xticks(range(len(order)), order)
+    ax.set_xlim(-0.8, len(order) - 0.4)
+    ax.margins(y=0.2)
     steps = int(block_cells["megabatches"].iloc[0])
-    ax.set_xlabel("")
     ax.set_ylabel(f"CER (test errors summed\nover {steps} megabatches)")
-    ax.set_title(f"{block_label(block)}\n{_seed_note(block_cells, 'bar: mean, whisker: {}, dots: seeds')}")
+    note = _seed_note(block_cells, "mean ± {} (small dots: seeds)")
+    labels = "label: mean (its difference to dense, dotted)" if reference is not None else "label: mean"
+    ax.set_title(f"{block_label(block)}\n{note}\n{labels}; y-axis does not start at 0")
     ax.tick_params(axis="x", labelrotation=20)
-    return Plot("cer", block_label(block), _save(fig, out, f"cer_{block_slug(block)}", formats))
+    return fig
 
 
-def plot_layer_heatmap(layers: pd.DataFrame, group: dict, out: Path, formats: Sequence[str]) -> Plot:
-    """Per-layer density (layer x megabatch, mean over seeds), one panel per pruner, shared colour scale."""
-    pruners = sorted(layers["pruner"].unique(), key=lambda p: (PRUNER_ORDER.index(p) if p in PRUNER_ORDER else 99, p))
+def pruner_order(pruners: Sequence[str] | pd.Series) -> list[str]:
+    """Distinct pruners, the shipped ones in PRUNER_ORDER, others after them alphabetically."""
+    return sorted(set(pruners), key=lambda p: (PRUNER_ORDER.index(p) if p in PRUNER_ORDER else 99, p))
+
+
+def layer_labels(names: Sequence[str]) -> list[str]:
+    """Heatmap rows: each weight's name without the '.weight' every row has (and a DataParallel 'module.').
+    A model built as one flat nn.Sequential (convnet) names its weights '0.weight', '4.weight', ...: cut to
+    '0', '4' they would read as row numbers, so those keep the full name and say which prunable layer they are
+    ('4.weight (layer 2)')."""
+    labels = []
+    for i, name in enumerate(names, start=1):
+        short = name.removeprefix("module.").removesuffix(".weight")
+        labels.append(f"{name} (layer {i})" if re.fullmatch(r"[\d.]*", short) else short)
+    return labels
+
+
+def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
+    """Per-layer density (layer x megabatch, mean over seeds), one panel per pruner, shared colour scale.
+    Every row is labelled with its layer (seaborn would thin the labels of a tall heatmap)."""
+    pruners = pruner_order(layers["pruner"])
     names = list(dict.fromkeys(layers["layer"]))  # model order, as the result file lists them
     steps = int(layers["step"].max())
     panel_w = max(1.8, 0.3 * steps + 0.8)
@@ -151,28 +254,57 @@ def plot_layer_heatmap(layers: pd.DataFrame, group: dict, out: Path, formats: Se
     fig, axes = plt.subplots(1, len(pruners), figsize=(panel_w * len(pruners) + 0.8, height), sharey=True,
                              squeeze=False)
     annotate = steps * len(names) <= 80
+    seeds = layers.groupby("pruner")["config_hash"].nunique()
     for i, (ax, pruner) in enumerate(zip(axes[0], pruners)):
         grid = (layers[layers["pruner"] == pruner]
                 .pivot_table(index="layer", columns="step", values="layer_density", aggfunc="mean")
                 .reindex(names))
-        grid.index = [n.removesuffix(".weight") for n in grid.index]
         sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=annotate, fmt=".2f",
-                    annot_kws={"fontsize": 5}, cbar=i == len(pruners) - 1,
+                    annot_kws={"fontsize": 5}, cbar=i == len(pruners) - 1, yticklabels=layer_labels(names),
                     cbar_kws={"label": "density (kept fraction)", "shrink": min(1.0, 4.0 / height)},
                     linewidths=0.3, linecolor="white")
-        ax.set_title(pruner)
+        ax.set_title(f"{pruner} ({_count(seeds[pruner], 'seed')})")
         ax.set_xlabel("megabatch t")
-        ax.set_ylabel("layer" if i == 0 else "")
+        ax.set_ylabel("layer (weight name)" if i == 0 else "")
         ax.tick_params(axis="y", labelsize=6 if len(names) <= 30 else 4, rotation=0)
         ax.tick_params(axis="x", rotation=0)
-    label = block_label(group)
-    fig.suptitle(f"per-layer density: {label}", fontsize=8)
+    counts = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    fig.suptitle(f"per-layer density: {block_label(group)}\nmean over {counts} seed{'' if counts == '1' else 's'}",
+                 fontsize=8)
     fig.tight_layout()
-    return Plot("layer_density", label, _save(fig, out, f"layers_{block_slug(group)}", formats))
+    return fig
 
 
-def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, out: Path, formats: Sequence[str],
-                  colours: dict) -> Plot:
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def plot_curve(rows: pd.DataFrame, y: str, ylabel: str, block: dict, kind: str, writer: FigureWriter,
+               colours: dict, bounds: tuple[float, float] | None = None) -> Plot:
+    """curve_figure, saved as <kind>_<block>."""
+    fig = curve_figure(rows, y, ylabel, block, colours, bounds)
+    return Plot(kind, block_label(block), writer.save(fig, f"{kind}_{block_slug(block)}"))
+
+
+def plot_density(rows: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict) -> Plot:
+    """density_figure, saved as density_<block>."""
+    fig = density_figure(rows, block, colours)
+    return Plot("density", block_label(block), writer.save(fig, f"density_{block_slug(block)}"))
+
+
+def plot_cer(block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict) -> Plot:
+    """cer_figure, saved as cer_<block>."""
+    fig = cer_figure(block_cells, block, colours)
+    return Plot("cer", block_label(block), writer.save(fig, f"cer_{block_slug(block)}"))
+
+
+def plot_layer_heatmap(layers: pd.DataFrame, group: dict, writer: FigureWriter) -> Plot:
+    """layer_figure, saved as layers_<group>; group's `pruner` lists the panels' pruners ('snip+magnitude')."""
+    return Plot("layer_density", block_label(group), writer.save(layer_figure(layers, group),
+                                                                 f"layers_{block_slug(group)}"))
+
+
+def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, colours: dict) -> Plot:
     """Final and mean generalisation gap as a function of the stream length T."""
     order = method_order(group_cells["method"])
     fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.8, HEIGHT), sharey=True)
@@ -188,31 +320,40 @@ def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, out: Path, formats: Se
     label = block_label(group)
     fig.suptitle(f"gap vs T: {label}\n{_seed_note(group_cells, 'point: mean, whisker: {}')}", fontsize=8)
     fig.tight_layout()
-    return Plot("gap_vs_T", label, _save(fig, out, f"gap_vs_T_{block_slug(group)}", formats))
+    return Plot("gap_vs_T", label, writer.save(fig, f"gap_vs_T_{block_slug(group)}"))
 
 
 def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str], out: Path,
                formats: Sequence[str]) -> list[Plot]:
     """Every figure, from step rows and cell rows already assigned to blocks (blocks.assign_blocks)."""
     colours = palette(method_order(steps["method"]))
+    writer = FigureWriter(out, formats)
     plots: list[Plot] = []
     with _style():
         for block, rows in iter_blocks(steps, keys):
-            plots.append(plot_curve(rows, "test_accuracy", "test accuracy (%)", block, "accuracy", out, formats,
-                                    colours))
+            plots.append(plot_curve(rows, "test_accuracy", "test accuracy (%)", block, "accuracy", writer,
+                                    colours, bounds=(0.0, 100.0)))
             plots.append(plot_curve(rows, "gap", "generalisation gap\n(train - val accuracy, points)", block,
-                                    "gap", out, formats, colours))
-            plots.append(plot_density(rows, block, out, formats, colours))
-            plots.append(plot_cer(_select(cell_rows, block), block, out, formats, colours))
+                                    "gap", writer, colours))
+            plots.append(plot_density(rows, block, writer, colours))
+            plots.append(plot_cer(_select(cell_rows, block), block, writer, colours))
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
             for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
-                plots.append(plot_layer_heatmap(rows, group, out, formats))
+                plots.append(plot_layer_heatmap(rows, _with_pruners(group, keys, rows["pruner"]), writer))
         t_keys = [k for k in keys if k != "megabatches"]
         for group, rows in (iter_blocks(cell_rows, t_keys) if t_keys else [({}, cell_rows)]):
             if rows["megabatches"].nunique() > 1:
-                plots.append(plot_gap_vs_T(rows, group, out, formats, colours))
+                plots.append(plot_gap_vs_T(rows, group, writer, colours))
     return plots
+
+
+def _with_pruners(group: dict, keys: Sequence[str], pruners: pd.Series) -> dict:
+    """A heatmap's group with the pruners of its panels ('snip+magnitude') where the block keys have `pruner`
+    (at the end otherwise), so its title and file name say which pruners it shows."""
+    order = [*keys, "method"] if "pruner" in keys else [*keys, "method", "pruner"]
+    joined = {**group, "pruner": "+".join(pruner_order(pruners))}
+    return {k: joined[k] for k in order if k in joined}
 
 
 def _select(frame: pd.DataFrame, block: dict) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -67,6 +68,25 @@ def _first(rows: pd.DataFrame, column: str) -> str | None:
     return str(values.iloc[0]) if len(values) else None
 
 
+def _interval_text(r: Any, decimals: int) -> str:
+    """'[lo, hi]', or why there is none: one pair has no spread, no pair has no delta."""
+    if r.n_pairs == 0:
+        return "n/a (no common seed)"
+    if r.n_pairs == 1:
+        return "n/a (1 seed)"
+    return f"[{_num(r.ci_low, decimals, True)}, {_num(r.ci_high, decimals, True)}]"
+
+
+def _pairs_text(r: Any) -> str:
+    """'3 paired seeds', plus each side's seed count where unpaired seeds were left out."""
+    text = f"{r.n_pairs} paired seed{'' if r.n_pairs == 1 else 's'}"
+    if r.n_pairs < max(r.n, r.n_baseline):
+        text += f" (of {r.n} vs {r.n_baseline})"
+    if r.interval == "bootstrap":
+        text += ", bootstrap"
+    return text
+
+
 def _delta_display(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
@@ -76,9 +96,7 @@ def _delta_display(rows: pd.DataFrame) -> pd.DataFrame:
         metric = METRIC_BY_COLUMN[r.metric]
         d = metric.decimals
         line = {"comparison": f"{r.method} - {r.baseline}", "metric": metric.label,
-                "delta": _num(r.delta, d, signed=True),
-                "95% CI": "-" if pd.isna(r.ci_low) else f"[{_num(r.ci_low, d, True)}, {_num(r.ci_high, d, True)}]",
-                "n": f"{r.n} vs {r.n_baseline}"}
+                "delta": _num(r.delta, d, signed=True), "95% CI": _interval_text(r, d), "n": _pairs_text(r)}
         if has_paper:
             line["paper"] = _num(r.paper, d, signed=True) if pd.notna(r.paper) else "-"
         lines.append(line)
@@ -98,9 +116,16 @@ def _aligned(frame: pd.DataFrame) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+DELTA_NOTE = ("Deltas are paired by seed (cells of one seed share the stream and the initialisation): the mean "
+              "over the seeds both methods ran of A - B, with a 95 % t-interval mean ± t(0.975, n-1) · sd / √n "
+              "over the n paired seeds (n - 1 degrees of freedom; none for one seed; a percentile bootstrap over "
+              "the pairs from 20 on). Seeds only one method ran are left out.")
+
+
 def to_text(tables: list[BlockTables]) -> str:
     """Aligned plain-text tables for the terminal."""
-    parts = [f"mean {PM} std over seeds (n); gap = train - val accuracy in points; params/FLOPs % kept"]
+    parts = [f"mean {PM} std over seeds (n); gap = train - val accuracy in points; params/FLOPs % kept",
+             "deltas: A - B paired by seed, mean and 95 % t-interval over the paired seeds (see tables.md)"]
     for t in tables:
         parts.append(f"== {t.label} ==")
         parts.append(_aligned(t.methods))
@@ -129,9 +154,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def to_markdown(tables: list[BlockTables], level: int = 2) -> str:
     """Markdown: a heading, the method table and the delta table for each block."""
-    notes = (f"Each entry is the mean {PM} sample std over seeds (n seeds); 95 % bootstrap intervals are in "
-             "tables.csv. Deltas are differences of means, with a 95 % bootstrap interval that resamples the "
-             "seeds of both methods independently.")
+    notes = (f"Each entry is the mean {PM} sample std over seeds (n seeds); 95 % intervals of each mean "
+             f"(t-intervals, bootstrap from 20 seeds on) are in tables.csv. {DELTA_NOTE}")
     parts = [notes, ""]
     for t in tables:
         parts += [f"{'#' * level} {t.label}", "", markdown_table(t.methods), ""]
@@ -168,7 +192,8 @@ def to_latex(tables: list[BlockTables]) -> str:
     for t in tables:
         parts.append(_tex(t.methods, t.label))
         if not t.deltas.empty:
-            caption = f"{t.label}: APP minus baselines (difference of means, 95% bootstrap CI)"
+            caption = (f"{t.label}: APP minus each other method, paired by seed (mean of per-seed differences, "
+                       "95% t-interval over the paired seeds)")
             if t.paper_source:
                 caption += f"; paper column: {t.paper_source}"
             parts.append(_tex(t.deltas, caption))

@@ -16,7 +16,7 @@ import pandas as pd
 
 import almabench
 
-from .blocks import BLOCK_KEYS, assign_blocks, check_homogeneous
+from .blocks import BLOCK_KEYS, assign_blocks, check_environment, check_homogeneous
 from .load import CONFIG_KEYS, Warn, cells, warn_stderr
 from .paper import method_order
 from .plots import Plot, make_plots
@@ -24,8 +24,8 @@ from .render import block_tables, markdown_table, to_latex, to_markdown, to_text
 from .tables import csv_frame, delta_table, summary_table
 
 FIGURES = "figures"
-ENV_COLUMNS = ("env_almabench", "env_code", "env_git_commit", "env_torch", "env_device", "env_device_name", "env_precision",
-               "env_compile")
+ENV_COLUMNS = ("env_almabench", "env_code", "env_git_commit", "env_torch", "env_device", "env_device_name",
+               "env_torch_threads", "env_precision", "env_compile")
 
 
 @dataclass
@@ -57,6 +57,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     keys = list(keys)
     cell_rows = assign_blocks(cells(frame), keys)
     check_homogeneous(cell_rows, keys, record)
+    check_environment(cell_rows, keys, record)
     _check_fingerprints(cells(frame), record)
     summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys)
     tables = block_tables(summary, deltas, keys)

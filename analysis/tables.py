@@ -1,8 +1,9 @@
-"""The numbers of the tables: per block and method, each metric as mean, std, n and a bootstrap interval;
-per block, the paper's deltas APP - dense and APP - OSP.
+"""The numbers of the tables: per block and method, each metric as mean, std, n and a 95 % interval of the
+mean; per block, each APP variant minus every other method, paired by seed, beside the paper's deltas.
 
 Both tables are long (one row per block, method or comparison, and metric): the CSV is exactly these frames,
-and the text, Markdown and LaTeX renderings in render.py only format them.
+and the text, Markdown and LaTeX renderings in render.py only format them. Intervals come from stats.py
+(t-interval below 20 values, bootstrap from 20 on); `interval` names which one a row got.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .blocks import iter_blocks
-from .paper import BASELINES, headline_for, is_app, method_order
-from .stats import bootstrap_diff_ci, ci_high, ci_low
+from .paper import comparisons, headline_for, method_order
+from .stats import mean_interval, paired_differences
 
 
 @dataclass(frozen=True)
@@ -41,44 +42,54 @@ METRIC_BY_COLUMN = {m.column: m for m in METRICS}
 
 
 def summary_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Long frame: block keys, method, metric, mean, std (ddof 1), n (seeds), ci_low, ci_high."""
+    """Long frame: block keys, method, metric, mean, std (ddof 1), n (cells), ci_low, ci_high, interval."""
     long = cells.melt(id_vars=[*keys, "method"], value_vars=[m.column for m in METRICS], var_name="metric")
     long["value"] = long["value"].astype(float)
     table = (long.groupby([*keys, "method", "metric"], sort=False, dropna=False)["value"]
-             .agg(mean="mean", std="std", n="count", ci_low=ci_low, ci_high=ci_high)
+             .agg(mean="mean", std="std", n="count", ci_low=lambda v: mean_interval(v).low,
+                  ci_high=lambda v: mean_interval(v).high, interval=lambda v: mean_interval(v).kind)
              .reset_index())
     return _ordered(table, keys)
 
 
+DELTA_COLUMNS = ("method", "baseline", "metric", "delta", "ci_low", "ci_high", "interval", "n_pairs", "n",
+                 "n_baseline", "paper", "paper_source")
+
+
 def delta_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Long frame: block keys, method (an APP variant), baseline, metric, delta of means, its bootstrap
-    interval, the n of each side and, where the block is the paper's headline setting, the paper's delta."""
+    """Long frame, one row per block, (APP variant, baseline) of paper.comparisons and metric.
+
+    Cells of one seed share the stream and the initialisation, so a delta is paired by seed: delta is the
+    mean over the seeds both methods ran of d_s = A_s - B_s, with the interval of that mean (stats.mean_interval:
+    a t-interval with n_pairs - 1 degrees of freedom below 20 pairs). Several cells of one method and seed
+    (warned about by blocks.check_homogeneous) are averaged into one value first. n and n_baseline count each
+    side's seeds, so n_pairs < n says seeds were left out. `paper` is the published delta where the block is
+    the paper's headline setting.
+    """
     rows = []
     for block, block_cells in iter_blocks(cells, keys):
         headline = headline_for(block_cells)
-        by_method = {m: g for m, g in block_cells.groupby("method")}
-        apps = [m for m in method_order(list(by_method)) if is_app(m)]
-        for app in apps:
-            for base in (b for b in BASELINES if b in by_method):
-                for metric in DELTA_METRICS:
-                    a, b = by_method[app][metric].astype(float), by_method[base][metric].astype(float)
-                    low, high = bootstrap_diff_ci(a, b)
-                    rows.append({**block, "method": app, "baseline": base, "metric": metric,
-                                 "delta": a.mean() - b.mean(), "ci_low": low, "ci_high": high,
-                                 "n": a.count(), "n_baseline": b.count(),
-                                 "paper": headline.deltas.get((base, metric)) if headline else None,
-                                 "paper_source": headline.source if headline else None})
-    columns = [*keys, "method", "baseline", "metric", "delta", "ci_low", "ci_high", "n", "n_baseline", "paper",
-               "paper_source"]
-    return pd.DataFrame(rows, columns=columns)
+        per_seed = block_cells.groupby(["method", "seed"])[list(DELTA_METRICS)].mean()
+        for app, base in comparisons(block_cells["method"]):
+            for metric in DELTA_METRICS:
+                a, b = per_seed.loc[app, metric].dropna(), per_seed.loc[base, metric].dropna()
+                d = paired_differences(a, b)
+                interval = mean_interval(d)
+                rows.append({**block, "method": app, "baseline": base, "metric": metric,
+                             "delta": d.mean() if len(d) else float("nan"), "ci_low": interval.low,
+                             "ci_high": interval.high, "interval": interval.kind, "n_pairs": len(d),
+                             "n": len(a), "n_baseline": len(b),
+                             "paper": headline.deltas.get((base, metric)) if headline else None,
+                             "paper_source": headline.source if headline else None})
+    return pd.DataFrame(rows, columns=[*keys, *DELTA_COLUMNS])
 
 
 def csv_frame(summary: pd.DataFrame, deltas: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Both tables in one long CSV; `kind` says which, `mean` holds the delta for delta rows."""
     s = summary.assign(kind="summary", baseline=None)
     d = deltas.rename(columns={"delta": "mean"}).assign(kind="delta", std=float("nan"))
-    columns = ["kind", *keys, "method", "baseline", "metric", "mean", "std", "n", "n_baseline", "ci_low",
-               "ci_high", "paper", "paper_source"]
+    columns = ["kind", *keys, "method", "baseline", "metric", "mean", "std", "n", "n_baseline", "n_pairs",
+               "ci_low", "ci_high", "interval", "paper", "paper_source"]
     return pd.concat([s, d], ignore_index=True).reindex(columns=columns)
 
 

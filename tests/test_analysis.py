@@ -10,14 +10,19 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, parse_group_by, with_varying_splits
+from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, block_slug, parse_group_by, with_varying_splits
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, filter_results, load_results
-from almabench.analysis.stats import bootstrap_ci, bootstrap_diff_ci
+from almabench.analysis.paper import comparisons
+from almabench.analysis.plots import (FigureWriter, cer_figure, curve_figure, density_figure, layer_figure,
+                                      layer_labels, palette)
+from almabench.analysis.stats import (BOOTSTRAP_MIN_N, bootstrap_ci, mean_interval, paired_differences,
+                                      t_interval, t_quantile)
 from almabench.analysis.tables import delta_table, summary_table
 from almabench.config import RunConfig
 from almabench.errors import AlmabenchError
@@ -28,8 +33,9 @@ HEADLINE = {"dataset": "cifar100", "arch": "resnet50", "megabatches": 8, "pruner
 
 
 def write_result(folder: Path, method: str, seed: int, errors: list[int], gap: float, density: float = 1.0,
-                 **config) -> Path:
-    """A finished result file: step t has errors[t-1] test errors, the same gap and density at every step."""
+                 env: dict | None = None, **config) -> Path:
+    """A finished result file: step t has errors[t-1] test errors, the same gap and density at every step;
+    env is merged into its `environment`."""
     config.setdefault("megabatches", len(errors))
     cfg = RunConfig(method=method, seed=seed, **config).resolve(flip=True, crop_padding=4)  # as a run records it
     steps = []
@@ -52,7 +58,7 @@ def write_result(folder: Path, method: str, seed: int, errors: list[int], gap: f
         "data": {"name": cfg.dataset, "source": "hand-made", "fingerprint": "feedc0ffee", "n_train": 800,
                  "n_test": TEST_SIZE, "num_classes": 100, "channels": 3, "image_size": [32, 32],
                  "mean": [0.5], "std": [0.25], "checksum_ok": True, "notes": []},
-        "environment": {"almabench": "0.1.0", "git_commit": "abc", "device": "cpu"},
+        "environment": {"almabench": "0.1.0", "git_commit": "abc", "device": "cpu", **(env or {})},
         "started_at": "2024-01-01T00:00:00+00:00", "finished_at": "2024-01-01T00:00:01+00:00", "seconds": 1.0,
     }
     path = folder / f"{cfg.hash()}.json"
@@ -115,8 +121,10 @@ def test_summary_means_stds_and_cer_sums(grid: Path) -> None:
     assert summary_value(summary, "app", "final_density") == pytest.approx(0.366)
     assert summary_value(summary, "app", "params_kept") == pytest.approx(100 * (100 + 329) / 1000)
     assert (summary["n"] == 2).all()
-    low, high = summary_value(summary, "dense", "cer", "ci_low"), summary_value(summary, "dense", "cer", "ci_high")
-    assert 320 <= low <= 360 <= high <= 400
+    # t-interval over 2 seeds (400, 320): 360 ± t(0.975, 1) · 56.569 / √2 = 360 ± 12.7062 · 40
+    assert summary_value(summary, "dense", "cer", "ci_low") == pytest.approx(360 - 508.248, abs=1e-3)
+    assert summary_value(summary, "dense", "cer", "ci_high") == pytest.approx(360 + 508.248, abs=1e-3)
+    assert (summary["interval"] == "t").all()
     assert summary["method"].drop_duplicates().tolist() == ["dense", "osp", "app"]
 
 
@@ -162,9 +170,6 @@ def test_bootstrap_is_deterministic_and_sane() -> None:
     low, high = bootstrap_ci(values)
     assert min(values) <= low < sum(values) / 4 < high <= max(values)
     assert all(math.isnan(v) for v in bootstrap_ci([3.0]))  # one seed: no interval, not a point
-    assert all(math.isnan(v) for v in bootstrap_diff_ci([3.0], [1.0, 2.0]))
-    low, high = bootstrap_diff_ci([10.0, 12.0], [1.0, 3.0])
-    assert 7.0 <= low <= 9.0 <= high <= 11.0
 
 
 def test_corrupt_empty_partial_and_failed_files_are_skipped_with_one_warning_each(grid: Path) -> None:
@@ -261,3 +266,224 @@ def test_no_results_exits_nonzero_with_one_clear_line(tmp_path: Path, setup: str
                                       error_lines[0] or "match the filters" in error_lines[0])
     assert "Traceback" not in result.output
     assert not (folder / "report").exists()
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (4, 2.7764451),
+                                              (9, 2.2621572), (29, 2.0452296), (30, 2.0422725)])
+def test_t_quantile_matches_the_textbook_table(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-6)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-6)  # symmetric
+
+
+def test_t_quantile_other_levels_and_the_normal_limit() -> None:
+    assert t_quantile(0.995, 1) == pytest.approx(63.656741, abs=1e-5)
+    assert t_quantile(0.95, 10) == pytest.approx(1.8124611, abs=1e-6)
+    assert t_quantile(0.5, 7) == pytest.approx(0.0, abs=1e-12)
+    assert t_quantile(0.975, 1000) == pytest.approx(1.9623391, abs=1e-6)  # last df summed exactly
+    assert t_quantile(0.975, 1001) == pytest.approx(1.9623367, abs=1e-6)  # first df of the expansion
+    assert t_quantile(0.975, 10**7) == pytest.approx(1.9599641, abs=1e-6)  # the normal limit
+    with pytest.raises(ValueError):
+        t_quantile(0.975, 0)
+
+
+def test_t_interval_is_the_textbook_one() -> None:
+    # differences 1, 2, 4: mean 2.3333, sd 1.5275, half-width 4.30265 · 1.52753 / √3 = 3.79458
+    interval = t_interval([1.0, 2.0, 4.0])
+    assert (interval.n, interval.kind) == (3, "t")
+    assert interval.low == pytest.approx(7 / 3 - 3.794583, abs=1e-5)
+    assert interval.high == pytest.approx(7 / 3 + 3.794583, abs=1e-5)
+    one = t_interval([3.0, float("nan")])  # nan is no value: one left, no interval
+    assert one.n == 1 and one.kind == "" and math.isnan(one.low) and math.isnan(one.high)
+
+
+def test_bootstrap_only_from_twenty_values_on() -> None:
+    few = [float(v) for v in range(BOOTSTRAP_MIN_N - 1)]
+    assert mean_interval(few).kind == "t" and mean_interval(few) == t_interval(few)
+    many = [float(v) for v in range(BOOTSTRAP_MIN_N)]
+    interval = mean_interval(many)
+    assert interval.kind == "bootstrap" and (interval.low, interval.high) == bootstrap_ci(many)
+    assert interval.low < 9.5 < interval.high
+
+
+def test_paired_differences_leave_out_seeds_of_one_method() -> None:
+    a = pd.Series({0: 5.0, 1: 6.0, 2: 8.0})
+    b = pd.Series({0: 4.0, 1: 4.0, 3: 100.0, 2: float("nan")})
+    assert paired_differences(a, b).to_dict() == {0: 1.0, 1: 2.0}
+
+
+@pytest.fixture
+def unpaired(tmp_path: Path) -> Path:
+    """T = 2, outside the headline setting. final gap: app 1, 2, 4 (seeds 0-2), dense 0 (seeds 0-3),
+    osp 10 (seed 0 only), gmp 0 (seed 7 only). CER: app 21, 22, 24; dense 20, 20, 20, 99 (seed 3 unpaired);
+    osp 30. The differences app - dense over seeds 0-2 are 1, 2, 4 for both CER and the gap."""
+    base = {"dataset": "digits", "arch": "convnet", "megabatches": 2}
+    for seed, errors, gap in [(0, [10, 11], 1.0), (1, [11, 11], 2.0), (2, [12, 12], 4.0)]:
+        write_result(tmp_path, "app", seed, errors, gap, 0.5, **base)
+    for seed, errors in [(0, [10, 10]), (1, [10, 10]), (2, [10, 10]), (3, [49, 50])]:
+        write_result(tmp_path, "dense", seed, errors, 0.0, **base)
+    write_result(tmp_path, "osp", 0, [15, 15], 10.0, 0.5, **base)
+    write_result(tmp_path, "gmp", 7, [15, 15], 0.0, 0.5, **base)
+    return tmp_path
+
+
+def test_deltas_are_paired_by_seed_with_a_t_interval(unpaired: Path) -> None:
+    deltas = delta_table(cells(load_results(unpaired)), BLOCK_KEYS)
+    assert list(dict.fromkeys(zip(deltas["method"], deltas["baseline"]))) == [
+        ("app", "dense"), ("app", "osp"), ("app", "gmp")]  # every other method, added baselines too
+    rows = deltas.set_index(["baseline", "metric"])
+    gap = rows.loc[("dense", "final_gap")]
+    assert gap["delta"] == pytest.approx(7 / 3)  # seed 3 of dense is left out of the pair
+    assert (gap["ci_low"], gap["ci_high"]) == (pytest.approx(7 / 3 - 3.794583, abs=1e-5),
+                                               pytest.approx(7 / 3 + 3.794583, abs=1e-5))
+    assert (gap["n_pairs"], gap["n"], gap["n_baseline"], gap["interval"]) == (3, 3, 4, "t")
+    assert rows.loc[("dense", "cer"), "delta"] == pytest.approx(7 / 3)  # 21-20, 22-20, 24-20
+    assert rows.loc[("dense", "final_test_accuracy"), "delta"] == pytest.approx(-4 / 3)  # 89-90, 89-90, 88-90
+    osp = rows.loc[("osp", "final_gap")]
+    assert osp["delta"] == pytest.approx(1 - 10) and osp["n_pairs"] == 1 and math.isnan(osp["ci_low"])
+    gmp = rows.loc[("gmp", "cer")]
+    assert gmp["n_pairs"] == 0 and math.isnan(gmp["delta"]) and gmp["paper"] is None
+
+
+def test_delta_rendering_states_the_pairs(unpaired: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(report, [str(unpaired), "--out", str(tmp_path / "rep"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "rep" / "tables.md").read_text()
+    assert "| app - dense | final gap | +2.33 | [-1.46, +6.13] | 3 paired seeds (of 3 vs 4) |" in md
+    assert "| app - osp | final gap | -9.00 | n/a (1 seed) | 1 paired seed (of 3 vs 1) |" in md
+    assert "| app - gmp | CER | - | n/a (no common seed) | 0 paired seeds (of 3 vs 1) |" in md
+    assert "paired by seed" in md and "t(0.975, n-1)" in md
+    csv = pd.read_csv(tmp_path / "rep" / "tables.csv")
+    row = csv[(csv["kind"] == "delta") & (csv["baseline"] == "dense") & (csv["metric"] == "final_gap")]
+    assert row["n_pairs"].item() == 3 and row["interval"].item() == "t"
+
+
+def test_each_app_variant_against_every_other_method_once() -> None:
+    methods = ["rigl", "app-released", "dense", "gmp", "app", "osp"]
+    assert comparisons(methods) == [
+        ("app", "dense"), ("app", "osp"), ("app", "gmp"), ("app", "rigl"), ("app", "app-released"),
+        ("app-released", "dense"), ("app-released", "osp"), ("app-released", "gmp"), ("app-released", "rigl")]
+    assert comparisons(["dense", "osp"]) == []
+
+
+def test_slugs_keep_letters_of_any_script_and_hash_what_they_replace() -> None:
+    block = {"megabatches": 8, "pruner": "snip"}
+    chinese, japanese = block_slug({"dataset": "数据.npz", **block}), block_slug({"dataset": "データ.npz", **block})
+    assert (chinese, japanese) == ("数据.npz_T8_snip", "データ.npz_T8_snip")
+    path, spaced = block_slug({"dataset": "data/x.npz", **block}), block_slug({"dataset": "data x.npz", **block})
+    assert path.startswith("data-x.npz_T8_snip-") and spaced.startswith("data-x.npz_T8_snip-") and path != spaced
+    assert block_slug({"dataset": "cifar10", "arch": "resnet18", "megabatches": 8, "tau": 4.5}) == \
+        "cifar10_resnet18_T8_tau4.5"
+
+
+def test_figure_writer_never_gives_two_figures_one_name(tmp_path: Path) -> None:
+    writer = FigureWriter(tmp_path, ["png"])
+    assert [writer.unique(n) for n in ("cer_a", "cer_b", "CER_a", "cer_a")] == ["cer_a", "cer_b", "CER_a-2",
+                                                                               "cer_a-3"]
+
+
+def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_figures(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    for dataset in ("数据.npz", "データ.npz"):
+        write_result(tmp_path / "results", "dense", 0, [5, 4], 1.0, dataset=dataset, megabatches=2)
+        write_result(tmp_path / "results", "app", 0, [3, 2], 1.0, 0.5, dataset=dataset, megabatches=2)
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(report, [str(tmp_path / "results"), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "10 figures" in result.stdout and len(pngs) == 10  # 4 per block and one heatmap each
+    assert "cer_数据.npz_convnet_T2_snip_tau4.5.png" in pngs and "cer_データ.npz_convnet_T2_snip_tau4.5.png" in pngs
+    assert "layers_数据.npz_convnet_T2_snip_tau4.5_app.png" in pngs
+    report_md = (out / "report.md").read_text()
+    assert all(f"](figures/{name})" in report_md for name in pngs)
+
+
+def test_rows_averaging_other_threads_devices_or_precisions_are_warned_about(tmp_path: Path) -> None:
+    base = {"megabatches": 2}
+    write_result(tmp_path, "app", 0, [5, 4], 1.0, 0.5, env={"torch_threads": 1, "device": "cuda:0"}, **base)
+    write_result(tmp_path, "app", 1, [5, 4], 1.0, 0.5, env={"torch_threads": 4, "device": "cuda:1"}, **base)
+    write_result(tmp_path, "dense", 0, [5, 4], 1.0, env={"torch_threads": 2, "precision": "fp32"}, **base)
+    write_result(tmp_path, "dense", 1, [5, 4], 1.0, env={"torch_threads": 2, "precision": "bf16",
+                                                         "device": "cuda:0"}, **base)
+    write_result(tmp_path, "osp", 0, [5, 4], 1.0, 0.5, env={"torch_threads": 2}, **base)
+    write_result(tmp_path, "osp", 1, [5, 4], 1.0, 0.5, **base)  # threads unrecorded: no clash
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(report, [str(tmp_path), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    tail = ("floating-point reductions differ with those, so results are only bit-repeatable at the same thread "
+            "count, device and precision")
+    app = (f"digits / convnet / T=2 / snip / tau=4.5, app: averages cells run with different torch threads in "
+           f"[1, 4]; {tail}")  # cuda:0 and cuda:1 are one device type
+    dense = (f"digits / convnet / T=2 / snip / tau=4.5, dense: averages cells run with different device type in "
+             f"[cpu, cuda]; precision in [bf16, fp32]; {tail}")
+    lines = [line for line in result.stderr.splitlines() if "bit-repeatable" in line]
+    assert lines == [f"warning: {app}", f"warning: {dense}"]
+    report_md = (out / "report.md").read_text()
+    assert f"- {app}\n" in report_md and f"- {dense}\n" in report_md
+
+
+def _steps(rows: list[tuple[str, int, int, float]], column: str) -> pd.DataFrame:
+    """Step rows (method, seed, step, value) as the plots read them."""
+    frame = pd.DataFrame(rows, columns=["method", "seed", "step", column])
+    return frame.assign(config_hash=frame["method"] + frame["seed"].astype(str), megabatches=2)
+
+
+def test_accuracy_band_is_clipped_to_100() -> None:
+    # step 2: 100, 100, 94 -> mean 98, std 3.4641: the band would reach 101.46
+    rows = _steps([("app", s, t, v) for s, (a, b) in enumerate([(90, 100), (90, 100), (92, 94)])
+                   for t, v in ((1, a), (2, b))], "test_accuracy")
+    fig = curve_figure(rows, "test_accuracy", "acc", {"dataset": "d"}, palette(["app"]), bounds=(0.0, 100.0))
+    band = fig.axes[0].collections[0].get_paths()[0].vertices
+    assert sorted(set(band[band[:, 0] == 2, 1])) == [pytest.approx(98 - math.sqrt(12), abs=1e-9), 100.0]
+    assert "clipped to [0, 100]" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_density_target_is_drawn_on_top_and_named_in_the_legend() -> None:
+    rows = _steps([(m, 0, t, d) for m, ds in (("app", (0.8, 0.5)), ("dense", (1.0, 1.0))) for t, d in
+                   zip((1, 2), ds)], "density")
+    rows["target_density"] = rows["density"]  # measured exactly on schedule: the target used to vanish
+    fig = density_figure(rows, {"dataset": "d"}, palette(["dense", "app"]))
+    ax = fig.axes[0]
+    targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
+    measured = [line for line in ax.get_lines() if line.get_gid() != "target"]
+    assert len(targets) == 2 and len(measured) == 2
+    assert min(t.get_zorder() for t in targets) > max(m.get_zorder() for m in measured)
+    assert all(t.get_color() == "black" and t.get_linestyle() == "--" and t.get_marker() == "x" for t in targets)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dense", "app", "target\n(schedule)"]
+    plt.close(fig)
+
+
+def test_cer_plot_shows_the_differences_on_an_axis_not_from_zero() -> None:
+    cells_ = pd.DataFrame({"method": ["dense", "osp", "app"] * 2, "seed": [0, 0, 0, 1, 1, 1],
+                           "cer": [164, 162, 159, 166, 164, 161], "megabatches": 8})
+    cells_["config_hash"] = cells_["method"] + cells_["seed"].astype(str)
+    fig = cer_figure(cells_, {"dataset": "d"}, palette(["dense", "osp", "app"]))
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert 150 < low < 159 and 166 < high < 175  # 160 / 163 / 165 are told apart
+    assert [t.get_text() for t in ax.texts] == ["165", "163\n(-2)", "160\n(-5)"]
+    assert "y-axis does not start at 0" in ax.get_title()
+    plt.close(fig)
+
+
+def test_layer_heatmap_rows_are_weight_names_and_the_title_counts_seeds(tmp_path: Path) -> None:
+    assert layer_labels(["0.weight", "4.weight", "module.layer1.0.conv1.weight", "fc.weight"]) == [
+        "0.weight (layer 1)", "4.weight (layer 2)", "layer1.0.conv1", "fc"]
+    rows = pd.DataFrame([{"pruner": p, "step": t, "layer": n, "layer_density": 0.5, "config_hash": f"{p}{s}"}
+                         for p, seeds in (("magnitude", 2), ("snip", 3)) for s in range(seeds)
+                         for t in (1, 2) for n in ("0.weight", "4.weight", "8.weight")])
+    fig = layer_figure(rows, {"dataset": "d", "pruner": "snip+magnitude", "method": "app"})
+    snip, magnitude = fig.axes[0], fig.axes[1]
+    assert [t.get_text() for t in snip.get_yticklabels()] == ["0.weight (layer 1)", "4.weight (layer 2)",
+                                                              "8.weight (layer 3)"]
+    assert (snip.get_title(), magnitude.get_title()) == ("snip (3 seeds)", "magnitude (2 seeds)")
+    assert fig._suptitle.get_text() == "per-layer density: d / snip+magnitude / app\nmean over 2-3 seeds"
+    plt.close(fig)
+
+
+def test_layer_heatmap_file_names_its_pruners(grid: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "rep"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    layers = sorted(p.name for p in (tmp_path / "rep" / "figures").glob("layers_*.png"))
+    assert layers == ["layers_cifar100_resnet50_T8_snip_tau4.5_app.png",
+                      "layers_cifar100_resnet50_T8_snip_tau4.5_osp.png"]
