@@ -38,7 +38,9 @@ def parse_group_by(spec: str | None, columns: Sequence[str]) -> list[str]:
     return list(BLOCK_KEYS) + [k for k in keys if k not in BLOCK_KEYS] if extra else list(dict.fromkeys(keys))
 
 
-SPLIT_WHEN_VARYING: tuple[str, ...] = ("protocol",)  # the paper's and the released harness: never averaged
+# Any setting that changes what a cell computes splits the rows it varies in (two epoch budgets of a scale
+# ladder, the paper's and the released harness, ...): a table row averages seeds and nothing else.
+SPLIT_WHEN_VARYING: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k not in ("method", "seed"))
 
 
 def with_varying_splits(keys: Sequence[str], frame: pd.DataFrame) -> list[str]:

@@ -240,12 +240,17 @@ def test_filters_and_group_by(grid: Path, tmp_path: Path) -> None:
     assert result.exit_code != 0 and "unknown --group-by key(s) colour" in result.output
 
 
-def test_cells_differing_beyond_the_seed_are_flagged(tmp_path: Path) -> None:
+def test_cells_differing_beyond_the_seed_get_their_own_rows(tmp_path: Path) -> None:
+    """Two epoch budgets of a scale ladder are two rows, never one average."""
     write_result(tmp_path, "app", 0, [5, 4], 1.0, 0.5, megabatches=2, epochs=3)
-    write_result(tmp_path, "app", 1, [5, 4], 1.0, 0.5, megabatches=2, epochs=5)
+    write_result(tmp_path, "app", 1, [6, 2], 1.0, 0.5, megabatches=2, epochs=5)
     result = CliRunner().invoke(report, [str(tmp_path), "--format", "png"])
     assert result.exit_code == 0, result.output
-    assert "differ beyond the seed (epochs" in result.stderr
+    assert "differ beyond the seed" not in result.stderr
+    assert "/ epochs=3 / milestones=(1, 2) ==\nmethod" in result.stdout
+    assert "/ epochs=5 / milestones=(2, 4) ==\nmethod" in result.stdout
+    cers = [line.split()[3] for line in result.stdout.splitlines() if line.startswith("app ")]
+    assert cers == ["9", "8"]
 
 
 @pytest.mark.parametrize("setup", ["empty", "missing", "only-corrupt", "filtered-out"])
