@@ -7,8 +7,8 @@ largest |∂L/∂w| (the dense gradient of that step's minibatch: masks zero wei
 so every layer keeps its count exactly. f = 0.3 · ½(1 + cos(π i / e)), restarted at each megabatch as the
 learning rate is. Δ = 100 (RigL's CIFAR setting), or ⌊e/10⌋ (at least 1) where a megabatch is too short for ten
 updates. Grown weights start at zero with a zero momentum buffer. The updates made are recorded in each step.
-(The measured density counts non-zero weights: a weight grown at the last SGD step before the kept checkpoint,
-or one that never gets a gradient, e.g. a kernel tap that only ever sees padding, is still zero and not counted.)
+(The measured density counts non-zero weights: a weight grown just before the kept checkpoint, or one that never
+gets a gradient, e.g. a kernel tap that only sees padding, is still zero there and not counted.)
 """
 
 import math
@@ -59,15 +59,12 @@ class RigL(Method):
         drop = {n: p.detach().abs() for n, p in cell.masks.params.items()}
         new = drop_and_grow(old, drop, self.grow_scores(cell), fraction)
         cell.masks.set(new)
-        grown = 0
-        with torch.no_grad():
-            for name, p in cell.masks.params.items():
-                born = new[name] & ~old[name]
-                grown += int(born.sum())
-                p[born] = 0.0  # already zero (it was masked); said explicitly
-                buffer = sgd.optimiser.state.get(p, {}).get("momentum_buffer")
-                if buffer is not None:
-                    buffer[born] = 0.0
+        born = {n: new[n] & ~old[n] for n in new}  # their weights are zero already: they were masked
+        for name, p in cell.masks.params.items():
+            buffer = sgd.optimiser.state.get(p, {}).get("momentum_buffer")
+            if buffer is not None:
+                buffer[born[name]] = 0.0
+        grown = sum(int(b.sum()) for b in born.values())
         self.updates.append({"iteration": sgd.iteration, "every": every, "drop_fraction": fraction, "grown": grown})
 
     def step_record(self) -> dict[str, Any]:

@@ -291,3 +291,15 @@ def test_a_cell_killed_between_megabatches_resumes_to_the_same_file(tmp_path, me
     uninterrupted = run_cell(config)
     assert json.dumps(without_timing(result), indent=1) == json.dumps(without_timing(uninterrupted), indent=1)
     assert load_dataset("digits").n_train == 1437  # the sizes the tests above assume
+
+
+def test_the_baselines_specs_expand_into_every_method():
+    from almabench.grid import load_spec
+
+    methods = {"dense", "osp", "app", "gmp", "rigl", "set", "imp"}
+    full, cpu = load_spec("baselines").configs(), load_spec("baselines-cpu").configs()
+    assert len(full) == 21 and {c.method for c in full} == methods and {c.seed for c in full} == {0, 1, 2}
+    assert {(c.dataset, c.arch, c.megabatches, c.epochs, c.milestones) for c in full} == {
+        ("cifar10", "resnet20", 8, 50, (20, 40))}
+    assert len(cpu) == 7 and {c.method for c in cpu} == methods
+    assert {(c.dataset, c.megabatches, c.epochs, c.milestones, c.seed) for c in cpu} == {("cifar10", 8, 2, (1,), 0)}
