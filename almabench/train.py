@@ -129,7 +129,7 @@ class TrainStats:
 class CellState:
     """One cell's state as one object: what train_step, evaluate_step, the methods' hooks and the checkpoint share.
 
-    Mutable on purpose (a config is frozen; a state is not): `step` advances, and `optimiser` is replaced.
+    Mutable on purpose (a config is frozen; a state is not): `step` advances, masks and weights change.
     """
 
     config: RunConfig
