@@ -13,21 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from almabench.config import RunConfig, RunOptions
-from almabench.sparsity import Masks
 from almabench.store import load_checkpoint, save_checkpoint
+from almabench.train import CellState
 
 
 class CellCheckpoint:
     """Everything a cell carries from one megabatch to the next, saved after each, restored on resume.
 
     The state is the model (weights and batch-norm buffers), the masks, the two generators (training batches
-    and augmentation on the run's device; sampling of π_t on the CPU), the global RNG states and the step
-    records so far, and the optimiser where the protocol carries it through the stream (the paper's makes a new
-    one at every step). The methods keep no state of their own between steps and a fresh model re-seeds the
-    global RNG, so this is all that step t+1 depends on.
+    and augmentation on the run's device; sampling of π_t, random scores and SET's regrowth on the CPU), the
+    global RNG states, the step records so far, the method's own state (Method.state_dict: IMP's rewind point)
+    and the optimiser where the protocol carries it through the stream (the paper's makes a new one at every
+    step). A fresh model re-seeds the global RNG, so this is all that step t+1 depends on.
     """
 
     def __init__(self, path: Path, config: RunConfig, options: RunOptions, device: torch.device,
@@ -56,38 +55,38 @@ class CellCheckpoint:
             return None
         return state
 
-    def restore(self, state: dict[str, Any], model: nn.Module, masks: Masks, train_generator: torch.Generator,
-                method_generator: torch.Generator, optimiser: torch.optim.Optimizer | None = None,
-                ) -> tuple[list[dict[str, Any]], dt.datetime, float]:
-        model.load_state_dict(state["model"])
-        if optimiser is not None:
-            optimiser.load_state_dict(state["optimiser"])
-        masks.set(state["masks"])
-        train_generator.set_state(state["train_generator"])
-        method_generator.set_state(state["method_generator"])
+    def restore(self, state: dict[str, Any], cell: CellState) -> tuple[list[dict[str, Any]], dt.datetime, float]:
+        """Put the saved state into `cell`; returns the step records, the start time and the seconds spent."""
+        cell.model.load_state_dict(state["model"])
+        if cell.optimiser is not None:
+            cell.optimiser.load_state_dict(state["optimiser"])
+        cell.masks.set(state["masks"])
+        cell.train_generator.set_state(state["train_generator"])
+        cell.method_generator.set_state(state["method_generator"])
+        cell.method.load_state_dict(state["method"])
         torch.set_rng_state(state["global_rng"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        cell.step = int(state["step"])
         started = dt.datetime.fromisoformat(state["started_at"])
         return json.loads(state["steps"]), started, float(state["seconds"])
 
-    def save(self, model: nn.Module, masks: Masks, train_generator: torch.Generator,
-             method_generator: torch.Generator, steps: list[dict[str, Any]], started: dt.datetime,
-             seconds: float, optimiser: torch.optim.Optimizer | None = None) -> None:
+    def save(self, cell: CellState, steps: list[dict[str, Any]], started: dt.datetime, seconds: float) -> None:
         state = {
             "key": self.key,
             "step": len(steps),
-            "model": model.state_dict(),
-            "masks": dict(masks.masks),
-            "train_generator": train_generator.get_state(),
-            "method_generator": method_generator.get_state(),
+            "model": cell.model.state_dict(),
+            "masks": dict(cell.masks.masks),
+            "train_generator": cell.train_generator.get_state(),
+            "method_generator": cell.method_generator.get_state(),
+            "method": cell.method.state_dict(),
             "global_rng": torch.get_rng_state(),
             "steps": json.dumps(steps),  # JSON types only: a string keeps weights_only loading possible
             "started_at": started.isoformat(),
             "seconds": seconds,
         }
-        if optimiser is not None:
-            state["optimiser"] = optimiser.state_dict()
+        if cell.optimiser is not None:  # carried through the stream (the released protocol)
+            state["optimiser"] = cell.optimiser.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(self.path, state)

@@ -17,7 +17,7 @@ from typing import Any
 
 from almabench.errors import AlmabenchError
 
-SCOPES = ("global", "layer")
+SCOPES = ("global", "layer", "erk")  # how a density is shared among layers (sparsity.top_k_masks)
 
 
 def _to_int(value: Any) -> int:
@@ -95,7 +95,7 @@ class RunConfig:
     # pruning
     pruner: str = "snip"
     tau: float = 4.5
-    scope: str = "global"  # global top-k across layers, or the same density in every layer
+    scope: str = "global"  # global top-k across layers, the same density in every layer, or erk (RigL's ERK)
     sample_fraction: float = 0.2  # |pi_t| = sample_fraction * |M_t|
     prune_linear: bool = False  # the released code prunes Conv2d weights only
     # the stream

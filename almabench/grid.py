@@ -80,7 +80,8 @@ class GridSpec:
 
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
-        keys, so crossing it with several pruners or τ runs it once, not once per pruner."""
+        keys, and one that ignores some (gmp, rigl, set and imp: the pruner) those, so crossing it with several
+        pruners or τ runs it once, not once per pruner."""
         names = list(self.axes)
         cells = []
         for values in itertools.product(*(self.axes[n] for n in names)):
@@ -92,8 +93,10 @@ PRUNING_KEYS = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
 
 
 def without_unused_pruning_keys(config: RunConfig) -> RunConfig:
-    if config.method in METHODS and not METHODS.get(config.method).prunes:
-        return config.replace(**{k: FIELDS[k].default for k in PRUNING_KEYS})
+    if config.method in METHODS:
+        method = METHODS.get(config.method)
+        unused = method.ignores if method.prunes else PRUNING_KEYS
+        return config.replace(**{k: FIELDS[k].default for k in unused}) if unused else config
     return config
 
 

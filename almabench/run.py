@@ -23,7 +23,8 @@ from almabench.provenance import environment
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
 from almabench.stream import make_stream, step_data
-from almabench.train import DeviceData, accuracy, count_correct, new_optimiser, synchronize, train_step
+from almabench.train import (CellState, DeviceData, TrainStats, accuracy, count_correct, new_optimiser, synchronize,
+                             train_step)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,36 +92,38 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
 
     model = fresh_model(0)
     masks = Masks(prunable_parameters(model, config.prune_linear))
-    step_model = torch.compile(model) if options.compile else model
     flops = layer_flops(model, dataset.channels, dataset.image_size, device)
     params_total = sum(p.numel() for p in model.parameters())
-    optimiser = new_optimiser(model, config) if protocol.carry_optimiser else None  # else: new at every step
-    train_generator = torch.Generator(device=device).manual_seed(config.seed)
-    method_generator = torch.Generator().manual_seed(config.seed + 1)
+    cell = CellState(
+        config, model, masks, data, method,
+        train_generator=torch.Generator(device=device).manual_seed(config.seed),
+        method_generator=torch.Generator().manual_seed(config.seed + 1),
+        crop_padding=crop_padding,
+        optimiser=new_optimiser(model, config) if protocol.carry_optimiser else None,  # else: new at every step
+        step_model=torch.compile(model) if options.compile else None,
+        eval_batch_size=options.eval_batch_size,
+    )
 
     steps: list[dict[str, Any]] = []
     env = environment(device)  # git is asked once per cell
     saver = CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint, env) if checkpoint else None
     earlier_seconds = 0.0  # spent before a resume
     if saver is not None and (state := saver.load()) is not None:
-        steps, started, earlier_seconds = saver.restore(state, model, masks, train_generator, method_generator,
-                                                        optimiser)
+        steps, started, earlier_seconds = saver.restore(state, cell)
         if on_resume is not None:
             on_resume(len(steps))
     for t in range(len(steps) + 1, config.megabatches + 1):
+        cell.step = t
         indices = step_data(stream, t, config.replay)
-        ctx = StepContext(t, config, model, masks, data, stream, indices, method_generator, crop_padding)
+        ctx = StepContext(t, config, model, masks, data, stream, indices, cell.method_generator, crop_padding)
         t0 = time.perf_counter()
         method.before_step(ctx)
         synchronize(device)
         prune_seconds = time.perf_counter() - t0
-        stats = train_step(model, masks, data, indices.train, indices.val, config, crop_padding,
-                           train_generator, options.eval_batch_size, step_model, optimiser)
-        steps.append(evaluate_step(t, config, method, model, masks, data, indices, flops, params_total,
-                                   ctx, stats, prune_seconds, time.perf_counter() - t0, options.eval_batch_size))
+        stats = train_step(cell, indices.train, indices.val)
+        steps.append(evaluate_step(cell, ctx, stats, flops, params_total, prune_seconds, time.perf_counter() - t0))
         if saver is not None:
-            saver.save(model, masks, train_generator, method_generator, steps, started,
-                       earlier_seconds + time.perf_counter() - wall, optimiser)
+            saver.save(cell, steps, started, earlier_seconds + time.perf_counter() - wall)
         if progress is not None:
             progress(steps[-1])
 
@@ -166,14 +169,16 @@ def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def evaluate_step(t, config, method, model, masks, data, indices, flops, params_total, ctx, stats,
-                  prune_seconds, seconds, eval_batch_size) -> dict[str, Any]:
+def evaluate_step(cell: CellState, ctx: StepContext, stats: TrainStats, flops: dict[str, int], params_total: int,
+                  prune_seconds: float, seconds: float) -> dict[str, Any]:
     """The record of step t: accuracies of the kept checkpoint, density measured from the weights, costs.
 
     The gap is train_accuracy − val_accuracy. Under the paper's protocol both are measured after the step, in
     eval mode, on the replay set's train and validation parts; under the released one they are what its log
     holds for the kept epoch: the running accuracy of its training batches and its (augmented) validation.
     """
+    t, config, model, masks, data, indices = ctx.step, cell.config, cell.model, cell.masks, cell.data, ctx.step_data
+    eval_batch_size = cell.eval_batch_size
     test_correct = count_correct(model, data, data.x_test, data.y_test, eval_batch_size)
     if PROTOCOLS.get(config.protocol).gap == "running":
         train_acc, val_acc = stats.best_running_accuracy, stats.best_val_accuracy
@@ -192,7 +197,7 @@ def evaluate_step(t, config, method, model, masks, data, indices, flops, params_
         "val_accuracy": val_acc,
         "gap": train_acc - val_acc,
         "density": masks.density(),
-        "target_density": method.target_density(t, config),
+        "target_density": cell.method.target_density(t, config),
         "layer_density": layer_density,
         "params_remaining": params_total - pruned,
         "flops_remaining": int(round(flops_remaining)),
@@ -204,6 +209,7 @@ def evaluate_step(t, config, method, model, masks, data, indices, flops, params_
         "train_seconds": round(stats.seconds, 4),
         "seconds": round(seconds, 4),
         "images_per_second": round(stats.images / stats.seconds, 1) if stats.seconds > 0 else None,
+        **cell.method.step_record(),
     }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -58,16 +60,42 @@ class Masks:
             self._float_masks = [m.to(self.params[n].dtype) for n, m in self.masks.items()]
         torch._foreach_mul_(list(self.params.values()), self._float_masks)
 
+    def kept(self) -> int:
+        """Number of weights the masks keep (the density the masks say, as a count)."""
+        return sum(int(m.sum()) for m in self.masks.values())
+
     @torch.no_grad()
+    def nonzero(self) -> int:
+        """Number of prunable weights that are non-zero, counted from the weights."""
+        return sum(int(torch.count_nonzero(p)) for p in self.params.values())
+
     def density(self) -> float:
         """Fraction of prunable weights that are non-zero, measured from the weights (1.0 if none)."""
-        if self.total == 0:
-            return 1.0
-        return sum(int(torch.count_nonzero(p)) for p in self.params.values()) / self.total
+        return 1.0 if self.total == 0 else self.nonzero() / self.total
 
     @torch.no_grad()
     def layer_density(self) -> dict[str, float]:
         return {name: int(torch.count_nonzero(p)) / p.numel() for name, p in self.params.items()}
+
+
+def erk_densities(shapes: dict[str, tuple[int, ...]], density: float) -> dict[str, float]:
+    """Erdős–Rényi-kernel layer densities (Evci et al. 2020, RigL's get_sparsities_erdos_renyi).
+
+    Layer l keeps d_l = ε·(Σ dims)/(Π dims) of its n_l weights, ε chosen so that Σ_l d_l n_l = density·Σ_l n_l:
+    small layers and few-channel convolutions stay denser. A layer whose d_l would exceed 1 is made dense and ε is
+    solved again over the others (largest ratio first, one at a time, as RigL does).
+    """
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    ratio = {name: sum(shape) / sizes[name] for name, shape in shapes.items()}
+    dense: set[str] = set()
+    while len(dense) < len(shapes):
+        sparse = [name for name in shapes if name not in dense]
+        eps = (density * sum(sizes.values()) - sum(sizes[n] for n in dense)) / sum(ratio[n] * sizes[n] for n in sparse)
+        over = [name for name in sparse if eps * ratio[name] > 1.0]
+        if not over:
+            return {name: 1.0 if name in dense else eps * ratio[name] for name in shapes}
+        dense.add(max(over, key=ratio.__getitem__))
+    return {name: 1.0 for name in shapes}
 
 
 def top_k_masks(
@@ -76,7 +104,8 @@ def top_k_masks(
     scope: str = "global",
     within: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Keep the round(density·n) highest-scoring weights, over all layers at once or layer by layer.
+    """Keep the highest-scoring weights: round(density·n) over all layers at once (global), round(density·n_l)
+    in each layer (layer), or round(d_l·n_l) in each layer with d_l the ERK densities (erk).
 
     `within` restricts the choice to the weights these masks still keep (so the new mask ⊆ the old one); the
     density is always relative to all prunable weights.
@@ -88,16 +117,19 @@ def top_k_masks(
     if within is not None:
         flat = {n: torch.where(within[n].flatten(), s, torch.full_like(s, -torch.inf)) for n, s in flat.items()}
     if scope == "global":
-        groups = [names]
+        groups = [(names, density)]
     elif scope == "layer":
-        groups = [[n] for n in names]
+        groups = [([n], density) for n in names]
+    elif scope == "erk":
+        layer = erk_densities({n: tuple(scores[n].shape) for n in names}, density)
+        groups = [([n], layer[n]) for n in names]
     else:
         raise AlmabenchError(f"unknown pruning scope {scope!r}; choose from: {', '.join(SCOPES)}")
 
     masks = {}
-    for group in groups:
+    for group, kept_fraction in groups:
         joined = torch.cat([flat[n] for n in group])
-        keep = round(density * joined.numel())
+        keep = round(kept_fraction * joined.numel())
         if within is not None and keep > int(torch.isfinite(joined).sum()):
             raise AlmabenchError(f"cannot keep {keep} weights: only {int(torch.isfinite(joined).sum())} survive")
         chosen = torch.zeros_like(joined, dtype=torch.bool)
@@ -105,6 +137,33 @@ def top_k_masks(
         for n, part in zip(group, chosen.split([flat[n].numel() for n in group])):
             masks[n] = part.view_as(scores[n])
     return masks
+
+
+def drop_and_grow(masks: dict[str, Tensor], drop_scores: dict[str, Tensor], grow_scores: dict[str, Tensor],
+                  fraction: float) -> dict[str, Tensor]:
+    """RigL's and SET's mask update, layer by layer, so that every layer keeps exactly its count.
+
+    In a layer with a active weights, the floor(fraction·a) active ones of lowest drop score go; as many of the
+    highest grow score come among all the others (the inactive and the just dropped, as in RigL's code: a dropped
+    weight that is grown again simply stays).
+    """
+    new = {}
+    for name, mask in masks.items():
+        flat = mask.flatten()
+        active = int(flat.sum())
+        n = int(fraction * active)
+        if n == 0:
+            new[name] = mask.clone()
+            continue
+        drop = torch.where(flat, drop_scores[name].flatten().double(), torch.full(flat.shape, -torch.inf,
+                           dtype=torch.float64, device=flat.device))
+        kept = torch.zeros_like(flat)
+        kept[torch.topk(drop, active - n, sorted=False).indices] = True
+        grow = torch.where(kept, torch.full(flat.shape, -torch.inf, dtype=torch.float64, device=flat.device),
+                           grow_scores[name].flatten().double())
+        kept[torch.topk(grow, n, sorted=False).indices] = True
+        new[name] = kept.view_as(mask)
+    return new
 
 
 # A criterion scores every prunable weight; the lowest scores are pruned first. Its arguments: the model,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -21,6 +23,9 @@ from almabench.data import Dataset
 from almabench.errors import AlmabenchError
 from almabench.protocol import PROTOCOLS
 from almabench.sparsity import Masks
+
+if TYPE_CHECKING:  # methods import this module: the type only, no import cycle at run time
+    from almabench.methods import Method
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -120,6 +125,42 @@ class TrainStats:
     seconds: float
 
 
+@dataclass(eq=False)
+class CellState:
+    """One cell's state as one object: what train_step, evaluate_step, the methods' hooks and the checkpoint share.
+
+    Mutable on purpose (a config is frozen; a state is not): `step` advances, masks and weights change.
+    """
+
+    config: RunConfig
+    model: nn.Module
+    masks: Masks
+    data: DeviceData
+    method: Method
+    train_generator: torch.Generator  # batch order and augmentation, on the run's device
+    method_generator: torch.Generator = field(default_factory=torch.Generator)  # CPU: π_t, random scores, SET
+    crop_padding: int = 0
+    optimiser: torch.optim.Optimizer | None = None  # carried through the stream (released protocol); None: a
+    #                                                  new one per megabatch (the paper)
+    step_model: nn.Module | None = None  # what the SGD steps call (e.g. torch.compile(model)); None: model
+    eval_batch_size: int = 1024
+    step: int = 0  # the megabatch being trained or last finished, 1-based
+
+
+@dataclass(frozen=True)
+class SGDStep:
+    """Where a megabatch's training stands when a method's after_sgd_step hook runs: right after
+    optimiser.step() and masks.apply(), with the minibatch's (dense) gradients still in every p.grad."""
+
+    iteration: int  # 1-based, counted over all the megabatch's epochs
+    total: int  # SGD steps the megabatch makes: epochs × batches per epoch
+    optimiser: torch.optim.Optimizer  # the one in use (its momentum buffers live in optimiser.state)
+
+    @property
+    def progress(self) -> float:
+        return self.iteration / self.total
+
+
 def new_optimiser(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                            weight_decay=config.weight_decay)
@@ -135,9 +176,12 @@ def train_batches(
     flip: bool,
     generator: torch.Generator,
     track_accuracy: bool = False,
+    after_step: Callable[[int], None] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """SGD over the given index batches (augmented on the device), masks re-applied after every step.
 
+    after_step(i) runs after the i-th batch's optimiser step and mask (1-based), gradients still in place;
+    None (every method without a training hook) leaves the loop as it is.
     Returns the summed loss and, with track_accuracy, the number of correctly classified training images (the
     running accuracy the released code logs; None otherwise, sparing the hot loop its kernels) as device
     tensors, so the caller decides when to synchronise.
@@ -145,7 +189,7 @@ def train_batches(
     device = data.x_train.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device) if track_accuracy else None
-    for batch in batches:
+    for i, batch in enumerate(batches, start=1):
         x, y = data.normalise(augment(data.x_train[batch], crop_padding, flip, generator)), data.y_train[batch]
         with data.autocast():
             logits = model(x)
@@ -154,67 +198,78 @@ def train_batches(
         loss.backward()
         optimiser.step()
         masks.apply()
+        if after_step is not None:
+            after_step(i)
         loss_sum += loss.detach()
         if correct is not None:
             correct += (logits.detach().argmax(1) == y).sum()
     return loss_sum, correct
 
 
-def train_step(
-    model: nn.Module,
-    masks: Masks,
-    data: DeviceData,
-    train_idx: Tensor,
-    val_idx: Tensor,
-    config: RunConfig,
-    crop_padding: int,
-    generator: torch.Generator,
-    eval_batch_size: int = 1024,
-    step_model: nn.Module | None = None,
-    optimiser: torch.optim.Optimizer | None = None,
-) -> TrainStats:
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Batches an epoch of n images makes: a last batch of one image is dropped (batch norm cannot train on it)."""
+    return n // batch_size + (1 if n % batch_size > 1 else 0)
+
+
+def train_step(cell: CellState, train_idx: Tensor, val_idx: Tensor) -> TrainStats:
     """One megabatch: `epochs` epochs of SGD from a fresh learning rate, masks held after every step.
 
     The checkpoint with the best validation accuracy is loaded back at the end (ties keep the earlier one).
-    step_model is what the SGD steps call (e.g. torch.compile(model)); it must share model's parameters.
-    optimiser: None makes a new one (the paper); one carried through the stream (the released protocol) keeps
-    its momentum and restarts its learning rate. Under that protocol validation images are augmented too.
+    cell.optimiser None makes a new one (the paper); one carried through the stream (the released protocol)
+    keeps its momentum and restarts its learning rate. Under that protocol validation images are augmented too.
+    A method with a training hook has it called after every SGD step; as it may change the masks, its kept
+    checkpoint holds them too, and only epochs that end where the method says its masks are settled compete.
     """
+    config, model, masks, data = cell.config, cell.model, cell.masks, cell.data
     if config.flip is None or config.milestones is None:
         raise ValueError("train_step needs a resolved config (RunConfig.resolve): flip and milestones unset")
     device = data.x_train.device
     protocol = PROTOCOLS.get(config.protocol)
-    if optimiser is None:
-        optimiser = new_optimiser(model, config)
+    optimiser = cell.optimiser if cell.optimiser is not None else new_optimiser(model, config)
     for group in optimiser.param_groups:
         group["lr"] = config.lr
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(config.milestones), config.lr_gamma)
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
     train_idx = train_idx.to(device)
-    best = (-1.0, 0, None, copy.deepcopy(model.state_dict()))
+    per_epoch = batches_per_epoch(len(train_idx), config.batch_size)
+    total = config.epochs * per_epoch
+    hook = cell.method.after_sgd_step if cell.method.acts_in_training else None
+    best = (-1.0, 0, None, copy.deepcopy(model.state_dict()), _mask_copy(masks) if hook else None)
     images = 0
     synchronize(device)
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = train_idx[torch.randperm(len(train_idx), generator=generator, device=device)]
+        order = train_idx[torch.randperm(len(train_idx), generator=cell.train_generator, device=device)]
         batches = [b for b in order.split(config.batch_size) if len(b) > 1]  # BN cannot train on one image
-        loss_sum, correct = train_batches(step_model or model, masks, data, batches, optimiser, crop_padding,
-                                          config.flip, generator, track_accuracy=protocol.gap == "running")
+        done = (epoch - 1) * per_epoch
+        after_step = None if hook is None else (lambda i, done=done: hook(cell, SGDStep(done + i, total, optimiser)))
+        loss_sum, correct = train_batches(cell.step_model or model, masks, data, batches, optimiser,
+                                          cell.crop_padding, config.flip, cell.train_generator,
+                                          track_accuracy=protocol.gap == "running", after_step=after_step)
         epoch_images = sum(len(b) for b in batches)
         images += epoch_images
         if not torch.isfinite(loss_sum):  # checked once per epoch: no host sync per batch
             raise FloatingPointError(f"training loss is {loss_sum.item()} in epoch {epoch}")
         schedule.step()
-        x_seen = augment(x_val, crop_padding, config.flip, generator) if protocol.augment_eval else x_val
-        val_accuracy = accuracy(model, data, x_seen, y_val, eval_batch_size)
-        if val_accuracy > best[0]:
+        x_seen = x_val
+        if protocol.augment_eval:
+            x_seen = augment(x_val, cell.crop_padding, config.flip, cell.train_generator)
+        val_accuracy = accuracy(model, data, x_seen, y_val, cell.eval_batch_size)
+        if val_accuracy > best[0] and cell.method.settled(epoch * per_epoch, total):
             running = None if correct is None else 100.0 * int(correct) / max(1, epoch_images)
-            best = (val_accuracy, epoch, running, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            best = (val_accuracy, epoch, running, {k: v.detach().clone() for k, v in model.state_dict().items()},
+                    _mask_copy(masks) if hook else None)
     model.load_state_dict(best[3])
+    if best[4] is not None:
+        masks.set(best[4])
     synchronize(device)
     return TrainStats(best_epoch=best[1], best_val_accuracy=best[0], best_running_accuracy=best[2], images=images,
                       seconds=time.perf_counter() - start)
+
+
+def _mask_copy(masks: Masks) -> dict[str, Tensor]:
+    return {name: m.clone() for name, m in masks.masks.items()}
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,14 +1,16 @@
-"""What a method is: a small class with one hook that runs before each megabatch's training.
+"""What a method is: a small class with named hooks: one before each megabatch's training and, for methods that
+change the masks while training (gradual pruning, RigL, SET) or keep a rewind point, one after each SGD step.
 
-Methods never touch the training loop, the optimiser or files: they read the step's context and, if they
-prune, hand new masks to `ctx.masks`. Adding a method is one module in methods/ plus its registry line.
+Methods never write the training loop, the optimiser's update or files: they read the step's context and, if
+they prune, hand new masks to `ctx.masks`. What they keep from one megabatch to the next goes through
+`state_dict` into the cell's checkpoint. Adding a method is one module in methods/ plus its registry line.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -19,7 +21,7 @@ from almabench.protocol import PROTOCOLS
 from almabench.registry import Registry
 from almabench.sparsity import PRUNERS, Masks, top_k_masks
 from almabench.stream import Megabatch
-from almabench.train import DeviceData, augment
+from almabench.train import CellState, DeviceData, SGDStep, augment
 
 
 @dataclass(eq=False)
@@ -80,20 +82,58 @@ class StepContext:
         self.masks.set(top_k_masks(scores, density, self.config.scope, within=within))
 
 
+HOOKS = ("before_step", "after_sgd_step")
+
+
 class Method:
-    """Base class: a dense learner that changes nothing before a step."""
+    """Base class: a dense learner that changes nothing before a step and has no hook in training."""
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     prunes: ClassVar[bool] = False  # False: the pruning keys of its config change nothing (see grid.configs)
     shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
+    ignores: ClassVar[tuple[str, ...]] = ()  # pruning keys a pruning method never reads (grid sets them default)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A misspelt hook would never run: names that look like hooks must be hooks."""
+        super().__init_subclass__(**kwargs)
+        for attr in vars(cls):
+            if attr.startswith(("before_", "after_")) and attr not in HOOKS:
+                raise TypeError(f"{cls.__name__}.{attr} is not a hook; the hooks are {', '.join(HOOKS)}")
 
     def before_step(self, ctx: StepContext) -> None:
         """Runs before the training of step ctx.step; may prune through ctx.prune."""
 
+    def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
+        """Runs after every SGD step (optimiser step, masks applied, gradients of the minibatch still in
+        p.grad) of methods that override it; may change cell.masks and the optimiser's state."""
+
+    @property
+    def acts_in_training(self) -> bool:
+        """Whether after_sgd_step is overridden: the training loop calls nothing for methods that do not."""
+        return type(self).after_sgd_step is not Method.after_sgd_step
+
+    def settled(self, iteration: int, total: int) -> bool:
+        """Whether the masks are final for this megabatch after `iteration` of its `total` SGD steps: only
+        epochs that end settled may become the megabatch's kept (best-validation) checkpoint."""
+        return True
+
     def target_density(self, step: int, config: RunConfig) -> float:
         """The kept fraction this method aims for after pruning at step t (for the record)."""
         return 1.0
+
+    def step_record(self) -> dict[str, Any]:
+        """Extra keys (JSON types) for the record of the megabatch just trained: e.g. a schedule followed."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the method carries from one megabatch to the next, for the cell's checkpoint: tensors, dicts,
+        lists and numbers only (it loads with torch.load(weights_only=True)). Resumes happen at megabatch
+        boundaries, so state that lives only inside a megabatch's training needs no saving."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict returned."""
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -10,7 +10,8 @@ from almabench.models import ARCHS, build_model
 from almabench.run import run_cell
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import without_timing
-from almabench.train import DeviceData, new_optimiser, train_step
+from almabench.methods.dense import Dense
+from almabench.train import CellState, DeviceData, new_optimiser, train_step
 from almabench.stream import make_stream
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=2, milestones=(1,), flip=False)
@@ -71,8 +72,8 @@ def test_a_carried_optimiser_keeps_its_momentum_and_restarts_its_learning_rate()
         torch.manual_seed(0)
         model = build_model("convnet", 10, 1, 8)
         masks = Masks(prunable_parameters(model))
-        train_step(model, masks, data, idx, val, config, 1, torch.Generator().manual_seed(0),
-                   optimiser=optimiser_for(model))
+        train_step(CellState(config, model, masks, data, Dense(), torch.Generator().manual_seed(0), crop_padding=1,
+                             optimiser=optimiser_for(model)), idx, val)
         return model
 
     fresh = trained(lambda model: None)
@@ -137,7 +138,7 @@ def test_the_released_protocol_hands_every_step_one_optimiser_and_the_paper_none
     real_train_step = almabench.run.train_step
 
     def recording(*args, **kwargs):
-        given.append(args[10] if len(args) > 10 else kwargs.get("optimiser"))
+        given.append(args[0].optimiser)  # the cell's state, as train_step finds it
         return real_train_step(*args, **kwargs)
 
     monkeypatch.setattr(almabench.run, "train_step", recording)

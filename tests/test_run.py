@@ -130,7 +130,7 @@ def test_cli_run_writes_three_results_that_follow_their_schedules(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--methods", "app,nope"], "unknown method 'nope'; choose from: app, app-released, dense, osp"),
+    (["--methods", "app,nope"], "unknown method 'nope'; choose from: app, app-released, dense, gmp, imp, osp, rigl, set"),
     (["--datasets", "mnist"], "unknown dataset 'mnist'; choose from: cifar10, cifar100, digits"),
     (["--archs", "resnet9"], "unknown architecture 'resnet9'; choose from: convnet,"),
     (["--pruner", "grasp2"], "unknown pruner 'grasp2'; choose from: grasp, magnitude, random, snip, synflow"),

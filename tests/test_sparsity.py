@@ -7,7 +7,8 @@ from almabench.config import RunConfig
 from almabench.data import load_dataset
 from almabench.sparsity import PRUNERS, Masks, app_density, prunable_parameters, snip_scores, top_k_masks
 from almabench.stream import make_stream
-from almabench.train import DeviceData, train_step
+from almabench.methods.dense import Dense
+from almabench.train import CellState, DeviceData, train_step
 
 
 def tiny_model() -> nn.Module:
@@ -91,7 +92,8 @@ def test_masked_weights_stay_zero_through_training():
     before = {n: p.detach().clone() for n, p in masks.params.items()}
     stream = make_stream(dataset.n_train, 2, seed=0)
     data = DeviceData.from_dataset(dataset, torch.device("cpu"))
-    train_step(model, masks, data, stream[0].train, stream[0].val, config, 1, torch.Generator().manual_seed(0))
+    train_step(CellState(config, model, masks, data, Dense(), torch.Generator().manual_seed(0), crop_padding=1),
+               stream[0].train, stream[0].val)
     for name, p in masks.params.items():
         assert torch.all(p[~masks.masks[name]] == 0)
         assert not torch.equal(p[masks.masks[name]], before[name][masks.masks[name]])  # it did train
