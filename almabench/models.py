@@ -21,6 +21,12 @@ Builder = Callable[[int, int, int], nn.Module]  # (num_classes, in_channels, ima
 ARCHS: Registry[Builder] = Registry("architecture")
 
 
+def init_seed(seed: int, offset: int) -> int:
+    """The seed of a model initialisation (the cell's at offset 0, app-released's fresh scorer weights at step t):
+    distinct per (seed, offset), and within torch's 64-bit range."""
+    return (seed * 1_000_003 + offset) % 2**64
+
+
 def build_model(arch: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return ARCHS.get(arch)(num_classes, in_channels, image_size)
 

@@ -17,7 +17,7 @@ from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS, StepContext
-from almabench.models import build_model
+from almabench.models import build_model, init_seed
 from almabench.protocol import PROTOCOLS
 from almabench.provenance import environment
 from almabench.sparsity import Masks, prunable_parameters
@@ -84,13 +84,11 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     method = METHODS.get(config.method)()
     crop_padding = config.crop_padding
 
-    def fresh_model(seed_offset: int) -> nn.Module:
-        with _INIT_LOCK:  # the global RNG: cells running in threads of one process (a Dask worker) must not race
-            torch.manual_seed(init_seed(config.seed, seed_offset))
-            m = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
-        return m.to(memory_format=torch.channels_last) if data.channels_last else m
-
-    model = fresh_model(0)
+    with _INIT_LOCK:  # the global RNG: cells running in threads of one process (a Dask worker) must not race
+        torch.manual_seed(init_seed(config.seed, 0))
+        model = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
+    if data.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     masks = Masks(prunable_parameters(model, config.prune_linear))
     flops = layer_flops(model, dataset.channels, dataset.image_size, device)
     params_total = sum(p.numel() for p in model.parameters())
@@ -146,11 +144,6 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(earlier_seconds + time.perf_counter() - wall, 3),
     }
-
-
-def init_seed(seed: int, offset: int) -> int:
-    """The seed of a model initialisation: distinct per (seed, offset), and within torch's 64-bit range."""
-    return (seed * 1_000_003 + offset) % 2**64
 
 
 def resolve_for(config: RunConfig, dataset: Dataset) -> RunConfig:

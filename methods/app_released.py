@@ -27,6 +27,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from almabench.config import RunConfig
+from almabench.models import init_seed
 from almabench.sparsity import app_density, loss_gradients, top_k_masks
 from .base import Method, StepContext, register
 
@@ -52,7 +53,7 @@ def released_scores(ctx: StepContext, sample: Tensor) -> dict[str, Tensor]:
     scorer = copy.deepcopy(ctx.model)
     params = dict(scorer.named_parameters())
     params = {name: params[name] for name in ctx.masks.params}
-    fresh = fresh_conv_weights(scorer, params, seed=ctx.config.seed * 1_000_003 + ctx.step)
+    fresh = fresh_conv_weights(scorer, params, seed=init_seed(ctx.config.seed, ctx.step))
     if ctx.config.pruner == "magnitude":
         ctx.sample_indices = sample  # drawn as for every criterion, though magnitude reads no data
         return {name: w.abs() for name, w in fresh.items()}
@@ -70,7 +71,7 @@ def fresh_conv_weights(model: nn.Module, params: dict[str, nn.Parameter], seed: 
     """A new draw of every prunable conv weight from nn.Conv2d's own initialisation (kaiming-uniform, a = √5),
     as the released library's masked Conv2d layers get when they replace the network's convolutions; prunable
     Linear weights (prune_linear) keep their trained values, as the released library never replaces them."""
-    generator = torch.Generator().manual_seed(seed % 2**64)
+    generator = torch.Generator().manual_seed(seed)
     modules = dict(model.named_modules())
     fresh = {}
     for name, weight in params.items():

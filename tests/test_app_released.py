@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from almabench.config import RunConfig
+from almabench.models import init_seed
 from almabench.methods import StepContext
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.stream import Megabatch
@@ -47,7 +48,7 @@ def mask_gradient(ctx: StepContext, sample: torch.Tensor) -> dict[str, torch.Ten
     """|∂L/∂m| by autograd through an explicit mask: the library's masked Conv2d, W = weight_mask ⊙ weight."""
     scorer = copy.deepcopy(ctx.model).train()
     params = {name: p for name, p in scorer.named_parameters() if name in ctx.masks.params}
-    fresh = fresh_conv_weights(scorer, params, seed=ctx.config.seed * 1_000_003 + ctx.step)
+    fresh = fresh_conv_weights(scorer, params, seed=init_seed(ctx.config.seed, ctx.step))
     m = {name: ctx.masks.masks[name].float().requires_grad_() for name in params}
     weights = {name: m[name] * fresh[name] for name in params}
     images, labels = ctx.data.normalise(ctx.data.x_train[sample]), ctx.data.y_train[sample]
