@@ -181,7 +181,7 @@ class RunOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     data_root: str = ""  # empty: the user cache folder (see almabench.data.default_data_root)
     download: bool = False
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 0  # 0: chosen per model and machine (almabench.inference.eval_batch_size)
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (identical to the plain path)
     compile: bool = False  # torch.compile the training steps

@@ -12,10 +12,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from almabench.allocator import reuse_freed_memory
 from almabench.checkpoint import CellCheckpoint
 from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, load_dataset
 from almabench.errors import AlmabenchError
+from almabench.inference import eval_batch_size, largest_activation_bytes
 from almabench.methods import METHODS, StepContext
 from almabench.models import build_model, init_seed
 from almabench.protocol import PROTOCOLS
@@ -76,6 +78,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
+    memory_reused = device.type == "cpu" and reuse_freed_memory()
     dataset = load_dataset(config.dataset, options.data_root, options.download)
     config = resolve_for(config, dataset)  # the grid passes resolved configs; a direct call may not
     data = DeviceData.from_dataset(dataset, device, options.precision)
@@ -92,6 +95,8 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     masks = Masks(prunable_parameters(model, config.prune_linear))
     flops = layer_flops(model, dataset.channels, dataset.image_size, device)
     params_total = sum(p.numel() for p in model.parameters())
+    eval_batch = options.eval_batch_size or eval_batch_size(
+        device, largest_activation_bytes(model, dataset.channels, dataset.image_size, device), memory_reused)
     cell = CellState(
         config, model, masks, data, method,
         train_generator=torch.Generator(device=device).manual_seed(config.seed),
@@ -99,7 +104,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         crop_padding=crop_padding,
         optimiser=new_optimiser(model, config) if protocol.carry_optimiser else None,  # else: new at every step
         step_model=torch.compile(model) if options.compile else None,
-        eval_batch_size=options.eval_batch_size,
+        eval_batch_size=eval_batch,
     )
 
     steps: list[dict[str, Any]] = []
@@ -110,6 +115,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         steps, started, earlier_seconds = saver.restore(state, cell)
         if on_resume is not None:
             on_resume(len(steps))
+    startup_seconds, checkpoint_seconds = time.perf_counter() - wall, 0.0
     for t in range(len(steps) + 1, config.megabatches + 1):
         cell.step = t
         indices = step_data(stream, t, config.replay)
@@ -121,7 +127,9 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         stats = train_step(cell, indices.train, indices.val)
         steps.append(evaluate_step(cell, ctx, stats, flops, params_total, prune_seconds, time.perf_counter() - t0))
         if saver is not None:
-            saver.save(cell, steps, started, earlier_seconds + time.perf_counter() - wall)
+            t1 = time.perf_counter()
+            saver.save(cell, steps, started, earlier_seconds + t1 - wall)
+            checkpoint_seconds += time.perf_counter() - t1
         if progress is not None:
             progress(steps[-1])
 
@@ -139,11 +147,25 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
         "data": dataset.describe(),
         "environment": {**env, "precision": "bf16" if data.autocast_dtype else "fp32",
                         "channels_last": data.channels_last,
-                        "compile": options.compile},
+                        "compile": options.compile, "eval_batch_size": eval_batch, "memory_reused": memory_reused},
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(earlier_seconds + time.perf_counter() - wall, 3),
+        "seconds_by_part": seconds_by_part(steps, startup_seconds, checkpoint_seconds),
     }
+
+
+def seconds_by_part(steps: list[dict[str, Any]], startup: float, checkpoint: float) -> dict[str, float]:
+    """Where the cell's time went: startup (data, model, resume) and checkpoints of this process, the rest summed
+    over the step records (a resumed cell's earlier steps included). Whatever is left of `seconds` is the
+    runner's: result and progress bookkeeping."""
+    def total(key: str) -> float:
+        return sum(s.get(key, 0.0) for s in steps)
+
+    parts = {"startup": startup, "pruning": total("prune_seconds"),
+             "training": total("train_seconds") - total("validation_seconds"), "validation": total("validation_seconds"),
+             "gap": total("gap_seconds"), "test": total("test_seconds"), "checkpoint": checkpoint}
+    return {k: round(v, 3) for k, v in parts.items()}
 
 
 def resolve_for(config: RunConfig, dataset: Dataset) -> RunConfig:
@@ -172,12 +194,15 @@ def evaluate_step(cell: CellState, ctx: StepContext, stats: TrainStats, flops: d
     """
     t, config, model, masks, data, indices = ctx.step, cell.config, cell.model, cell.masks, cell.data, ctx.step_data
     eval_batch_size = cell.eval_batch_size
-    test_correct = count_correct(model, data, data.x_test, data.y_test, eval_batch_size)
+    t0 = time.perf_counter()
+    test_correct = count_correct(model, data, data.x_test, data.y_test, eval_batch_size)  # int: synchronised
+    t1 = time.perf_counter()
     if PROTOCOLS.get(config.protocol).gap == "running":
         train_acc, val_acc = stats.best_running_accuracy, stats.best_val_accuracy
     else:
         train_acc = accuracy(model, data, data.x_train[indices.train], data.y_train[indices.train], eval_batch_size)
         val_acc = accuracy(model, data, data.x_train[indices.val], data.y_train[indices.val], eval_batch_size)
+    t2 = time.perf_counter()
     layer_density = masks.layer_density()
     pruned = sum(round((1 - d) * masks.params[n].numel()) for n, d in layer_density.items())
     flops_remaining = sum(f * layer_density.get(name, 1.0) for name, f in flops.items())
@@ -200,8 +225,11 @@ def evaluate_step(cell: CellState, ctx: StepContext, stats: TrainStats, flops: d
         "best_epoch": stats.best_epoch,
         "prune_seconds": round(prune_seconds, 4),
         "train_seconds": round(stats.seconds, 4),
-        "seconds": round(seconds, 4),
-        "images_per_second": round(stats.images / stats.seconds, 1) if stats.seconds > 0 else None,
+        "validation_seconds": round(stats.validation_seconds, 4),
+        "test_seconds": round(t1 - t0, 4),
+        "gap_seconds": round(t2 - t1, 4),
+        "seconds": round(seconds + t2 - t0, 4),
+        "images_per_second": stats.images_per_second,
         **cell.method.step_record(),
     }
 

@@ -16,8 +16,9 @@ from almabench.errors import AlmabenchError
 SCHEMA_VERSION = 1
 
 # Fields that measure time and therefore differ between two otherwise identical runs.
-TIMING_STEP_KEYS = ("seconds", "prune_seconds", "train_seconds", "images_per_second")
-TIMING_TOP_KEYS = ("started_at", "finished_at", "seconds")
+TIMING_STEP_KEYS = ("seconds", "prune_seconds", "train_seconds", "validation_seconds", "test_seconds", "gap_seconds",
+                    "images_per_second")
+TIMING_TOP_KEYS = ("started_at", "finished_at", "seconds", "seconds_by_part")
 
 
 def result_path(out: str | Path, config: RunConfig) -> Path:

@@ -21,6 +21,7 @@ from torch import Tensor
 from almabench.config import RunConfig
 from almabench.data import Dataset
 from almabench.errors import AlmabenchError
+from almabench.inference import inference_model
 from almabench.protocol import PROTOCOLS
 from almabench.sparsity import Masks
 
@@ -100,12 +101,12 @@ def augment(x: Tensor, padding: int, flip: bool, generator: torch.Generator) -> 
 
 @torch.inference_mode()
 def count_correct(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, batch_size: int = 1024) -> int:
-    """Number of correctly classified images, in eval mode, in large batches."""
-    model.eval()
+    """Number of correctly classified images, in eval mode (batch norm folded where it pays: inference.py)."""
+    net = inference_model(model, len(y))
     correct = torch.zeros((), dtype=torch.int64, device=y.device)  # summed on the device: one sync at the end
     for start in range(0, len(y), batch_size):
         with data.autocast():
-            logits = model(data.normalise(x[start : start + batch_size]))
+            logits = net(data.normalise(x[start : start + batch_size]))
         correct += (logits.argmax(1) == y[start : start + batch_size]).sum()
     return int(correct)
 
@@ -122,7 +123,13 @@ class TrainStats:
     best_running_accuracy: float | None  # the kept epoch's accuracy on its own (augmented, train-mode) batches;
     #                                      tracked only where the protocol's gap uses it
     images: int  # training images processed
-    seconds: float
+    seconds: float  # the whole megabatch, validation included
+    validation_seconds: float  # of which: the validation pass after each epoch
+
+    @property
+    def images_per_second(self) -> float | None:
+        training = self.seconds - self.validation_seconds
+        return round(self.images / training, 1) if training > 0 else None
 
 
 @dataclass(eq=False)
@@ -235,7 +242,7 @@ def train_step(cell: CellState, train_idx: Tensor, val_idx: Tensor) -> TrainStat
     total = config.epochs * per_epoch
     hook = cell.method.after_sgd_step if cell.method.acts_in_training else None
     best = (-1.0, 0, None, copy.deepcopy(model.state_dict()), _mask_copy(masks) if hook else None)
-    images = 0
+    images, validation_seconds = 0, 0.0
     synchronize(device)
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -252,10 +259,12 @@ def train_step(cell: CellState, train_idx: Tensor, val_idx: Tensor) -> TrainStat
         if not torch.isfinite(loss_sum):  # checked once per epoch: no host sync per batch
             raise FloatingPointError(f"training loss is {loss_sum.item()} in epoch {epoch}")
         schedule.step()
+        validation_start = time.perf_counter()
         x_seen = x_val
         if protocol.augment_eval:
             x_seen = augment(x_val, cell.crop_padding, config.flip, cell.train_generator)
         val_accuracy = accuracy(model, data, x_seen, y_val, cell.eval_batch_size)
+        validation_seconds += time.perf_counter() - validation_start  # accuracy() synchronises: it reads a count
         if val_accuracy > best[0] and cell.method.settled(epoch * per_epoch, total):
             running = None if correct is None else 100.0 * int(correct) / max(1, epoch_images)
             best = (val_accuracy, epoch, running, {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -265,7 +274,7 @@ def train_step(cell: CellState, train_idx: Tensor, val_idx: Tensor) -> TrainStat
         masks.set(best[4])
     synchronize(device)
     return TrainStats(best_epoch=best[1], best_val_accuracy=best[0], best_running_accuracy=best[2], images=images,
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start, validation_seconds=validation_seconds)
 
 
 def _mask_copy(masks: Masks) -> dict[str, Tensor]:
