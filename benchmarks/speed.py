@@ -13,6 +13,12 @@ and, on a known GPU, the fraction of its bf16 dense peak; then the cost of one p
 global top-k) as a fraction of a megabatch's training at the paper's settings.
 
     python benchmarks/speed.py --device cpu --models convnet,resnet20 --batch-sizes 64 --json speed.json
+
+With --cell, the whole cell instead (benchmarks/cell_speed.py): almabench's run_cell against a released-style
+cell at an evaluation-heavy and a training-heavy size, each split into start-up, pruning, training,
+validation, gap, test and checkpoints, after a sweep of evaluation settings:
+
+    python benchmarks/speed.py --cell --device cpu --json cell.json
 """
 
 from __future__ import annotations
@@ -42,27 +48,27 @@ PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
-def write_synthetic_cifar(root: Path, n: int = 50_000, seed: int = 0) -> None:
-    """CIFAR-10's on-disk layout with random pixels: the speed of a step does not depend on the content."""
+def write_synthetic_cifar(root: Path, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0) -> None:
+    """CIFAR-10's on-disk layout with random pixels: the speed of a step does not depend on the content.
+    n_train must be a multiple of 5 (five training files); every class appears in the training set."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
-    per_file = n // 5
-    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
-        entry = {"data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
-                 "labels": rng.integers(0, 10, per_file).tolist()}
+    sizes = {**{f"data_batch_{i}": n_train // 5 for i in range(1, 6)}, "test_batch": n_test}
+    for name, size in sizes.items():
+        labels = rng.permutation(np.arange(size) % 10).tolist()
+        entry = {"data": rng.integers(0, 256, (size, 3072), dtype=np.uint8), "labels": labels}
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [str(i) for i in range(10)]}, f)
 
 
-def reference_loader(root: Path, batch_size: int, workers: int, device: torch.device):
-    """The released code's input pipeline: torchvision dataset + PIL transforms + DataLoader."""
-    import torchvision.transforms as T
+def cifar10_any_copy(root: Path, train: bool, transform):
+    """torchvision's CIFAR10 over any copy in its layout: its md5 check would reject synthetic data."""
     from torchvision.datasets import CIFAR10
 
-    class CIFAR10AnyCopy(CIFAR10):  # the md5 check would reject synthetic or JPEG-derived copies
+    class CIFAR10AnyCopy(CIFAR10):
         def _check_integrity(self) -> bool:
             return True
 
@@ -70,9 +76,16 @@ def reference_loader(root: Path, batch_size: int, workers: int, device: torch.de
             self.classes = [str(i) for i in range(10)]
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
+    return CIFAR10AnyCopy(str(root), train=train, transform=transform)
+
+
+def reference_loader(root: Path, batch_size: int, workers: int, device: torch.device):
+    """The released code's input pipeline: torchvision dataset + PIL transforms + DataLoader."""
+    import torchvision.transforms as T
+
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                            T.Normalize(MEAN, STD)])
-    dataset = CIFAR10AnyCopy(str(root), train=True, transform=transform)
+    dataset = cifar10_any_copy(root, True, transform)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                                        pin_memory=device.type == "cuda", drop_last=True,
                                        persistent_workers=workers > 0)
@@ -249,7 +262,9 @@ def peak_tflops(device: torch.device) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--models", default="convnet,resnet20")
+    parser.add_argument("--cell", action="store_true", help="benchmark whole cells (start-up to checkpoints)")
+    parser.add_argument("--models", default="", help="comma-separated (default: convnet,resnet20; --cell: convnet)")
+    parser.add_argument("--eval-images", type=int, default=4096, help="--cell: test images per evaluation timing")
     parser.add_argument("--batch-sizes", default="64", help="comma-separated; 'max': the largest that fits (CUDA)")
     parser.add_argument("--steps", type=int, default=30, help="SGD steps per timed round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating A/B rounds; the median is reported")
@@ -263,6 +278,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
+    args.models = args.models or ("convnet" if args.cell else "convnet,resnet20")
     if "max" in args.batch_sizes and device.type != "cuda":
         parser.error("--batch-sizes max needs --device cuda")
     if device.type == "cuda":
@@ -278,7 +294,13 @@ def main() -> None:
             dataset = read_cifar(_cifar_layouts()["cifar10"], root)
         data = DeviceData.from_dataset(dataset, device, args.precision)
         rows = []
-        for arch in args.models.split(","):
+        if args.cell:
+            from almabench.benchmarks.cell_speed import cell_benchmark
+
+            print(f"{device_name(device)}, torch {torch.__version__}")
+            for arch in args.models.split(","):
+                rows += cell_benchmark(arch, device, data, args.eval_images)
+        for arch in ([] if args.cell else args.models.split(",")):
             sizes = [largest_batch(arch, device) if b == "max" else int(b) for b in args.batch_sizes.split(",")]
             for batch_size in sizes:
                 row = bench_one(arch, batch_size, device, data, root, args)
