@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 def make_images(n: int, size: int, channels: int | None, seed: int, num_classes: int = 3):
@@ -54,3 +55,13 @@ def write_cifar_layout(root: Path, kind: str, n_per_file: int = 20, seed: int = 
     with open(folder / meta_name, "wb") as f:
         pickle.dump({"label_names": [str(i) for i in range(classes)]}, f)
     return written
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test (cells compared must compute alike; two threads spin on 2 shared cores);
+    the next test gets its count back. Modules that need it: pytestmark = usefixtures("one_torch_thread")."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,13 +27,7 @@ from almabench.train import CellState, DeviceData, SGDStep, batches_per_epoch, n
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=2, milestones=(1,), flip=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: the cells compared below must compute alike, and two threads spin on 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------------- ERK

@@ -45,13 +45,7 @@ def quick_cell(method: str) -> RunConfig:
 CELLS = {m: quick_cell(m) for m in ("dense", "app", "osp")}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread here (two spin badly on a shared 2-core machine); the next test gets its count back."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
