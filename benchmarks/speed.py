@@ -259,6 +259,12 @@ def peak_tflops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
 
 
+def write_rows(path: str, rows: list[dict]) -> None:
+    """Rewritten after every row, so that a run cut off by a time limit (a lent GPU's) keeps what it measured."""
+    if path:
+        Path(path).write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -300,19 +306,19 @@ def main() -> None:
             print(f"{device_name(device)}, torch {torch.__version__}")
             for arch in args.models.split(","):
                 rows += cell_benchmark(arch, device, data, args.eval_images)
+                write_rows(args.json, rows)
         for arch in ([] if args.cell else args.models.split(",")):
             sizes = [largest_batch(arch, device) if b == "max" else int(b) for b in args.batch_sizes.split(",")]
             for batch_size in sizes:
                 row = bench_one(arch, batch_size, device, data, root, args)
                 rows.append(row)
+                write_rows(args.json, rows)
                 print(f"{arch:10} bs {batch_size:5}  almabench {row['almabench_img_s']:9.1f} img/s  "
                       f"reference {row['reference_img_s']:9.1f} img/s  ratio {row['ratio']:5.2f}x  "
                       f"{row['tflops']:.3f} TFLOP/s"
                       + (f" ({100 * row['fraction_of_bf16_peak']:.1f} % of bf16 peak)" if "fraction_of_bf16_peak" in row else "")
                       + f"  pruning {100 * row['prune_fraction_step1']:.3f} % of step 1"
                       + f"  paper short grid ≈ {row['paper_short_grid_hours']} h at this rate", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
