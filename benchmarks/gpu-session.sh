@@ -10,6 +10,10 @@
 # Needs `almabench` on PATH and CIFAR-10 under DATA_ROOT; where DATA_ROOT has none, it is built from a copy of
 # ../shared/data carried in .device/data (../shared does not travel to the device machine).
 # usage: benchmarks/gpu-session.sh SECONDS ARTIFACTS DATA_ROOT [STUDY_OUT]
+# The device call (`run`, carry [".device"], timeout_s 590; its machine started in about 30 s on 2026-11-26):
+#   export PATH=$(python3 -c 'import sys; print(sys.prefix)')/bin:$PATH PYTHONUNBUFFERED=1
+#   python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . && \
+#   bash benchmarks/gpu-session.sh 540 $OUT/a /tmp/data 2>&1 | tee $OUT/log.txt
 set -uo pipefail
 budget=$1 art=$2 data=$3 study=${4:-docs/results/cifar10-t8-resnet18}
 mkdir -p "$art" "$study"
