@@ -37,10 +37,9 @@ timeout "$left" almabench run --spec benchmarks/study-cifar10.toml --arch resnet
 python3 - "$study" "$art/partial.json" <<'EOF'
 import json, sys
 from pathlib import Path
-import torch
+from almabench.store import load_checkpoint
 cells = [{"key": json.loads(s["key"]), "seconds": s["seconds"], "steps": json.loads(s["steps"])}
-         for s in (torch.load(p, map_location="cpu", weights_only=True)
-                   for p in sorted(Path(sys.argv[1], ".checkpoints").glob("*.pt")))]
+         for s in map(load_checkpoint, sorted(Path(sys.argv[1], ".checkpoints").glob("*.pt")))]
 Path(sys.argv[2]).write_text(json.dumps(cells, indent=1))
 print(f"{len(cells)} unfinished cells")
 EOF
