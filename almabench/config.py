@@ -60,16 +60,17 @@ _COERCE = {
     "float": _to_float,
     "bool": _to_bool,
     "bool | None": _or_none(_to_bool),
+    "int | None": _or_none(_to_int),
     "tuple[int, ...] | None": _or_none(_to_ints),
 }
 _KIND = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-         "bool | None": "true or false", "tuple[int, ...] | None": "a list of integers"}
+         "bool | None": "true or false", "int | None": "an integer", "tuple[int, ...] | None": "a list of integers"}
 
 # The paper's recipe for CIFAR (SPEC.md), against which `--dry-run` names what a cell changes.
 PAPER_RECIPE: dict[str, Any] = {
     "epochs": 50, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "milestones": (20, 40),
     "lr_gamma": 0.1, "crop_padding": 4, "flip": True, "tau": 4.5, "pruner": "snip", "scope": "global",
-    "sample_fraction": 0.2, "replay": "full", "val_fraction": 0.1, "protocol": "paper",
+    "sample_fraction": 0.2, "replay": "full", "val_fraction": 0.1, "protocol": "paper", "stream_images": None,
 }
 MILESTONE_FRACTIONS = (0.4, 0.8)  # the paper drops the learning rate at epochs 20 and 40 of 50
 
@@ -99,6 +100,7 @@ class RunConfig:
     sample_fraction: float = 0.2  # |pi_t| = sample_fraction * |M_t|
     prune_linear: bool = False  # the released code prunes Conv2d weights only
     # the stream
+    stream_images: int | None = None  # None: the whole training set; N: the first N of a class-balanced order
     replay: str = "full"
     val_fraction: float = 0.1
     # training of each step

@@ -247,9 +247,10 @@ def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]
         check_config(config)
     datasets = {name: load_dataset(name, options.data_root, options.download)
                 for name in dict.fromkeys(c.dataset for c in configs)}
-    for dataset, megabatches, val_fraction in sorted({(c.dataset, c.megabatches, c.val_fraction) for c in configs}):
+    streams = {(c.dataset, c.megabatches, c.val_fraction, c.stream_images) for c in configs}
+    for dataset, megabatches, val_fraction, stream_images in sorted(streams, key=repr):
         try:
-            check_stream(datasets[dataset].n_train, megabatches, val_fraction)
+            check_stream(datasets[dataset].n_train, megabatches, val_fraction, stream_images)
         except AlmabenchError as exc:
             raise AlmabenchError(f"{dataset}: {exc}") from None
     resolved = resolve_configs(configs, options)
@@ -258,7 +259,7 @@ def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]
     return list(dict.fromkeys(resolved))
 
 
-DESCRIBED_WHEN_SET = ("pruner", "tau", "scope", "replay", "protocol")  # the axes the shipped specs vary
+DESCRIBED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # the axes the shipped specs vary
 
 
 def describe(config: RunConfig) -> str:
@@ -557,7 +558,7 @@ def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, b
 
 def image_passes(config: RunConfig, n_train: int) -> int:
     """Training images one cell processes: epochs × Σ_t |train_t| (the replay set of each step)."""
-    stream = make_stream(n_train, config.megabatches, 0, config.val_fraction)
+    stream = make_stream(config.stream_images or n_train, config.megabatches, 0, config.val_fraction)
     policy = REPLAYS.get(config.replay)
     per_step = sum(sum(len(stream[i].train) for i in policy(t)) for t in range(1, config.megabatches + 1))
     return config.epochs * per_step
@@ -640,7 +641,7 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
             continue
         n_train, channels, size = shapes[c.dataset]
         try:
-            check_stream(n_train, c.megabatches, c.val_fraction)
+            check_stream(n_train, c.megabatches, c.val_fraction, c.stream_images)
         except AlmabenchError as exc:
             raise AlmabenchError(f"{c.dataset}: {exc}") from None
         passes[c] = image_passes(c, n_train)

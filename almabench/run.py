@@ -24,7 +24,7 @@ from almabench.protocol import PROTOCOLS
 from almabench.provenance import environment
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
-from almabench.stream import make_stream, step_data
+from almabench.stream import check_stream, make_stream, step_data, stream_pool
 from almabench.train import (CellState, DeviceData, TrainStats, accuracy, count_correct, new_optimiser, synchronize,
                              train_step)
 
@@ -83,7 +83,9 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     config = resolve_for(config, dataset)  # the grid passes resolved configs; a direct call may not
     data = DeviceData.from_dataset(dataset, device, options.precision)
     protocol = PROTOCOLS.get(config.protocol)
-    stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction, protocol.layout)
+    check_stream(dataset.n_train, config.megabatches, config.val_fraction, config.stream_images)
+    stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction, protocol.layout,
+                         pool=stream_pool(dataset.y_train, config.stream_images))
     method = METHODS.get(config.method)()
     crop_padding = config.crop_padding
 

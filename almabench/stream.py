@@ -32,7 +32,18 @@ def megabatch_size(n_train: int, megabatches: int) -> int:
     return n_train // megabatches
 
 
-def check_stream(n_train: int, megabatches: int, val_fraction: float) -> None:
+def check_stream(n_train: int, megabatches: int, val_fraction: float, stream_images: int | None = None) -> None:
+    """One line for a stream that cannot be cut: T < 1, a validation fraction outside (0, 1), a stream size the
+    data cannot give, or megabatches of fewer than two examples."""
+    if stream_images is not None:
+        if not 1 <= stream_images <= n_train:
+            raise AlmabenchError(f"stream_images must be in 1..{n_train:,} (the training images the dataset holds), "
+                                 f"got {stream_images:,}")
+        if megabatch_size(stream_images, megabatches) < 2:
+            raise AlmabenchError(
+                f"stream_images = {stream_images:,} cut into {megabatches} megabatches leaves fewer than 2 images "
+                f"per megabatch (one to train, one to validate); use at least {2 * megabatches:,}")
+        n_train = stream_images
     if megabatches < 1:
         raise AlmabenchError(f"megabatches must be at least 1, got {megabatches}")
     if not 0.0 < val_fraction < 1.0:
@@ -45,13 +56,43 @@ def check_stream(n_train: int, megabatches: int, val_fraction: float) -> None:
 
 
 def make_stream(n_train: int, megabatches: int, seed: int, val_fraction: float = 0.1,
-                layout: str = "shuffled") -> list[Megabatch]:
-    """T equal megabatches of n_train // T examples, the last val_fraction·|M| (rounded half up) validating,
-    laid out as `layout` says (LAYOUTS)."""
-    check_stream(n_train, megabatches, val_fraction)
-    size = megabatch_size(n_train, megabatches)
+                layout: str = "shuffled", pool: Tensor | None = None) -> list[Megabatch]:
+    """T equal megabatches of n // T examples, the last val_fraction·|M| (rounded half up) validating, laid out
+    as `layout` says (LAYOUTS). n is n_train, or with `pool` (training indices, see stream_pool) len(pool): the
+    layout then runs over the pool's positions, and the megabatches hold the pool's indices."""
+    n = n_train if pool is None else len(pool)
+    check_stream(n, megabatches, val_fraction)
+    size = megabatch_size(n, megabatches)
     n_val = min(size - 1, max(1, math.floor(val_fraction * size + 0.5)))  # round half up
-    return LAYOUTS.get(layout)(n_train, megabatches, seed, size - n_val, n_val)
+    stream = LAYOUTS.get(layout)(n, megabatches, seed, size - n_val, n_val)
+    if pool is None:
+        return stream
+    return [Megabatch(train=pool[m.train], val=pool[m.val]) for m in stream]
+
+
+POOL_SEED = 0  # one class-balanced order per dataset: every method and seed of a stream size sees the same images
+
+
+def balanced_order(labels: Tensor, seed: int = POOL_SEED) -> Tensor:
+    """Every training index once, class-balanced: each class is shuffled with `seed`, and the r-th image of every
+    class comes before the (r+1)-th of any, classes in label order at equal r. The first N of it hold each
+    class within one image of N/K (K classes), as long as no class runs out."""
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(len(labels), generator=generator)
+    _, klass = torch.unique(labels[shuffled], return_inverse=True)
+    by_class = torch.argsort(klass, stable=True)  # positions grouped by class, each group in shuffled order
+    counts = torch.bincount(klass)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(klass)
+    rank[by_class] = torch.arange(len(klass)) - torch.repeat_interleave(starts, counts)
+    num_classes = len(counts)
+    return shuffled[torch.argsort(rank * num_classes + klass, stable=True)]
+
+
+def stream_pool(labels: Tensor, stream_images: int | None) -> Tensor | None:
+    """The training indices a stream of `stream_images` draws from (None: the whole training set): the first N
+    of balanced_order, the same for every seed, so paired-by-seed comparisons share their images."""
+    return None if stream_images is None else balanced_order(labels)[:stream_images]
 
 
 # A layout maps (n_train, T, seed, train part size, validation part size) to the T megabatches.

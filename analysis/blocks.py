@@ -43,10 +43,19 @@ def parse_group_by(spec: str | None, columns: Sequence[str]) -> list[str]:
 SPLIT_WHEN_VARYING: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k not in ("method", "seed"))
 
 
+# Settings a reader must see in every block title once any cell sets them, even where all cells agree: a stream of
+# 5,000 images is another experiment than the paper's, whatever the folder holds beside it.
+SHOWN_WHEN_SET: tuple[str, ...] = ("stream_images",)
+
+
 def with_varying_splits(keys: Sequence[str], frame: pd.DataFrame) -> list[str]:
-    """The block keys plus every SPLIT_WHEN_VARYING key that takes more than one value in frame."""
-    return [*keys, *(k for k in SPLIT_WHEN_VARYING
-                     if k in frame.columns and k not in keys and frame[k].nunique() > 1)]
+    """The block keys plus every SPLIT_WHEN_VARYING key that takes more than one value in frame, and every
+    SHOWN_WHEN_SET key that some cell sets."""
+    def split(k: str) -> bool:
+        if k not in frame.columns or k in keys:
+            return False
+        return frame[k].nunique() > 1 or (k in SHOWN_WHEN_SET and frame[k].notna().any())
+    return [*keys, *(k for k in SPLIT_WHEN_VARYING if split(k))]
 
 
 def assign_blocks(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -77,6 +86,8 @@ def block_label(block: dict[str, object]) -> str:
     """Human-readable block name, e.g. 'cifar10 / resnet18 / T=8 / snip / tau=4.5'."""
     parts = []
     for key, value in block.items():
+        if key in SHOWN_WHEN_SET:  # unset (None, NaN in a column beside numbers) is the whole training set
+            value = "all" if pd.isna(value) else int(value)
         if key in PLAIN:
             parts.append(str(value))
         else:
