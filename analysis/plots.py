@@ -357,8 +357,8 @@ def _with_pruners(group: dict, keys: Sequence[str], pruners: pd.Series) -> dict:
 
 
 def _select(frame: pd.DataFrame, block: dict) -> pd.DataFrame:
-    """The rows of frame whose key columns equal the block's values."""
+    """The rows of frame whose key columns equal the block's values (an unset value, NaN, matches NaN)."""
     mask = pd.Series(True, index=frame.index)
     for key, value in block.items():
-        mask &= frame[key] == value
+        mask &= frame[key].isna() if pd.isna(value) else frame[key] == value
     return frame[mask]
