@@ -341,8 +341,10 @@ def list_() -> None:
 
 
 from almabench.analysis.cli import report  # noqa: E402  (the command lives in analysis/, almabench.analysis)
+from almabench.analysis.export.cli import export  # noqa: E402
 
 main.add_command(report)
+main.add_command(export)
 
 
 if __name__ == "__main__":  # python -m almabench.cli, as the tests start a second run
