@@ -107,8 +107,9 @@ def test_a_grid_on_a_terminal_ends_at_100_percent_with_every_megabatch_line_from
 def test_no_bar_when_the_output_is_piped(spec, tmp_path):
     run = CliRunner().invoke(main, ["run", "--spec", str(spec), "--methods", "dense", "--out", str(tmp_path / "o")])
     assert run.exit_code == 0, run.output
-    assert "\r" not in run.output and "grid:" not in run.output and "%|" not in run.output
-    assert run.output.count(" step ") == 3
+    both = run.stdout + run.stderr
+    assert "\r" not in both and "grid:" not in both and "%|" not in both
+    assert run.stdout.count(" step ") == 3
 
 
 # ------------------------------------------------------------------------------------------ live logs
