@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from almabench.config import RunConfig
-from almabench.progress import STEP_KEYS, step_line
+from almabench.progress import STEP_KEYS, describe, step_line
 
 Events = Callable[[dict[str, Any]], None]
 
@@ -74,17 +75,24 @@ class CellWatch:
 
     def finish(self, result: dict[str, Any]) -> None:
         if result.get("status") == "ok":
-            for run in self.runs:
-                run.finish(result)
+            self._each(lambda run: run.finish(result))
 
     def close(self) -> None:
-        for run in self.runs:
-            run.close()
+        self._each(lambda run: run.close())
 
     def _log(self, step: dict[str, Any], wall_time: float) -> None:
         self.cer += step["test_errors"]
-        for run in self.runs:
-            run.step(step, self.cer, wall_time)
+        self._each(lambda run: run.step(step, self.cer, wall_time))
+
+    def _each(self, call: Callable[[Any], None]) -> None:
+        """call(run) for every live log; one that fails is dropped with a warning: a log never fails a cell."""
+        for run in list(self.runs):
+            try:
+                call(run)
+            except Exception as exc:  # noqa: BLE001 - the cell's result matters, its log is a view of it
+                self.runs.remove(run)
+                warnings.warn(f"live log of {describe(self.config)} stopped: {type(exc).__name__}: {exc}",
+                              stacklevel=2)
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.events is not None:

@@ -189,3 +189,26 @@ def test_an_unknown_or_uninstalled_live_log_is_one_line_before_any_cell_runs(spe
         run = CliRunner().invoke(main, ["run", "--spec", str(spec), "--log", value, "--out", str(tmp_path / "o")])
         assert run.exit_code == 1 and run.output.strip().splitlines()[-1] == f"Error: {message}", run.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_live_log_that_fails_is_dropped_with_a_warning_and_never_fails_the_cell(tmp_path):
+    from almabench.watch import CellWatch
+
+    class Broken:
+        def step(self, *args):
+            raise OSError("disk full")
+
+        def finish(self, *args):
+            raise AssertionError("dropped runs are not called again")
+
+        def close(self):
+            raise AssertionError("dropped runs are not called again")
+
+    watch = CellWatch(RunConfig(), tmp_path / "x.pt", events=lambda message: None)
+    watch.runs = [Broken()]
+    with pytest.warns(UserWarning, match="live log of app digits .* stopped: OSError: disk full"):
+        watch.step({"step": 1, "test_accuracy": 1.0, "density": 1.0, "seconds": 1.0, "train_size": 1,
+                    "test_errors": 3})
+    watch.finish({"status": "ok"})
+    watch.close()
+    assert watch.runs == [] and watch.cer == 3
