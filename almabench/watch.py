@@ -95,8 +95,12 @@ class CellWatch:
                               stacklevel=2)
 
     def _send(self, message: dict[str, Any]) -> None:
-        if self.events is not None:
+        if self.events is None:
+            return
+        try:
             self.events({**message, "cell": self.hash})
+        except Exception as exc:  # noqa: BLE001 - showing progress must never fail the cell
+            warnings.warn(f"progress of {describe(self.config)} not shown: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
 def _open_run(target: LogTarget, config: RunConfig) -> Any:

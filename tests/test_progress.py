@@ -212,3 +212,16 @@ def test_a_live_log_that_fails_is_dropped_with_a_warning_and_never_fails_the_cel
     watch.finish({"status": "ok"})
     watch.close()
     assert watch.runs == [] and watch.cer == 3
+
+
+def test_off_a_terminal_a_resumed_cell_counts_without_a_bar():
+    config = RunConfig(megabatches=2, epochs=1).resolve(False, 1)
+    progress = GridProgress(file=io.StringIO(), lines=io.StringIO(), n_train=lambda c, o: 100)
+    progress.begin([config], RunOptions())
+    assert not progress.shown
+    progress.event({"kind": "resumed", "cell": config.hash(), "steps": 1})
+    progress.event({"kind": "step", "cell": config.hash(), "step": {"step": 2, "test_accuracy": 1.0, "density": 1.0,
+                                                                    "seconds": 1.0, "train_size": 1}})
+    progress.cell_done({"config": config, "status": "failed"})
+    progress.close()
+    assert progress.failed == 1 and "step 2/2" in progress.lines.getvalue()
