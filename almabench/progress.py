@@ -135,7 +135,9 @@ class GridProgress:
     # -- output
     def write(self, line: str, err: bool = False) -> None:
         """A line above the bar (or just a line, where there is none); err: on stderr."""
-        tqdm.write(line, file=sys.stderr if err else self.lines or sys.stdout)
+        file = sys.stderr if err else self.lines or sys.stdout
+        tqdm.write(line, file=file)
+        file.flush()  # tqdm.write does not flush: a later error line on the other stream must come after it
 
     def _advance(self, h: str, passes: int, earlier: bool = False) -> None:
         """Count passes of a cell still running (a late message of a cell already back counts nothing)."""
