@@ -95,12 +95,22 @@ def _list_option(*names: str, help: str) -> Any:
               help="Folder the result files land in.")
 @click.option("--data-root", default="", help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
 @click.option("--download", is_flag=True, help="Fetch CIFAR's official files if missing (needs a network).")
+@click.option("--log", "logs", multiple=True, metavar="FORMAT[:DIR]",
+              help="Log every megabatch as it finishes: tensorboard or wandb (offline), into DIR (default: "
+                   "--out/FORMAT), the layout `almabench export` writes. Repeatable. Needs the extra: "
+                   "pip install 'almabench[FORMAT]'.")
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
-        device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download) -> None:
-    """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
+        device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download,
+        logs) -> None:
+    """Run the grid; cells whose result already exists in --out are skipped, failed ones run again.
+
+    A line per finished megabatch and per cell; on a terminal, a progress bar over the grid's training
+    image-passes below them (cells done / running / left, and the time left at this run's rate)."""
     from almabench.gpu import default_jobs
     from almabench.grid import busy_message, canonical_key, describe, load_spec, run_grid
     from almabench.locks import describe_owner
+    from almabench.progress import GridProgress
+    from almabench.watch import LogTarget
 
     axes = {
         "method": _split(methods, "--methods"),
@@ -127,6 +137,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
     elif jobs < 1:
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
     check_backend(backend, scheduler)
+    targets = tuple(LogTarget.parse(value, out) for value in logs)
     if dry_run:
         _print_plan(configs, options, out, grid.source, jobs)
         return
@@ -134,23 +145,26 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
     def on_start(cells: int, todo: int) -> None:
         click.echo(f"{cells} cell(s) from {grid.source}, results in {out}/: {cells - todo} done, {todo} to run")
 
+    progress = GridProgress()
+
     def on_done(i: int, n: int, done: dict[str, Any]) -> None:
         result = done["result"]
         resumed = f", resumed after step {done['resumed_after']}" if done.get("resumed_after") else ""
         if done["status"] == "busy":
-            click.echo(f"[{i}/{n}] {describe(done['config'])}: skipped, another almabench run "
-                       f"({describe_owner(done['holder'])}) is running it")
+            progress.write(f"[{i}/{n}] {describe(done['config'])}: skipped, another almabench run "
+                           f"({describe_owner(done['holder'])}) is running it")
         elif done["status"] == "done":
-            click.echo(f"[{i}/{n}] {describe(done['config'])}: already done by another almabench run; kept")
+            progress.write(f"[{i}/{n}] {describe(done['config'])}: already done by another almabench run; kept")
         elif done["status"] == "ok":
-            click.echo(f"[{i}/{n}] {describe(done['config'])}: accuracy {result['final_test_accuracy']:.2f} %, "
-                       f"CER {result['cer']}, density {result['final_density']:.3f} ({result['seconds']:.1f} s"
-                       f"{resumed})")
+            progress.write(f"[{i}/{n}] {describe(done['config'])}: accuracy {result['final_test_accuracy']:.2f} %, "
+                           f"CER {result['cer']}, density {result['final_density']:.3f} ({result['seconds']:.1f} s"
+                           f"{resumed})")
         else:
-            click.echo(f"[{i}/{n}] {describe(done['config'])}: FAILED {result['error']}{resumed}", err=True)
+            progress.write(f"[{i}/{n}] {describe(done['config'])}: FAILED {result['error']}{resumed}", err=True)
 
-    outcome = run_grid(configs, options, out, jobs, on_done, backend=backend, scheduler=scheduler,
-                       on_start=on_start)
+    with progress:
+        outcome = run_grid(configs, options, out, jobs, on_done, backend=backend, scheduler=scheduler,
+                           on_start=on_start, watch=progress, logs=targets)
     busy = f", {len(outcome.busy)} left to another run" if outcome.busy else ""
     click.echo(f"{outcome.ran} ran, {outcome.skipped} already done, {len(outcome.failed)} failed{busy}; "
                f"results in {out}/")
@@ -341,8 +355,10 @@ def list_() -> None:
 
 
 from almabench.analysis.cli import report  # noqa: E402  (the command lives in analysis/, almabench.analysis)
+from almabench.analysis.export.cli import export  # noqa: E402
 
 main.add_command(report)
+main.add_command(export)
 
 
 if __name__ == "__main__":  # python -m almabench.cli, as the tests start a second run

@@ -25,6 +25,7 @@ import traceback
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -34,12 +35,14 @@ import torch
 from joblib import Parallel, delayed
 
 from almabench.backends import BACKENDS, check_backend
+from almabench.channel import Receiver
 from almabench.config import SCOPES, RunConfig, RunOptions
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.locks import cell_lock, describe_owner, this_run
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
+from almabench.progress import GridProgress, step_passes, stream_note
 from almabench.protocol import PROTOCOLS
 from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS, prunable_parameters
@@ -52,8 +55,9 @@ from almabench.store import (
     temp_files,
     write_json_atomic,
 )
-from almabench.stream import REPLAYS, check_stream, make_stream
+from almabench.stream import REPLAYS, check_stream
 from almabench.train import resolve_precision
+from almabench.watch import CellWatch, Events, LogTarget
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
 ALIASES = {
@@ -271,16 +275,8 @@ def describe(config: RunConfig) -> str:
             f"seed={config.seed}{extra}")
 
 
-def _show_step(config: RunConfig) -> Callable[[dict[str, Any]], None]:
-    """One line per finished megabatch: a long cell (hours at the paper's settings) shows its progress."""
-    def show(step: dict[str, Any]) -> None:
-        print(f"  {describe(config)} step {step['step']}/{config.megabatches}: accuracy "
-              f"{step['test_accuracy']:.2f} %, density {step['density']:.3f} ({step['seconds']:.1f} s)", flush=True)
-
-    return show
-
-
-def run_and_store(config: RunConfig, options: RunOptions, out: Path, owner: str = "") -> dict[str, Any]:
+def run_and_store(config: RunConfig, options: RunOptions, out: Path, owner: str = "", events: Events | None = None,
+                  logs: tuple[LogTarget, ...] = ()) -> dict[str, Any]:
     """Run one cell in a worker and write its result; a failure writes a failure record instead.
 
     The cell runs under its lock (almabench.locks.cell_lock), taken here, in the process that runs it: if
@@ -292,6 +288,8 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path, owner: str 
     the checkpoint is deleted once the result is written (a failed cell keeps it: a rerun after an
     out-of-memory error goes on from the last good megabatch). A write the disk refuses (StorageError) is
     not the cell's failure: it propagates, no failure record is attempted, and the checkpoint stays.
+    events (almabench.watch) hears of its start and megabatches (None: their lines are printed here); logs are
+    the live logs (`run --log`) it writes each megabatch to.
     """
     path = result_path(out, config)
     with cell_lock(out, config, owner) as holder:
@@ -303,20 +301,26 @@ def run_and_store(config: RunConfig, options: RunOptions, out: Path, owner: str 
         aside = str(move_aside(path)) if state == "corrupt" else None
         for stale in temp_files(out, config):  # left by a process killed mid-write; nobody else writes here
             stale.unlink(missing_ok=True)
-        result, resumed = _run_and_write(config, options, out)
+        result, resumed = _run_and_write(config, options, out, events, logs)
     return {"config": config, "path": str(path), "status": result["status"], "result": result,
             "resumed_after": resumed, "moved_aside": aside, "corrupt_detail": detail if aside else ""}
 
 
-def _run_and_write(config: RunConfig, options: RunOptions, out: Path) -> tuple[dict[str, Any], int]:
+def _run_and_write(config: RunConfig, options: RunOptions, out: Path, events: Events | None = None,
+                   logs: tuple[LogTarget, ...] = ()) -> tuple[dict[str, Any], int]:
     """The cell's result (or failure record), written; (document, megabatches it resumed after)."""
     path = result_path(out, config)
     checkpoint = checkpoint_path(out, config)
     resumed: list[int] = []
     try:
-        result = run_cell(config, options, progress=_show_step(config), checkpoint=checkpoint,
-                          on_resume=resumed.append)
-        write_json_atomic(path, result)  # inside: a value JSON cannot hold (NaN) fails this cell only
+        watch = CellWatch(config, checkpoint, events, logs)
+        try:
+            result = run_cell(config, options, progress=watch.step, checkpoint=checkpoint,
+                              on_resume=lambda k: (resumed.append(k), watch.resumed(k)))
+            write_json_atomic(path, result)  # inside: a value JSON cannot hold (NaN) fails this cell only
+            watch.finish(result)
+        finally:
+            watch.close()
     except StorageError:
         raise
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
@@ -386,6 +390,8 @@ def run_grid(
     backend: str = "loky",
     scheduler: str | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    watch: GridProgress | None = None,
+    logs: tuple[LogTarget, ...] = (),
 ) -> GridOutcome:
     """Run every cell whose result file is missing or failed, `jobs` at a time, results in out/.
 
@@ -396,6 +402,8 @@ def run_grid(
     on_start(cells, cells to run) is called once every check has passed, before the first cell runs.
     A cell another run is running (its lock is held) is skipped and listed in GridOutcome.busy. A write the
     disk refuses stops the grid with one AlmabenchError line; every finished file stays as it is.
+    watch (almabench.progress) hears of every cell's start and megabatches, from whichever process runs it;
+    logs are the live logs every cell writes (almabench.watch).
     """
     if jobs < 1 and not (jobs == -1 and BACKENDS.get(backend).cluster):
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
@@ -412,11 +420,19 @@ def run_grid(
     if jobs > 1 and options.threads == 0:
         options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
     tally = _Tally(skipped=len(cells) - len(todo))
+    in_process = _in_process(backend, jobs, len(todo))
+    if watch is not None:
+        watch.begin(todo, options, None if in_process else stream_note(backend, scheduler,
+                                                                       BACKENDS.get(backend).yields_as_done))
     try:
-        for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler, this_run()), start=1):
-            tally.add(done)
-            if on_done is not None:
-                on_done(i, len(todo), done)
+        with _event_channel(watch, in_process) as events:
+            for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler, this_run(), events, logs),
+                                     start=1):
+                if watch is not None:
+                    watch.cell_done(done)
+                tally.add(done)
+                if on_done is not None:
+                    on_done(i, len(todo), done)
     except StorageError as exc:
         _remove_temp_files(out, todo)
         raise AlmabenchError(storage_message(exc, out, tally.finished)) from None
@@ -535,17 +551,30 @@ def _warn_other_precision(cells: list[CellState], precision: str) -> None:
                       f"{precision} (another --out runs them again in {precision})", stacklevel=3)
 
 
+def _in_process(backend: str, jobs: int, cells: int) -> bool:
+    """Whether the cells run in this process: no worker start-up, same numbers."""
+    return not BACKENDS.get(backend).cluster and (jobs == 1 or cells <= 1)
+
+
+def _event_channel(watch: GridProgress | None, in_process: bool) -> AbstractContextManager[Events | None]:
+    """Where cells send their events: straight to watch in-process, through a socket from workers."""
+    if watch is None or in_process:
+        return nullcontext(None if watch is None else watch.event)
+    return Receiver(watch.event)
+
+
 def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, backend: str = "loky",
-             scheduler: str | None = None, owner: str = "") -> Iterator[dict[str, Any]]:
+             scheduler: str | None = None, owner: str = "", events: Events | None = None,
+             logs: tuple[LogTarget, ...] = ()) -> Iterator[dict[str, Any]]:
     """Each cell's outcome as it ends. owner ("<pid> <host>" of this run) goes into the lock files the
     workers take, so that another run names this one, not a loky worker's pid, when it finds a cell busy."""
     if not todo:
         return
     chosen = BACKENDS.get(backend)
-    if not chosen.cluster and (jobs == 1 or len(todo) <= 1):  # in-process: no worker start-up, same numbers
-        yield from (run_and_store(c, options, out, owner) for c in todo)
+    if _in_process(backend, jobs, len(todo)):
+        yield from (run_and_store(c, options, out, owner, events, logs) for c in todo)
         return
-    tasks: Iterable = (delayed(run_and_store)(c, options, out, owner) for c in todo)
+    tasks: Iterable = (delayed(run_and_store)(c, options, out, owner, events, logs) for c in todo)
     n_jobs = min(jobs, len(todo)) if jobs > 0 else jobs
     with chosen.connect(scheduler, jobs if jobs > 0 else (os.cpu_count() or 1)):
         return_as = "generator_unordered" if chosen.yields_as_done else "list"
@@ -558,10 +587,7 @@ def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, b
 
 def image_passes(config: RunConfig, n_train: int) -> int:
     """Training images one cell processes: epochs × Σ_t |train_t| (the replay set of each step)."""
-    stream = make_stream(config.stream_images or n_train, config.megabatches, 0, config.val_fraction)
-    policy = REPLAYS.get(config.replay)
-    per_step = sum(sum(len(stream[i].train) for i in policy(t)) for t in range(1, config.megabatches + 1))
-    return config.epochs * per_step
+    return sum(step_passes(config, n_train))
 
 
 def _rate_key(arch: str, channels: int, image_size: Any, device: str) -> tuple:

@@ -1,6 +1,7 @@
 """almabench.analysis: result files -> tables, figures and report.md (`almabench report RESULTS_DIR`).
 
-Modules, one job each: load (files -> tidy frame), blocks (which cells are compared), stats (t-intervals,
+Modules, one job each: load (files -> one frame, a row per cell and step), tidy (files -> typed tables of
+cells, steps and layers), export (those in other tools' formats), blocks (which cells are compared), stats (t-intervals,
 paired differences), tables (the numbers), render (text/Markdown/LaTeX), plots (figures), report (the folder),
 cli (the command).
 The main names are re-exported lazily so that importing the CLI does not pull in pandas or matplotlib.
@@ -13,6 +14,7 @@ from typing import Any
 
 _EXPORTS = {
     "load_results": ".load", "filter_results": ".load", "cells": ".load", "layer_densities": ".load",
+    "load_tables": ".tidy", "ResultTables": ".tidy",
     "summary_table": ".tables", "delta_table": ".tables", "make_plots": ".plots", "build_report": ".report",
     "report": ".cli",
 }

@@ -78,9 +78,14 @@ def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+EXPORT_FOLDERS = ("wandb",)  # W&B's own run folders (an export or live log under RESULTS) hold JSON of their own
+
+
 def result_files(root: Path) -> list[Path]:
-    """Every *.json under root (recursively), in a stable order; hidden temp files are not results."""
-    return sorted(p for p in root.rglob("*.json") if p.is_file() and not p.name.startswith("."))
+    """Every *.json under root (recursively), in a stable order; hidden temp files are not results, nor is
+    anything under a folder named in EXPORT_FOLDERS."""
+    return sorted(p for p in root.rglob("*.json") if p.is_file() and not p.name.startswith(".")
+                  and not set(p.relative_to(root).parts[:-1]) & set(EXPORT_FOLDERS))
 
 
 def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[Path, dict[str, Any]]]:

@@ -28,7 +28,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .load import layer_densities  # noqa: E402
+from .paired import paired_figure, pairs  # noqa: E402
 from .paper import method_order  # noqa: E402
+from .style import line_kwargs, style  # noqa: E402
 
 WIDTH, HEIGHT = 3.5, 2.5  # inches: one column of a two-column paper
 FORMATS = ("png", "pdf", "svg")
@@ -104,10 +106,8 @@ def _style() -> Iterator[None]:
 
 
 def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    """Fixed colour per method (by the global method order) so a method looks the same in every figure."""
-    colours = sns.color_palette("colorblind", 10)
-    picks = [0, 1, 2, 4, 3, 5, 6, 7, 8, 9]  # blue, orange, green, purple first: APP variants stay distinct
-    return {m: colours[picks[i % len(picks)]] for i, m in enumerate(methods)}
+    """Each method's fixed colour (style.STYLES), whatever other methods a figure holds."""
+    return {m: style(m).colour for m in methods}
 
 
 TARGET_COLOUR = "black"  # the density schedule: not a method's colour, drawn over the measured lines
@@ -149,8 +149,8 @@ def _mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], 
         if bounds is not None:
             low, high = low.clip(*bounds), high.clip(*bounds)
         ax.fill_between(m["step"], low, high, color=colours[method], alpha=0.2, linewidth=0, zorder=1)
-        handles += ax.plot(m["step"], m["mean"], color=colours[method], marker="o", markersize=3, linewidth=1.2,
-                           label=method, zorder=2)
+        kwargs = {**line_kwargs(method), "color": colours[method]}
+        handles += ax.plot(m["step"], m["mean"], markersize=3.5, linewidth=1.2, label=method, zorder=2, **kwargs)
     return handles
 
 
@@ -209,8 +209,8 @@ def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Fig
             ax.scatter(i + 0.22 + np.linspace(-0.12, 0.12, len(values)), values, color=colours[method], s=7,
                        alpha=0.6, linewidths=0, zorder=2)
         mean, std = stats.loc[method, "mean"], stats.loc[method, "std"]
-        ax.errorbar(i, mean, yerr=0 if pd.isna(std) else std, fmt="o", color=colours[method], markersize=5,
-                    capsize=3, elinewidth=1, zorder=3)
+        ax.errorbar(i, mean, yerr=0 if pd.isna(std) else std, fmt=style(method).marker, color=colours[method],
+                    markersize=5, capsize=3, elinewidth=1, zorder=3)
         diff = f"\n({mean - reference:+,.0f})" if reference is not None and method != "dense" else ""
         ax.annotate(f"{mean:,.0f}{diff}", (i, mean), xytext=(-6, 0), textcoords="offset points", ha="right",
                     va="center", fontsize=6, linespacing=1.0)
@@ -310,8 +310,9 @@ def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, 
     fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.8, HEIGHT), sharey=True)
     for ax, (col, name) in zip(axes, [("final_gap", "final gap"), ("mean_gap", "mean gap over steps")]):
         sns.lineplot(data=group_cells, x="megabatches", y=col, hue="method", hue_order=order, palette=colours,
-                     errorbar="sd", err_style="bars", err_kws={"capsize": 2}, marker="o", markersize=4,
-                     linewidth=1.2, ax=ax, legend=ax is axes[-1])
+                     style="method", style_order=order, markers={m: style(m).marker for m in order},
+                     dashes={m: _dash(m) for m in order}, errorbar="sd", err_style="bars", err_kws={"capsize": 2},
+                     markersize=4, linewidth=1.2, ax=ax, legend=ax is axes[-1])
         ax.set_xlabel("megabatches T")
         ax.set_ylabel("train - val accuracy (points)")
         ax.set_title(name)
@@ -321,6 +322,18 @@ def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, 
     fig.suptitle(f"gap vs T: {label}\n{_seed_note(group_cells, 'point: mean, whisker: {}')}", fontsize=8)
     fig.tight_layout()
     return Plot("gap_vs_T", label, writer.save(fig, f"gap_vs_T_{block_slug(group)}"))
+
+
+def _dash(method: str) -> str | tuple:
+    """seaborn's dash spec of the method's line style: '' for solid, the on/off lengths otherwise."""
+    linestyle = style(method).linestyle
+    return "" if linestyle == "-" else linestyle[1]
+
+
+def plot_paired(rows: pd.DataFrame, block: dict, writer: FigureWriter) -> Plot:
+    """paired.paired_figure, saved as paired_<block>."""
+    fig = paired_figure(rows, block_label(block), WIDTH, HEIGHT)
+    return Plot("paired", block_label(block), writer.save(fig, f"paired_{block_slug(block)}"))
 
 
 def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str], out: Path,
@@ -337,6 +350,8 @@ def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str]
                                     "gap", writer, colours))
             plots.append(plot_density(rows, block, writer, colours))
             plots.append(plot_cer(_select(cell_rows, block), block, writer, colours))
+            if any(pairs(rows["method"])):
+                plots.append(plot_paired(rows, block, writer))
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
             for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):

@@ -6,8 +6,7 @@ textbook t-interval mean ± t_{(1+level)/2, n-1} · sd / √n, exact for normal 
 little 3 seeds say. From BOOTSTRAP_MIN_N values on, the percentile bootstrap (seeded, so two reports over the
 same files are byte-identical) no longer leans on normality. One value gives no interval at all.
 
-The t quantile is computed here (scipy is not a dependency of almabench): the t distribution's CDF has a
-closed form for integer degrees of freedom (Abramowitz & Stegun 26.7.3-4), inverted by bisection.
+The t quantile is scipy.stats.t.ppf.
 """
 
 from __future__ import annotations
@@ -15,16 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 LEVEL = 0.95
 N_BOOT = 2000
 BOOT_SEED = 0
 BOOTSTRAP_MIN_N = 20  # below this many values the t-interval; from it on the bootstrap
-LARGE_DF = 1000  # beyond this many degrees of freedom an expansion around the normal quantile (A&S 26.7.5)
 
 
 def _clean(values: Iterable[float]) -> np.ndarray:
@@ -32,47 +30,12 @@ def _clean(values: Iterable[float]) -> np.ndarray:
     return x[~np.isnan(x)]
 
 
-def t_central_mass(t: float, df: int) -> float:
-    """P(|T| <= t) for Student's t with integer df >= 1 (A&S 26.7.3 for odd df, 26.7.4 for even df)."""
-    theta = math.atan(abs(t) / math.sqrt(df))
-    c2 = math.cos(theta) ** 2
-    if df % 2 == 0:  # sin θ · (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ... up to cos^(df-2)θ)
-        term = total = 1.0
-        for k in range(1, df // 2):
-            term *= (2 * k - 1) / (2 * k) * c2
-            total += term
-        return math.sin(theta) * total
-    if df == 1:
-        return 2 * theta / math.pi
-    # 2/π · (θ + sin θ cos θ · (1 + 2/3 cos²θ + 2·4/(3·5) cos⁴θ + ... up to cos^(df-3)θ))
-    term = total = 1.0
-    for k in range(1, (df - 1) // 2):
-        term *= (2 * k) / (2 * k + 1) * c2
-        total += term
-    return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
-
-
 def t_quantile(p: float, df: int) -> float:
-    """The p quantile of Student's t with df degrees of freedom (p in (0, 1), df a positive integer).
-
-    Bisection on θ = atan(t/√df) in (0, π/2), where the central mass is monotone; 100 halvings reach double
-    precision. Past LARGE_DF degrees of freedom (where the sum only gets long) the Cornish-Fisher expansion
-    around the normal quantile z (A&S 26.7.5), whose next term is below 1e-12 there.
-    """
+    """The p quantile of Student's t with df degrees of freedom (p in (0, 1), df a positive integer):
+    scipy.stats.t.ppf, with the arguments checked so that a bad call raises instead of returning nan."""
     if not 0 < p < 1 or df < 1 or int(df) != df:
         raise ValueError(f"t_quantile needs 0 < p < 1 and a positive integer df, got p={p}, df={df}")
-    if df > LARGE_DF:
-        z = NormalDist().inv_cdf(p)
-        return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-                + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    mass = 2 * p - 1  # P(|T| <= t) for the upper p quantile t
-    lo, hi = 0.0, math.pi / 2
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_central_mass(math.sqrt(df) * math.tan(mid), int(df)) < mass else (lo, mid)
-    return math.sqrt(df) * math.tan((lo + hi) / 2)
+    return float(scipy_stats.t.ppf(p, df))
 
 
 @dataclass(frozen=True)

@@ -395,7 +395,7 @@ def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_fig
     result = CliRunner().invoke(report, [str(tmp_path / "results"), "--out", str(out), "--format", "png"])
     assert result.exit_code == 0, result.output
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert "10 figures" in result.stdout and len(pngs) == 10  # 4 per block and one heatmap each
+    assert "12 figures" in result.stdout and len(pngs) == 12  # 5 per block (paired differences included), one heatmap each
     assert "cer_数据.npz_convnet_T2_snip_tau4.5.png" in pngs and "cer_データ.npz_convnet_T2_snip_tau4.5.png" in pngs
     assert "layers_数据.npz_convnet_T2_snip_tau4.5_app.png" in pngs
     report_md = (out / "report.md").read_text()

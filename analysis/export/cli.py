@@ -1,0 +1,45 @@
+"""`almabench export RESULTS_DIR --to FORMAT`: the click command. The writer's package is imported only
+when it runs, so a missing optional extra costs the other commands nothing."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+from . import WRITERS
+
+
+@click.command("export")
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.option("--to", "to", default="parquet", show_default=True, metavar="FORMAT",
+              help=f"{', '.join(WRITERS.names())}: tidy tables (parquet), one run per cell (tensorboard, offline wandb "
+                   "runs, an mlflow sqlite store). Each needs its extra: pip install 'almabench[FORMAT]'.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write into (default: RESULTS_DIR/FORMAT). A cell exported again replaces its earlier "
+                   "export there.")
+def export(results_dir: Path, to: str, dest: Path | None) -> None:
+    """Write the finished results in RESULTS_DIR in a format other tools read: the same files and checks as
+    `almabench report` (a file that is not a finished result is skipped with one warning line)."""
+    from almabench.errors import AlmabenchError
+
+    from ..load import read_results, result_files
+
+    try:
+        writer = WRITERS.get(to)
+        module = writer.load(to)
+    except AlmabenchError as err:
+        raise click.ClickException(str(err)) from None
+    if not results_dir.is_dir():
+        raise click.ClickException(f"results folder {results_dir} does not exist")
+    results = read_results(result_files(results_dir), lambda message: click.echo(f"warning: {message}", err=True))
+    if not results:
+        raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
+    dest = dest if dest is not None else results_dir / to
+    with warnings.catch_warnings():  # the trackers' own deprecation notices are not the user's to act on
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        wrote = module.export(results, results_dir, dest)
+    click.echo(f"wrote {dest}: {wrote}")
+    click.echo(f"view: {writer.view.format(dest=dest)}")

@@ -1,0 +1,124 @@
+"""What every tracker writer shows of a cell, in one place, so that an export and a live log of the same cell
+look alike: its run name and group, its per-megabatch scalars, its hyperparameters and its final metrics.
+
+Names group the runs by block in the trackers' run selectors: `cifar10/convnet/T=8/epochs=2/app/seed=0-3a6706ce`,
+the config hash's first eight digits keeping two cells that differ elsewhere (lr, ...) apart. A setting the
+shipped specs vary (pruner, tau, ...) is added to the leaf where it differs from its default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from almabench.config import RunConfig
+
+NAMED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # grid.DESCRIBED_WHEN_SET
+DEFAULTS = RunConfig().to_dict()
+
+
+def _part(value: Any) -> str:
+    """A path component: a dataset given as a path keeps its name, never a '/' that would nest folders."""
+    return str(value).replace("/", "_").replace("\\", "_")
+
+
+def group_name(config: dict[str, Any]) -> str:
+    """The block a cell belongs to: dataset/arch/T=../epochs=.. (W&B's group; the top of TensorBoard's run)."""
+    return f"{_part(config['dataset'])}/{_part(config['arch'])}/T={config['megabatches']}/epochs={config['epochs']}"
+
+
+def run_name(config: dict[str, Any], config_hash: str) -> str:
+    """group/method/seed=N[,key=value...]-hash8: unique per cell, readable, grouped by block."""
+    extras = "".join(f",{k}={_part(config[k])}" for k in NAMED_WHEN_SET
+                     if k in config and config[k] != DEFAULTS[k])
+    return f"{group_name(config)}/{_part(config['method'])}/seed={config['seed']}{extras}-{config_hash[:8]}"
+
+
+def leaf_name(config: dict[str, Any], config_hash: str) -> str:
+    """The run's name inside its group (W&B's run name)."""
+    return run_name(config, config_hash).removeprefix(group_name(config) + "/")
+
+
+def step_scalars(step: dict[str, Any], cer_so_far: int) -> dict[str, float]:
+    """The scalars of one megabatch, by tag: accuracies, gap, densities, CER so far, what is kept, per-layer
+    density, and the step's time. Counts are kept as counts (a live log knows no totals)."""
+    scalars = {
+        "accuracy/test": step["test_accuracy"],
+        "accuracy/train": step["train_accuracy"],
+        "accuracy/validation": step["val_accuracy"],
+        "gap": step["gap"],
+        "density/measured": step["density"],
+        "density/target": step["target_density"],
+        "cer_so_far": cer_so_far,
+        "kept/params": step["params_remaining"],
+        "kept/flops": step["flops_remaining"],
+        "time/step_seconds": step["seconds"],
+        "time/images_per_second": step["images_per_second"],
+    }
+    scalars.update({f"layer_density/{name}": d for name, d in step.get("layer_density", {}).items()})
+    return {tag: float(value) for tag, value in scalars.items()}
+
+
+FINAL_METRICS = {"final/test_accuracy": "final_test_accuracy", "final/cer": "cer", "final/density": "final_density",
+                 "final/gap": "final_gap", "final/mean_gap": "mean_gap"}
+
+
+def final_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The cell's headline numbers, by tag (TensorBoard's hparams metrics, W&B's summary, MLflow's metrics)."""
+    return {tag: float(result[key]) for tag, key in FINAL_METRICS.items()}
+
+
+def hparams(config: dict[str, Any], config_hash: str) -> dict[str, bool | int | float | str]:
+    """The config as hyperparameters: scalars as they are, lists as text, unset values as 'unset'."""
+    def plain(value: Any) -> bool | int | float | str:
+        if value is None:
+            return "unset"
+        return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+    return {"config_hash": config_hash, **{k: plain(v) for k, v in {**DEFAULTS, **config}.items()}}
+
+
+def step_wall_times(result: dict[str, Any]) -> list[float]:
+    """When each megabatch ended, in seconds since the epoch, rebuilt from the record: the start, the start-up
+    (where recorded), then each step's seconds."""
+    start = dt.datetime.fromisoformat(result["started_at"]).timestamp()
+    clock = start + float((result.get("seconds_by_part") or {}).get("startup", 0.0))
+    times = []
+    for step in result["steps"]:
+        clock += float(step["seconds"])
+        times.append(clock)
+    return times
+
+
+class CellRun(Protocol):
+    """One cell's run in a tracker, fed megabatch by megabatch (live) or from its finished file (export)."""
+
+    def step(self, step: dict[str, Any], cer_so_far: int, wall_time: float | None = None) -> None: ...
+
+    def finish(self, result: dict[str, Any], wall_time: float | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def replay_steps(run: CellRun, steps: list[dict[str, Any]], wall_times: list[float] | None = None) -> int:
+    """Feed recorded steps to a run (the export, or a resumed live log catching up); returns the CER so far."""
+    cer = 0
+    for i, step in enumerate(steps):
+        cer += step["test_errors"]
+        run.step(step, cer, wall_times[i] if wall_times else None)
+    return cer
+
+
+def export_runs(open_run: Callable[..., CellRun], results: list[tuple[Any, dict[str, Any]]], dest: Any) -> int:
+    """Every result as one finished run, its steps at the wall times rebuilt from the record; returns the count.
+    open_run(dest, config, config_hash, replace=True) replaces what an earlier export wrote for the cell."""
+    for _, result in results:
+        run = open_run(dest, result["config"], result["config_hash"], replace=True)
+        try:
+            times = step_wall_times(result)
+            replay_steps(run, result["steps"], times)
+            run.finish(result, times[-1])
+        finally:
+            run.close()
+    return len(results)

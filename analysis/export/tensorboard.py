@@ -1,0 +1,61 @@
+"""--to tensorboard (and `run --log tensorboard`): one run directory per cell, written with torch's
+SummaryWriter (the tensorboard package; TensorFlow is never needed).
+
+The directory is runs.run_name (dataset/arch/T=/epochs=/method/seed=..-hash), so TensorBoard's run selector
+groups the cells by block. Scalars are logged per megabatch (step = megabatch t); the hparams table (the
+config, and the final metrics as scalars at step T) goes into the same directory, not into the timestamped
+subfolder SummaryWriter.add_hparams would make.
+
+Each step is in the log once: a run opened to go on after a resume (or to start a cell again) writes with
+purge_step = 1 and logs every recorded step again, so TensorBoard drops whatever an earlier process had
+written of this run; an export first removes the earlier event files of the cells it writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from .runs import export_runs, final_metrics, hparams, run_name, step_scalars
+
+EVENT_FILES = "events.out.tfevents.*"
+
+
+class CellRun:
+    """One cell's TensorBoard run directory under dest."""
+
+    def __init__(self, dest: Path, config: dict[str, Any], config_hash: str, replace: bool = False) -> None:
+        self.dir = Path(dest) / run_name(config, config_hash)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if replace:
+            for old in self.dir.glob(EVENT_FILES):
+                old.unlink()
+        self.config, self.config_hash = config, config_hash
+        # purge_step=1: every earlier event of this run is superseded by what this writer logs
+        self.writer = SummaryWriter(str(self.dir), purge_step=None if replace else 1, flush_secs=3600)
+
+    def step(self, step: dict[str, Any], cer_so_far: int, wall_time: float | None = None) -> None:
+        for tag, value in step_scalars(step, cer_so_far).items():
+            self.writer.add_scalar(tag, value, step["step"], walltime=wall_time)
+        self.writer.flush()  # a killed worker loses at most the step it was writing
+
+    def finish(self, result: dict[str, Any], wall_time: float | None = None) -> None:
+        last = result["steps"][-1]["step"]
+        metrics = final_metrics(result)
+        file_writer = self.writer._get_file_writer()  # noqa: SLF001 - the same file, not add_hparams' subfolder
+        for summary in hparams_summary(hparams(self.config, self.config_hash), metrics):
+            file_writer.add_summary(summary, last, wall_time)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, last, walltime=wall_time)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -> str:
+    n = export_runs(CellRun, results, dest)
+    return f"{n} run directories"
