@@ -115,7 +115,8 @@ class Method:
 
     def settled(self, iteration: int, total: int) -> bool:
         """Whether the masks are final for this megabatch after `iteration` of its `total` SGD steps: only
-        epochs that end settled may become the megabatch's kept (best-validation) checkpoint."""
+        epochs that end settled may become the megabatch's kept (best-validation) checkpoint. The last epoch
+        competes whatever this says (train_step), so a megabatch too short for any settled epoch keeps its last."""
         return True
 
     def target_density(self, step: int, config: RunConfig) -> float:

@@ -7,8 +7,12 @@ largest |∂L/∂w| (the dense gradient of that step's minibatch: masks zero wei
 so every layer keeps its count exactly. f = 0.3 · ½(1 + cos(π i / e)), restarted at each megabatch as the
 learning rate is. Δ = 100 (RigL's CIFAR setting), or ⌊e/10⌋ (at least 1) where a megabatch is too short for ten
 updates. Grown weights start at zero with a zero momentum buffer. The updates made are recorded in each step.
-(The measured density counts non-zero weights: a weight grown just before the kept checkpoint, or one that never
-gets a gradient, e.g. a kernel tap that only sees padding, is still zero there and not counted.)
+Only epochs that end at or after e may be the megabatch's kept (best-validation) checkpoint (`settled`): its
+masks are final there and every weight grown has had at least one SGD step since, so the measured density is the
+budget. A megabatch too short for an earlier epoch to end settled (at most 3 epochs of 4 batches or more each) keeps
+its last epoch, whatever its validation accuracy, as gmp does: the last epoch always competes (train_step).
+(The measured density counts non-zero weights: a weight that never gets a gradient, e.g. a kernel tap that only
+sees padding, is still zero and not counted.)
 """
 
 import math
@@ -25,6 +29,11 @@ from .base import Method, StepContext, register
 DROP_FRACTION = 0.3
 END = 0.75  # of each megabatch's SGD steps
 EVERY = 100
+
+
+def window_end(total: int) -> int:
+    """e = ⌊0.75N⌋: the drop/grow updates run at iterations below it, so the masks are final from it on."""
+    return int(END * total)
 
 
 @register
@@ -50,7 +59,7 @@ class RigL(Method):
         return {n: p.grad.abs() if p.grad is not None else torch.zeros_like(p) for n, p in cell.masks.params.items()}
 
     def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
-        end = int(END * sgd.total)
+        end = window_end(sgd.total)
         every = min(EVERY, max(1, end // 10))
         if sgd.iteration % every or sgd.iteration >= end:
             return
@@ -66,6 +75,9 @@ class RigL(Method):
                 buffer[born[name]] = 0.0
         grown = sum(int(b.sum()) for b in born.values())
         self.updates.append({"iteration": sgd.iteration, "every": every, "drop_fraction": fraction, "grown": grown})
+
+    def settled(self, iteration: int, total: int) -> bool:
+        return iteration >= window_end(total)
 
     def step_record(self) -> dict[str, Any]:
         return {"mask_updates": self.updates}
