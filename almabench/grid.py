@@ -34,7 +34,7 @@ import torch
 from joblib import Parallel, delayed
 
 from almabench.backends import BACKENDS, check_backend
-from almabench.config import SCOPES, RunConfig, RunOptions
+from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.locks import cell_lock, describe_owner, this_run
@@ -42,7 +42,7 @@ from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
 from almabench.protocol import PROTOCOLS
 from almabench.run import resolve_device, run_cell
-from almabench.sparsity import PRUNERS, prunable_parameters
+from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
 from almabench.store import (
     StorageError,
     checkpoint_path,
@@ -81,23 +81,26 @@ class GridSpec:
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
         keys, and one that ignores some (gmp, rigl, set and imp: the pruner) those, so crossing it with several
-        pruners or τ runs it once, not once per pruner."""
+        pruners or τ runs it once, not once per pruner; an unset scope is the method's own."""
         names = list(self.axes)
         cells = []
         for values in itertools.product(*(self.axes[n] for n in names)):
-            cells.append(without_unused_pruning_keys(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))})))
+            cells.append(for_method(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))})))
         return list(dict.fromkeys(cells))
 
 
 PRUNING_KEYS = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
 
 
-def without_unused_pruning_keys(config: RunConfig) -> RunConfig:
-    if config.method in METHODS:
-        method = METHODS.get(config.method)
-        unused = method.ignores if method.prunes else PRUNING_KEYS
-        return config.replace(**{k: FIELDS[k].default for k in unused}) if unused else config
-    return config
+def for_method(config: RunConfig) -> RunConfig:
+    """The config as its method reads it: the pruning keys it ignores at their defaults, and an unset scope
+    resolved to the method's own (Method.default_scope). An unknown method is left to check_config."""
+    if config.method not in METHODS:
+        return config
+    method = METHODS.get(config.method)
+    unused = method.ignores if method.prunes else PRUNING_KEYS
+    config = config.replace(**{k: FIELDS[k].default for k in unused}) if unused else config
+    return config.replace(scope=method.default_scope) if config.scope is None else config
 
 
 def canonical_key(key: str, where: str) -> str:
@@ -165,8 +168,8 @@ def check_config(config: RunConfig) -> None:
         registry.get(name)
     REPLAYS.get(config.replay)
     PROTOCOLS.get(config.protocol)
-    if config.scope not in SCOPES:
-        raise AlmabenchError(f"unknown pruning scope {config.scope!r}; choose from: {', '.join(SCOPES)}")
+    if config.scope is not None:  # unset: the method's own
+        SCOPES.get(config.scope)
     if not is_known_dataset(config.dataset):
         from almabench.data import DATASETS
 
@@ -205,9 +208,9 @@ def check_config(config: RunConfig) -> None:
 
 
 def resolve_configs(configs: list[RunConfig], options: RunOptions, strict: bool = True) -> list[RunConfig]:
-    """Each cell with the flip, crop padding and milestones it will use (the dataset's and the epochs' wherever
-    unset), each distinct cell once: cells are named by these values. strict=False leaves a cell whose data
-    cannot be read as it is (its name then matches no result file)."""
+    """Each cell with the flip, crop padding, scope and milestones it will use (the dataset's, the method's and the
+    epochs' wherever unset), each distinct cell once: cells are named by these values. strict=False leaves a cell
+    whose data cannot be read, or whose method is unknown, as it is (its name then matches no result file)."""
     recipes = {}
     for name in dict.fromkeys(c.dataset for c in configs):
         try:
@@ -216,7 +219,8 @@ def resolve_configs(configs: list[RunConfig], options: RunOptions, strict: bool 
             if strict:
                 raise
     return list(dict.fromkeys(
-        c.resolve(recipes[c.dataset].flip, recipes[c.dataset].crop_padding) if c.dataset in recipes else c
+        c.resolve(recipes[c.dataset].flip, recipes[c.dataset].crop_padding, scope=METHODS.get(c.method).default_scope)
+        if c.dataset in recipes and (strict or c.method in METHODS) else c
         for c in configs))
 
 
@@ -229,16 +233,21 @@ def check_resolved(config: RunConfig, data: Dataset) -> None:
     if METHODS.get(config.method).prunes:
         with torch.device("meta"):  # shapes only: no memory, no time
             model = build_model(config.arch, data.num_classes, data.channels, data.image_size[0])
-        total = sum(p.numel() for p in prunable_parameters(model, config.prune_linear).values())
+        params = prunable_parameters(model, config.prune_linear)
+        total = sum(p.numel() for p in params.values())
         lowest = min(0.8 ** config.tau, 0.8)  # δ runs from 1 to τ
         if round(lowest * total) < 1:
             raise AlmabenchError(f"tau = {config.tau} keeps 0.8^tau = {lowest:.3g} of {config.arch}'s {total:,} "
                                  f"prunable weights, i.e. none; use a smaller tau")
+        try:  # a scope that keeps layers dense must leave them room in the budget
+            SCOPES.get(config.scope or "global")({n: tuple(p.shape) for n, p in params.items()}, lowest)
+        except AlmabenchError as exc:
+            raise AlmabenchError(f"{config.method} on {config.arch}, scope {config.scope}: {exc}") from None
 
 
 def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]:
-    """Check every cell before any runs and return them resolved (each with the flip, crop padding and
-    milestones it will use: the dataset's and the epochs' wherever unset), each distinct cell once.
+    """Check every cell before any runs and return them resolved (each with the flip, crop padding, scope and
+    milestones it will use: the dataset's, the method's and the epochs' wherever unset), each distinct cell once.
 
     Each dataset is loaded once, to check that the stream and the crop fit it."""
     if not configs:
@@ -264,9 +273,9 @@ DESCRIBED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "prot
 
 def describe(config: RunConfig) -> str:
     """A cell in one line: its main axes and epochs (always: two cells differing only in epochs must not read
-    alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults."""
+    alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults (an unset one is not shown)."""
     changed = config.non_default()
-    extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if k in changed)
+    extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if changed.get(k) is not None)
     return (f"{config.method} {config.dataset} {config.arch} T={config.megabatches} epochs={config.epochs} "
             f"seed={config.seed}{extra}")
 

@@ -1,7 +1,8 @@
 """RigL, rigging the lottery (Evci et al. 2020): a fixed budget, connections moved by gradient while training.
 
-Before megabatch 1 a random mask (the run's seeded generator) at the final density 0.8^τ, spread by `scope`
-(global, layer or erk: RigL's own choice is erk). In every megabatch of N SGD steps, every Δ steps while
+Before megabatch 1 a random mask (the run's seeded generator) at the final density 0.8^τ, spread by `scope`:
+unset, RigL's own CIFAR setting, erk-dense-first (ERK layer densities with the first layer dense; the other layers
+share the rest of the budget, so the whole keeps 0.8^τ); global, layer or erk where set. In every megabatch of N SGD steps, every Δ steps while
 i < e = ⌊0.75N⌋, each layer drops the floor(f·a) of its a active weights of smallest |w| and grows as many of
 largest |∂L/∂w| (the dense gradient of that step's minibatch: masks zero weights, not gradients) among the rest,
 so every layer keeps its count exactly. f = 0.3 · ½(1 + cos(π i / e)), restarted at each megabatch as the
@@ -42,6 +43,7 @@ class RigL(Method):
     summary = "RigL: 0.8^tau from step 1, drop smallest |w| and grow largest |grad| every 100 steps"
     prunes = True
     ignores = ("pruner", "sample_fraction")  # the start mask is random, the updates use |w| and |grad|
+    default_scope = "erk-dense-first"  # RigL's CIFAR setting
 
     def __init__(self) -> None:
         self.updates: list[dict[str, Any]] = []  # this megabatch's, for its record

@@ -308,14 +308,14 @@ def test_the_baselines_specs_expand_into_every_method():
 def short_megabatch_runs():
     """rigl and set on the default digits at T = 4 and 3 epochs (the case of issue 23): each result, and per
     megabatch the weights grown in it that its kept checkpoint holds, whether each of them got a non-zero
-    gradient after its growth, and their values in the kept checkpoint."""
+    gradient after its growth, and their values in the kept checkpoint; and the masks' count in every layer."""
     from almabench import run as run_module
     from almabench.methods.rigl import RigL
 
     real_after, real_evaluate = RigL.after_sgd_step, run_module.evaluate_step
     runs = {}
     for name in ("rigl", "set"):
-        grown, moved, kept = {}, {}, {}
+        grown, moved, kept, counts = {}, {}, {}, {}
 
         def after(self, cell, sgd, grown=grown, moved=moved):
             if sgd.iteration == 1:
@@ -330,28 +330,29 @@ def short_megabatch_runs():
                 grown[n] = (grown.get(n, torch.zeros_like(m)) & m) | born
                 moved[n] = moved[n] & ~born
 
-        def evaluate(cell, *args, grown=grown, moved=moved, kept=kept):
+        def evaluate(cell, *args, grown=grown, moved=moved, kept=kept, counts=counts):
             kept[cell.step] = {n: (g & cell.masks.masks[n], moved[n], cell.masks.params[n].detach().clone())
                                for n, g in grown.items()}
+            counts[cell.step] = {n: int(m.sum()) for n, m in cell.masks.masks.items()}
             return real_evaluate(cell, *args)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(RigL, "after_sgd_step", after)
             patch.setattr(run_module, "evaluate_step", evaluate)
-            runs[name] = (run_cell(RunConfig(method=name, megabatches=4, epochs=3)), kept)
+            runs[name] = (run_cell(RunConfig(method=name, megabatches=4, epochs=3)), kept, counts)
     return runs
 
 
 @pytest.mark.parametrize("method", ["rigl", "set"])
 def test_rigl_and_set_hold_their_budget_at_every_megabatch_of_a_short_stream(short_megabatch_runs, method):
-    result, _ = short_megabatch_runs[method]
+    result, _, _ = short_megabatch_runs[method]
     assert [s["target_density"] for s in result["steps"]] == [0.8**4.5] * 4
     assert [s["density"] for s in result["steps"]] == pytest.approx([0.8**4.5] * 4, abs=0.005)
 
 
 @pytest.mark.parametrize("method", ["rigl", "set"])
 def test_the_kept_checkpoint_of_rigl_and_set_comes_after_their_last_growth(short_megabatch_runs, method):
-    result, kept = short_megabatch_runs[method]
+    result, kept, _ = short_megabatch_runs[method]
     for step in result["steps"]:
         per_epoch = batches_per_epoch(step["train_size"], 64)  # 323 // 64 + 1 = 6 SGD steps an epoch at t = 1
         last_update = max(u["iteration"] for u in step["mask_updates"] if u["grown"])
@@ -388,3 +389,15 @@ def test_rigl_and_set_settle_at_the_end_of_their_window():
     for name in ("rigl", "set"):
         method = METHODS.get(name)()
         assert not method.settled(749, 1000) and method.settled(750, 1000) and method.settled(1000, 1000)
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_rigl_and_set_default_to_erk_with_a_dense_first_layer(short_megabatch_runs, method):
+    result, _, counts = short_megabatch_runs[method]
+    assert result["config"]["scope"] == "erk-dense-first"
+    shapes = {n: tuple(p.shape) for n, p in prunable_parameters(build_model("convnet", 10, 1, 8)).items()}
+    layer = erk_densities(shapes, 0.8**4.5, dense=["0.weight"])
+    expected = {n: round(d * math.prod(shapes[n])) for n, d in layer.items()}
+    assert expected["0.weight"] == 288 and sum(expected.values()) == pytest.approx(0.8**4.5 * 239_904, abs=2)
+    assert counts == {t: expected for t in (1, 2, 3, 4)}  # drop-and-grow keeps every layer's count
+    assert [s["layer_density"]["0.weight"] for s in result["steps"]] == [1.0] * 4
