@@ -46,6 +46,7 @@ from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
 from almabench.store import (
     StorageError,
     checkpoint_path,
+    json_safe,
     move_aside,
     result_path,
     result_state,
@@ -174,6 +175,9 @@ def check_config(config: RunConfig) -> None:
         from almabench.data import DATASETS
 
         raise AlmabenchError(DATASETS.unknown(config.dataset) + ", or a path to an .npz file or an ImageFolder tree")
+    for name, value in config.to_dict().items():  # inf passes every range check below, and JSON cannot hold it
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AlmabenchError(f"{name} must be a finite number, got {value}")
     method = METHODS.get(config.method)
     milestones = config.milestones or ()
     checks = [
@@ -329,14 +333,14 @@ def _run_and_write(config: RunConfig, options: RunOptions, out: Path) -> tuple[d
     except StorageError:
         raise
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
-        result = {
+        result = json_safe({
             "status": "failed",
             "config_hash": config.hash(),
             "config": config.to_dict(),
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(),
-        }
-        write_json_atomic(path, result)
+        })
+        write_json_atomic(path, result)  # whatever floats the config holds (an API caller may skip the checks)
     if result["status"] == "ok":
         checkpoint.unlink(missing_ok=True)
     return result, resumed[0] if resumed else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable
@@ -107,6 +108,19 @@ def temp_files(out: str | Path, config: RunConfig) -> list[Path]:
     mid-write leaves one. Whoever holds the cell's lock may delete them (nobody else writes that cell)."""
     stem = config.hash()
     return [p for folder in (Path(out), Path(out) / CHECKPOINT_DIR) for p in folder.glob(f".{stem}.*.tmp")]
+
+
+def json_safe(value: Any) -> Any:
+    """value with every float JSON cannot hold (inf, -inf, nan) written as its name ("inf", ...): a failure
+    record must be writable whatever its config holds. Results are not passed through it: a NaN there fails the
+    cell (write_json_atomic refuses it), as a number nobody can read back must not count as done."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
