@@ -12,6 +12,7 @@ import click
 from almabench.backends import BACKENDS, check_backend
 from almabench.config import RunOptions
 from almabench.errors import AlmabenchError
+from almabench.names import one_line
 
 
 class _Group(click.Group):
@@ -22,7 +23,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AlmabenchError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(str(exc))) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

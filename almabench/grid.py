@@ -40,6 +40,7 @@ from almabench.errors import AlmabenchError
 from almabench.locks import cell_lock, describe_owner, this_run
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
+from almabench.names import quoted
 from almabench.protocol import PROTOCOLS
 from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
@@ -134,32 +135,32 @@ def load_spec(spec: str | None) -> GridSpec:
     try:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise AlmabenchError(f"{path}: not valid TOML ({exc})") from None
+        raise AlmabenchError(f"{quoted(path)}: not valid TOML ({exc})") from None
     unknown = sorted(set(doc) - {"grid", "config", "description"})
     if unknown:
-        raise AlmabenchError(f"{path}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
+        raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
     for table in ("grid", "config"):
         if not isinstance(doc.get(table, {}), dict):
-            raise AlmabenchError(f"{path}: {table} must be a table ([{table}] with key = value lines)")
+            raise AlmabenchError(f"{quoted(path)}: {table} must be a table ([{table}] with key = value lines)")
     if not isinstance(doc.get("description", ""), str):
-        raise AlmabenchError(f"{path}: description must be a string")
+        raise AlmabenchError(f"{quoted(path)}: description must be a string")
     axes = {}
     for key, values in doc.get("grid", {}).items():
         values = values if isinstance(values, list) else [values]
         if not values:
-            raise AlmabenchError(f"{path}: [grid] {key} is an empty list")
-        axes[canonical_key(key, f"{path} [grid]")] = tuple(values)
-    fixed = {canonical_key(k, f"{path} [config]"): v for k, v in doc.get("config", {}).items()}
+            raise AlmabenchError(f"{quoted(path)}: [grid] {key} is an empty list")
+        axes[canonical_key(key, f"{quoted(path)} [grid]")] = tuple(values)
+    fixed = {canonical_key(k, f"{quoted(path)} [config]"): v for k, v in doc.get("config", {}).items()}
     both = sorted(set(axes) & set(fixed))
     if both:
-        raise AlmabenchError(f"{path}: {', '.join(both)} set in both [grid] and [config]")
+        raise AlmabenchError(f"{quoted(path)}: {', '.join(both)} set in both [grid] and [config]")
     try:
         spec_ = GridSpec(axes, fixed, str(path))
         spec_.configs()  # type errors surface now, with the file's name
     except (TypeError, ValueError) as exc:
-        raise AlmabenchError(f"{path}: bad value ({exc})") from None
+        raise AlmabenchError(f"{quoted(path)}: bad value ({exc})") from None
     except AlmabenchError as exc:
-        raise AlmabenchError(f"{path}: {exc}") from None
+        raise AlmabenchError(f"{quoted(path)}: {exc}") from None
     return spec_
 
 
@@ -232,7 +233,7 @@ def check_resolved(config: RunConfig, data: Dataset) -> None:
     """What can only be checked against the data: the crop fits the image, and pruning keeps some weights."""
     size = min(data.image_size)
     if config.crop_padding >= size:
-        raise AlmabenchError(f"{config.dataset}: crop_padding = {config.crop_padding} px is as large as its "
+        raise AlmabenchError(f"{quoted(config.dataset)}: crop_padding = {config.crop_padding} px is as large as its "
                              f"{size} px images; use 0..{size - 1} (or -1: the dataset's, {data.crop_padding} px)")
     if METHODS.get(config.method).prunes:
         with torch.device("meta"):  # shapes only: no memory, no time
@@ -265,7 +266,7 @@ def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]
         try:
             check_stream(datasets[dataset].n_train, megabatches, val_fraction, stream_images)
         except AlmabenchError as exc:
-            raise AlmabenchError(f"{dataset}: {exc}") from None
+            raise AlmabenchError(f"{quoted(dataset)}: {exc}") from None
     resolved = resolve_configs(configs, options)
     for config in resolved:
         check_resolved(config, datasets[config.dataset])
@@ -656,7 +657,7 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
         try:
             check_stream(n_train, c.megabatches, c.val_fraction, c.stream_images)
         except AlmabenchError as exc:
-            raise AlmabenchError(f"{c.dataset}: {exc}") from None
+            raise AlmabenchError(f"{quoted(c.dataset)}: {exc}") from None
         passes[c] = image_passes(c, n_train)
         keys[c] = _rate_key(c.arch, channels, size, device)
         rate = rates.get(keys[c])

@@ -68,3 +68,76 @@ def test_a_failure_record_is_written_whatever_floats_its_config_holds(tmp_path):
     assert (record["config"]["lr"], record["config"]["weight_decay"]) == ("inf", "inf")
     status = CliRunner().invoke(main, ["status", str(tmp_path)])
     assert status.exit_code == 0 and "1 result file(s): 0 done, 1 failed, 0 corrupt" in status.output
+
+
+# ------------------------------------------------------------------------------------- ImageFolder trees
+
+
+def image_tree(root: Path, per_class: int = 6, size: int = 8) -> Path:
+    """root/{train,test}/{c0,c1}/<i>.png: colour images of one size."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("c0", "c1"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _fresh_data_cache():
+    """load_dataset is cached by name: a tree made at a reused path must be read again."""
+    from almabench import data
+
+    data._load_cached.cache_clear()
+    yield
+    data._load_cached.cache_clear()
+
+
+def test_a_symlink_loop_in_an_image_folder_stops_the_run(tmp_path):
+    tree = image_tree(tmp_path / "tree")
+    (tree / "train" / "c0" / "loop").symlink_to("../c0")
+    out = kept_folder(tmp_path)
+    assert one_line_error(["run", "--datasets", str(tree), "--methods", "dense", *FAST], out) == (
+        f"{tree}/train/c0/loop leads back to {tree}/train/c0 (a symlink loop, or two links to one folder): its "
+        f"images would be read more than once; remove the link")
+
+
+def test_a_second_link_to_one_class_folder_stops_the_run(tmp_path):
+    tree = image_tree(tmp_path / "tree")
+    (tree / "train" / "c2").symlink_to(tree / "train" / "c0")  # c0's images under another label too
+    out = kept_folder(tmp_path)
+    assert one_line_error(["run", "--datasets", str(tree), "--methods", "dense", *FAST], out) == (
+        f"{tree}/train/c2 leads back to {tree}/train/c0 (a symlink loop, or two links to one folder): its "
+        f"images would be read more than once; remove the link")
+
+
+@pytest.mark.parametrize("name", ["new\nline.png", "tab\there.png", "esc\x1b[31m.png", "zero\u200bwidth.png"])
+def test_a_file_name_with_characters_that_do_not_print_is_quoted_on_one_line(tmp_path, name):
+    tree = image_tree(tmp_path / "tree")
+    (tree / "train" / "c1" / name).write_bytes(b"\x89PNG\r\n\x1a\n but truncated")
+    out = kept_folder(tmp_path)
+    message = one_line_error(["run", "--datasets", str(tree), "--methods", "dense", *FAST], out)
+    assert message.startswith(repr(f"{tree}/train/c1/{name}") + ": not a readable image, truncated or corrupt ("), \
+        message
+    assert message.endswith("); replace it with a readable image or remove it")
+
+
+def test_a_spec_path_with_a_newline_is_quoted_on_one_line(tmp_path):
+    out = kept_folder(tmp_path)
+    spec = tmp_path / "two\nlines.toml"
+    spec.write_text("[grid]\nmethod = 'dense'\n[config]\nepochs = 'ten'\n")
+    assert one_line_error(["run", "--spec", str(spec), *FAST], out) == (
+        f"'{tmp_path}/two\\nlines.toml': epochs must be an integer, got 'ten'")
+
+
+def test_names_that_print_are_shown_as_they_are_and_no_message_keeps_a_line_break():
+    from almabench.names import one_line, quoted
+
+    assert quoted(Path("data/café ü.npz")) == "data/café ü.npz"
+    assert quoted("a\nb.png") == "'a\\nb.png'" and quoted("tab\t") == "'tab\\t'"
+    assert one_line("x: a\nb\r\x1b[0m τ") == "x: a\\nb\\r\\x1b[0m τ"
