@@ -319,7 +319,8 @@ def load_cifar100(root: Path, download: bool) -> Dataset:
 
 
 def _padding_for(size: int) -> int:
-    return 4 if size >= 32 else max(1, size // 8)
+    """⌊size/8⌋, at least 1 and at most 4, and always below the size (a crop must keep a pixel): 0 for 1 px."""
+    return min(4 if size >= 32 else max(1, size // 8), size - 1)
 
 
 def _some(items: Sequence[object], limit: int = 3) -> str:

@@ -141,3 +141,35 @@ def test_names_that_print_are_shown_as_they_are_and_no_message_keeps_a_line_brea
     assert quoted(Path("data/café ü.npz")) == "data/café ü.npz"
     assert quoted("a\nb.png") == "'a\\nb.png'" and quoted("tab\t") == "'tab\\t'"
     assert one_line("x: a\nb\r\x1b[0m τ") == "x: a\\nb\\r\\x1b[0m τ"
+
+
+# ------------------------------------------------------------------------------------ 1×1 pixel images
+
+
+@pytest.fixture
+def one_pixel_npz(tmp_path: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "dots.npz"
+    labels = np.arange(40) % 4
+    np.savez(path, x_train=(labels * 60 + rng.integers(0, 20, 40)).astype(np.uint8).reshape(40, 1, 1),
+             y_train=labels, x_test=(np.arange(12) % 4 * 60).astype(np.uint8).reshape(12, 1, 1),
+             y_test=np.arange(12) % 4)
+    return path
+
+
+def test_the_default_crop_padding_fits_1px_images(tmp_path, one_pixel_npz):
+    out = tmp_path / "results"
+    result = CliRunner().invoke(main, ["run", "--datasets", str(one_pixel_npz), "--methods", "dense", *FAST,
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (path,) = out.glob("*.json")
+    assert json.loads(path.read_text())["config"]["crop_padding"] == 0
+
+
+def test_a_crop_padding_too_large_for_1px_images_recommends_the_valid_default(tmp_path, one_pixel_npz):
+    out = kept_folder(tmp_path)
+    assert one_line_error(["run", "--datasets", str(one_pixel_npz), "--methods", "dense", *FAST, "--set",
+                           "crop_padding=1"], out) == (
+        f"{one_pixel_npz}: crop_padding = 1 px is as large as its 1 px images; use 0..0 (or -1: the dataset's, 0 px)")
