@@ -39,6 +39,7 @@ def one_line_error(args: list[str], out: Path) -> str:
     before = snapshot(out)
     result = CliRunner().invoke(main, [*args, "--out", str(out)] if args[0] == "run" else args)
     assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # a ClickException, not a crash
     assert "Traceback" not in result.output
     assert snapshot(out) == before
     last = result.output.strip().splitlines()[-1]
@@ -173,3 +174,37 @@ def test_a_crop_padding_too_large_for_1px_images_recommends_the_valid_default(tm
     assert one_line_error(["run", "--datasets", str(one_pixel_npz), "--methods", "dense", *FAST, "--set",
                            "crop_padding=1"], out) == (
         f"{one_pixel_npz}: crop_padding = 1 px is as large as its 1 px images; use 0..0 (or -1: the dataset's, 0 px)")
+
+
+# --------------------------------------------------------------------------- report on a read-only folder
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A results folder with one finished digits cell (dense, T = 2, 1 epoch)."""
+    out = tmp_path_factory.mktemp("finished") / "results"
+    result = CliRunner().invoke(main, ["run", "--methods", "dense", *FAST, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_on_a_read_only_folder_names_the_flag_that_writes_elsewhere(finished, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    results = tmp_path / "archive"
+    shutil.copytree(finished, results)
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.is_relative_to(results):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert one_line_error(["report", str(results)], results) == (
+        f"cannot write the report into {results}/report/: read-only file system; pass --out FOLDER to write it "
+        f"into another folder")
+    monkeypatch.undo()
+    elsewhere = CliRunner().invoke(main, ["report", str(results), "--out", str(tmp_path / "report")])
+    assert elsewhere.exit_code == 0 and (tmp_path / "report" / "report.md").is_file()
