@@ -132,7 +132,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         _print_plan(configs, options, out, grid.source, jobs)
         return
 
-    def on_start(cells: int, todo: int) -> None:
+    def on_start(cells: int, todo: int, threads: int) -> None:
         click.echo(f"{cells} cell(s) from {grid.source}, results in {out}/: {cells - todo} done, {todo} to run")
 
     def on_done(i: int, n: int, done: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ import torch
 from joblib import Parallel, delayed
 
 from almabench.backends import BACKENDS, check_backend
+from almabench.checkpoint import OtherThreads, check_threads, checkpoint_key
 from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
@@ -42,6 +43,7 @@ from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
 from almabench.names import quoted
 from almabench.protocol import PROTOCOLS
+from almabench.provenance import environment
 from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
 from almabench.store import (
@@ -49,6 +51,7 @@ from almabench.store import (
     checkpoint_path,
     json_safe,
     move_aside,
+    peek_checkpoint,
     result_path,
     result_state,
     temp_files,
@@ -331,7 +334,7 @@ def _run_and_write(config: RunConfig, options: RunOptions, out: Path) -> tuple[d
         result = run_cell(config, options, progress=_show_step(config), checkpoint=checkpoint,
                           on_resume=resumed.append)
         write_json_atomic(path, result)  # inside: a value JSON cannot hold (NaN) fails this cell only
-    except StorageError:
+    except (StorageError, OtherThreads):  # not the cell's failure: no record, the run stops with one line
         raise
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
         result = json_safe({
@@ -407,7 +410,8 @@ def run_grid(
     distributed cluster at `scheduler`, or a LocalCluster of `jobs` workers) or ray (a Ray cluster at
     `scheduler`, or a local one). jobs = -1 with dask or ray: as many cells at once as the cluster has workers.
     A corrupt file in out/ is moved aside to <name>.corrupt (with a warning) and its cell rerun.
-    on_start(cells, cells to run) is called once every check has passed, before the first cell runs.
+    on_start(cells, cells to run, torch threads a cell uses or 0 where only its worker knows) is called once
+    every check has passed, before the first cell runs.
     A cell another run is running (its lock is held) is skipped and listed in GridOutcome.busy. A write the
     disk refuses stops the grid with one AlmabenchError line; every finished file stays as it is.
     """
@@ -421,10 +425,13 @@ def run_grid(
     check_same_data(cells, options)
     todo = [cell.config for cell in cells if cell.state != "done"]
     _warn_other_precision(cells, precision)
-    if on_start is not None:
-        on_start(len(cells), len(todo))
     if jobs > 1 and options.threads == 0:
         options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
+    threads = options.threads or (0 if BACKENDS.get(backend).cluster else torch.get_num_threads())  # 0: unknown
+    if threads:
+        check_resumes(todo, options, out, threads)
+    if on_start is not None:
+        on_start(len(cells), len(todo), threads)
     tally = _Tally(skipped=len(cells) - len(todo))
     try:
         for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler, this_run()), start=1):
@@ -434,7 +441,22 @@ def run_grid(
     except StorageError as exc:
         _remove_temp_files(out, todo)
         raise AlmabenchError(storage_message(exc, out, tally.finished)) from None
+    except OtherThreads as exc:  # a cluster's worker found it (its thread count is only known there)
+        raise AlmabenchError(str(exc)) from None
     return tally.outcome(len(cells))
+
+
+def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads: int) -> None:
+    """Before any cell runs: a checkpoint in out/ that its cell would resume, computed at another torch thread
+    count than `threads`, stops the run with one line (checkpoint.OtherThreads)."""
+    env: dict[str, Any] = {}
+    for config in todo:
+        path = checkpoint_path(out, config)
+        state = peek_checkpoint(path)
+        if state is not None:
+            env = env or environment(resolve_device(options.device))  # asks git: once, and only if needed
+            fingerprint = load_dataset(config.dataset, options.data_root, options.download).fingerprint
+            check_threads(path, state, checkpoint_key(config, options, fingerprint, env), threads)
 
 
 @dataclass

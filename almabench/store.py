@@ -306,12 +306,24 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any] | N
     return state
 
 
-def checkpoint_progress(path: Path) -> tuple[int, int] | None:
-    """(megabatches done, T) of a checkpoint, read lazily (mmap: the weights stay on disk); None if unusable."""
+def peek_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at path read lazily (mmap: the weights stay on disk), None if there is none or it is
+    unusable (its cell starts over, with the warning load_checkpoint's reader gives)."""
     import torch
 
+    if not path.is_file():
+        return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(state["step"]), int(json.loads(state["key"])["config"]["megabatches"])
+    except Exception:  # noqa: BLE001 - unusable: the cell's own load says why
+        return None
+    return state if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT else None
+
+
+def checkpoint_progress(path: Path) -> tuple[int, int] | None:
+    """(megabatches done, T) of a checkpoint, read lazily (mmap: the weights stay on disk); None if unusable."""
+    state = peek_checkpoint(path)
+    try:
+        return int(state["step"]), int(json.loads(state["key"])["config"]["megabatches"])  # type: ignore[index]
     except Exception:  # noqa: BLE001 - a status line, never a failure
         return None

@@ -208,3 +208,36 @@ def test_report_on_a_read_only_folder_names_the_flag_that_writes_elsewhere(finis
     monkeypatch.undo()
     elsewhere = CliRunner().invoke(main, ["report", str(results), "--out", str(tmp_path / "report")])
     assert elsewhere.exit_code == 0 and (tmp_path / "report" / "report.md").is_file()
+
+
+# ------------------------------------------------------------------ a resume under another thread count
+
+
+def test_a_resume_under_another_thread_count_is_refused_and_the_same_count_resumes(tmp_path):
+    import torch
+
+    from almabench.checkpoint import OtherThreads
+    from almabench.run import run_cell
+    from almabench.store import checkpoint_path
+
+    out = kept_folder(tmp_path)
+    (config,) = resolve_configs([RunConfig(method="dense", megabatches=2, epochs=1)], RunOptions())
+    checkpoint = checkpoint_path(out, config)
+
+    def killed(step):
+        raise KeyboardInterrupt  # as if killed after megabatch 1
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(config, RunOptions(threads=1), progress=killed, checkpoint=checkpoint)
+    args = ["run", "--methods", "dense", "--megabatches", "2", "--epochs", "1"]
+    assert one_line_error([*args, "--threads", "2"], out) == (
+        f"{checkpoint} holds megabatch 1 of its cell computed at 1 torch thread(s), and this run uses 2: a resume "
+        f"must use the same count; rerun with --threads 1 to resume it, or delete it to start that cell over at 2")
+    # a worker that finds it (a cluster's, whose count only it knows) refuses too, and writes no failure record
+    with pytest.raises(OtherThreads):
+        run_and_store(config, RunOptions(threads=2), out)
+    assert not result_path(out, config).exists() and checkpoint.exists()
+    torch.set_num_threads(1)
+    again = CliRunner().invoke(main, [*args, "--threads", "1", "--out", str(out)])
+    assert again.exit_code == 0 and "resumed after step 1" in again.output, again.output
+    assert json.loads(result_path(out, config).read_text())["environment"]["torch_threads"] == 1
