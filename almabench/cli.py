@@ -245,9 +245,10 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     if not results.is_dir():
         raise AlmabenchError(f"{results} is not a folder")
     rows = folder_states(results)
+    shown_as = _datasets_apart(rows)
     groups: dict[tuple, dict[str, int]] = {}
-    for _, state, _, config in rows:
-        key = (config.get("method", "?"), config.get("dataset", "?"), config.get("arch", "?"),
+    for _, state, _, config, _ in rows:
+        key = (config.get("method", "?"), shown_as[str(config.get("dataset", "?"))], config.get("arch", "?"),
                config.get("megabatches", "?")) if config else ("(unreadable)", "", "", "")
         groups.setdefault(key, {"done": 0, "failed": 0, "corrupt": 0})[state] += 1
     totals = {s: sum(g[s] for g in groups.values()) for s in ("done", "failed", "corrupt")}
@@ -269,23 +270,38 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
     _print_checkpoints(sorted((results / CHECKPOINT_DIR).glob("*.pt")))
-    problems = [(path, state, detail) for path, state, detail, _ in rows if state in ("failed", "corrupt")]
+    problems = [(path, state, detail) for path, state, detail, *_ in rows if state in ("failed", "corrupt")]
     if problems:
         click.echo("failed and corrupt files (a rerun of their grid runs them again; corrupt ones are moved aside):")
         for path, state, detail in problems:
             click.echo(f"  {state:7} {path.name}: {detail}")
 
 
+def _datasets_apart(rows: list[tuple]) -> dict[str, str]:
+    """Each dataset name in the folder -> how the table shows it: two that render alike (café.npz composed and
+    decomposed) with their escaped code points and data fingerprint (almabench.names.labels_apart)."""
+    from almabench.names import labels_apart
+
+    names = [str(config.get("dataset", "?")) for *_, config, _ in rows if config]
+    prints: dict[str, set[str]] = {}
+    for *_, config, fingerprint in rows:
+        if config and fingerprint:
+            prints.setdefault(str(config.get("dataset", "?")), set()).add(fingerprint)
+    return labels_apart(names, {name: next(iter(fps)) for name, fps in prints.items() if len(fps) == 1})
+
+
 def _print_groups(groups: dict[tuple, dict[str, int]]) -> None:
     """The per (method, dataset, arch, T) counts; text columns as wide as their longest entry, never cut
     (two .npz files of one name in sibling folders must not read as one dataset)."""
+    from almabench.names import columns, pad
+
     rows = sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0])))
-    widths = [max(len(header), *(len(str(key[i])) for key, _ in rows))
+    widths = [max(len(header), *(columns(str(key[i])) for key, _ in rows))
               for i, header in enumerate(("method", "dataset", "arch"))]
     m, d, a = widths
     click.echo(f"  {'method':{m}} {'dataset':{d}} {'arch':{a}} {'T':>4} {'done':>5} {'failed':>6} {'corrupt':>7}")
     for (method, dataset, arch, t), g in rows:
-        click.echo(f"  {str(method):{m}} {str(dataset):{d}} {str(arch):{a}} {str(t):>4} {g['done']:>5} "
+        click.echo(f"  {pad(str(method), m)} {pad(str(dataset), d)} {pad(str(arch), a)} {str(t):>4} {g['done']:>5} "
                    f"{g['failed']:>6} {g['corrupt']:>7}")
 
 

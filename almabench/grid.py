@@ -687,16 +687,20 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
     return Plan(cells, passes, seconds, rates, keys, notes)
 
 
-def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None]]:
-    """Every <hash>.json in out/: (path, state, detail, config or None)."""
+def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None, str | None]]:
+    """Every <hash>.json in out/: (path, state, detail, config or None, data fingerprint or None)."""
     rows = []
     for path in sorted(out.glob("*.json")):
         state, detail = result_state(path)
-        config = None
+        doc: Any = None
         if state in ("done", "failed"):
             try:
-                config = json.loads(path.read_text()).get("config")
+                doc = json.loads(path.read_text())
             except (OSError, ValueError):
-                config = None
-        rows.append((path, state, detail, config if isinstance(config, dict) else None))
+                doc = None
+        config = doc.get("config") if isinstance(doc, dict) else None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
+        rows.append((path, state, detail, config if isinstance(config, dict) else None,
+                     fingerprint if isinstance(fingerprint, str) else None))
     return rows

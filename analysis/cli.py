@@ -33,7 +33,7 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     from almabench.errors import AlmabenchError
     from almabench.names import quoted
 
-    from .blocks import parse_group_by, with_varying_splits
+    from .blocks import datasets_apart, parse_group_by, with_varying_splits
     from .load import filter_results, load_results
     from .plots import FORMATS
     from .report import build_report
@@ -62,6 +62,7 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     if frame.empty:
         raise click.ClickException(f"no results under {results_dir} match the filters "
                                    f"(methods found there: {', '.join(found)})")
+    frame = datasets_apart(frame)  # after the filters, which take the names as written
     try:
         keys = parse_group_by(group_by, frame.columns)
         if group_by == DEFAULT_GROUP_BY or group_by.startswith("+"):  # an explicit list is taken as given

@@ -241,3 +241,57 @@ def test_a_resume_under_another_thread_count_is_refused_and_the_same_count_resum
     again = CliRunner().invoke(main, [*args, "--threads", "1", "--out", str(out)])
     assert again.exit_code == 0 and "resumed after step 1" in again.output, again.output
     assert json.loads(result_path(out, config).read_text())["environment"]["torch_threads"] == 1
+
+
+# ------------------------------------------------------------------------- names that render alike
+
+
+def test_dataset_names_that_render_alike_are_told_apart_in_status_and_report_titles(tmp_path):
+    import unicodedata
+
+    import numpy as np
+
+    from almabench.data import load_dataset
+    from almabench.names import columns, pad
+
+    out = tmp_path / "results"
+    paths = {}
+    for seed, form in enumerate(("NFC", "NFD")):
+        path = tmp_path / (unicodedata.normalize(form, "café") + ".npz")
+        y = np.arange(40) % 4
+        x = (np.random.default_rng(seed).integers(0, 60, (40, 8, 8)) + (y * 40)[:, None, None]).astype(np.uint8)
+        np.savez(path, x_train=x, y_train=y, x_test=x[:12], y_test=y[:12])
+        paths[form] = path
+        ran = CliRunner().invoke(main, ["run", "--datasets", str(path), "--methods", "dense", *FAST,
+                                        "--out", str(out)])
+        assert ran.exit_code == 0, ran.output
+    assert len(list(out.glob("*.json"))) == 2  # two datasets, two cells
+    label = {form: f"{path} ({str(path).encode('ascii', 'backslashreplace').decode()}, data "
+                   f"{load_dataset(str(path)).fingerprint})" for form, path in paths.items()}
+    assert label["NFC"].endswith(f"caf\\xe9.npz, data {load_dataset(str(paths['NFC'])).fingerprint})")
+    assert "cafe\\u0301.npz, data " in label["NFD"]
+    status = CliRunner().invoke(main, ["status", str(out)]).output.splitlines()
+    width = max(columns(text) for text in label.values())
+    assert sorted(status[2:4]) == sorted(f"  dense  {pad(text, width)} convnet    2     1      0       0"
+                                        for text in label.values()), status
+    assert columns(status[2]) == columns(status[3])  # aligned: the combining accent takes no column
+    report = CliRunner().invoke(main, ["report", str(out), "--format", "png"])
+    assert report.exit_code == 0, report.output
+    titles = sorted(line for line in report.output.splitlines() if line.startswith("== "))
+    assert titles == sorted(f"== {label[f]} / convnet / T=2 / snip / tau=4.5 ==" for f in ("NFC", "NFD"))
+
+
+def test_names_that_render_differently_are_shown_as_they_are():
+    from almabench.names import labels_apart
+
+    assert labels_apart(["café.npz", "cafe.npz", "data/café.npz"]) == {
+        "café.npz": "café.npz", "cafe.npz": "cafe.npz", "data/café.npz": "data/café.npz"}
+    assert labels_apart(["a.npz", "a\u200b.npz"], {"a.npz": "f0"}) == {
+        "a.npz": "a.npz (a.npz, data f0)", "a\u200b.npz": "a\u200b.npz (a\\u200b.npz)"}
+
+
+def test_table_columns_count_what_a_terminal_shows():
+    from almabench.names import columns, pad
+
+    assert [columns(t) for t in ("café", "cafe\u0301", "数据.npz", "a\u200bb")] == [4, 4, 8, 2]
+    assert pad("cafe\u0301", 6) == "cafe\u0301  " and pad("数据", 3) == "数据"
