@@ -200,17 +200,24 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
             click.echo(f"           not the paper's: {changed}" if changed else "           the paper's recipe")
         else:
             click.echo("           settings unknown until its data loads (flip, crop_padding, milestones)")
-    for note in plan.notes:
-        click.echo(f"note: {note}")
     counts = plan.counts()
     click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['corrupt']} corrupt, "
                f"{counts['missing']} missing: {len(plan.todo)} cell(s) to run")
-    if not plan.todo:
-        return
+    if plan.todo:
+        _print_compute_left(plan, out, jobs)
+    if plan.unreadable:  # the run would stop here: say so as its error, with what makes the data
+        raise AlmabenchError(f"the run would stop before any cell: {'; '.join(plan.unreadable)}")
+
+
+def _print_compute_left(plan, out: Path, jobs: int) -> None:
+    """The image-passes and, at measured rates, the time that the cells still to run would take."""
     known = [plan.passes[c.config] for c in plan.todo if plan.passes[c.config] is not None]
     unknown = len(plan.todo) - len(known)
+    if not known:
+        click.echo(f"compute left: unknown until the data of its {unknown} cell(s) is there (below)")
+        return
     click.echo(f"compute left: {sum(known):,} training image-passes (epochs x sum over steps of |train_t|, "
-               f"the replay set)" + (f", plus {unknown} cell(s) of unknown size" if unknown else ""))
+               f"the replay set)" + (f", plus {unknown} cell(s) whose data is not there yet (below)" if unknown else ""))
     timed = [plan.seconds[c.config] for c in plan.todo if plan.seconds[c.config] is not None]
     used = {plan.keys[c.config] for c in plan.todo if plan.seconds[c.config] is not None}
     for key in sorted(used):
@@ -224,7 +231,7 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
         click.echo(f"time left: about {_duration(total)} of one cell after another at those rates"
                    + (f", about {_duration(total / lanes)} with --jobs {jobs} if the cells do not slow each other"
                       if lanes > 1 else ""))
-    missing_rate = len(plan.todo) - len(timed)
+    missing_rate = len(known) - len(timed)
     if missing_rate:
         click.echo(f"time left: unknown for {missing_rate} cell(s): no finished result of the same architecture, "
                    f"image size and device in {out}/ to measure a rate from; only the image count above")

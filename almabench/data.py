@@ -258,10 +258,11 @@ def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Datas
         download_and_extract_archive(layout.url, str(root), filename=layout.archive, md5=layout.archive_md5)
         missing = [f for f, _ in files if not (folder / f).is_file()]
     if missing:
-        offline = f", or build the offline copy: python ../shared/data/build-cifar10.py {root}"
+        offline = f"make it offline with python ../shared/data/build-cifar10.py {quoted(root)}, or "
         raise AlmabenchError(
-            f"{layout.name} not found: {quoted(folder)} lacks {', '.join(missing)}; rerun with --download where a "
-            f"network exists or pass --data-root{offline if layout.name == 'cifar10' else ''}"
+            f"{layout.name} not found: {quoted(folder)} lacks {', '.join(missing)}; "
+            f"{offline if layout.name == 'cifar10' else ''}rerun with --download where a network exists, or pass "
+            f"--data-root where it is"
         )
     mismatched = [f for f, md5 in files if not check_integrity(str(folder / f), md5)]
     notes: tuple[str, ...] = ()

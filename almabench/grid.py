@@ -635,7 +635,7 @@ class Plan:
     seconds: dict[RunConfig, float | None]  # estimated seconds of each cell still to run
     rates: dict[tuple, tuple[float, int]]  # rate key -> (images/s, results measured)
     keys: dict[RunConfig, tuple]
-    notes: list[str]
+    unreadable: list[str]  # why a dataset of the grid cannot be read (missing CIFAR files, ...): the run would stop
 
     @property
     def todo(self) -> list[CellState]:
@@ -655,13 +655,13 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
         raise AlmabenchError(f"--out {out} exists and is not a folder")
     device = resolve_device(options.device).type
     rates = measured_rates(out)
-    notes, shapes, loaded = [], {}, {}
+    unreadable, shapes, loaded = [], {}, {}
     for name in dict.fromkeys(c.dataset for c in configs):
         try:
             data = loaded[name] = load_dataset(name, options.data_root, options.download)
             shapes[name] = (data.n_train, data.channels, data.image_size)
         except AlmabenchError as exc:
-            notes.append(f"{exc} (its cells' cost is unknown; the run would stop here)")
+            unreadable.append(str(exc))
     configs = resolve_configs(configs, options, strict=False)  # a cell's file name depends on its resolved values
     for config in configs:
         if config.dataset in loaded:
@@ -684,7 +684,7 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
         keys[c] = _rate_key(c.arch, channels, size, device)
         rate = rates.get(keys[c])
         seconds[c] = passes[c] / rate[0] if rate else None
-    return Plan(cells, passes, seconds, rates, keys, notes)
+    return Plan(cells, passes, seconds, rates, keys, unreadable)
 
 
 def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None, str | None]]:

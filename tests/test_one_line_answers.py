@@ -295,3 +295,34 @@ def test_table_columns_count_what_a_terminal_shows():
 
     assert [columns(t) for t in ("café", "cafe\u0301", "数据.npz", "a\u200bb")] == [4, 4, 8, 2]
     assert pad("cafe\u0301", 6) == "cafe\u0301  " and pad("数据", 3) == "数据"
+
+
+# --------------------------------------------------------------------------- a dry run without the data
+
+
+def test_a_dry_run_without_the_cifar_data_says_it_is_missing_and_how_to_make_it(tmp_path):
+    out, empty = kept_folder(tmp_path), tmp_path / "no-data"
+    result = CliRunner().invoke(main, ["run", "--spec", "cpu-short", "--dry-run", "--data-root", str(empty),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert lines[-3:] == [
+        "0 done, 0 failed, 0 corrupt, 3 missing: 3 cell(s) to run",
+        "compute left: unknown until the data of its 3 cell(s) is there (below)",
+        f"Error: the run would stop before any cell: cifar10 not found: {empty}/cifar-10-batches-py lacks "
+        f"data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch; make it offline with "
+        f"python ../shared/data/build-cifar10.py {empty}, or rerun with --download where a network exists, or pass "
+        f"--data-root where it is"]
+    assert snapshot(out) == {"keep.json": KEPT} and not empty.exists()
+
+
+def test_a_dry_run_with_part_of_its_data_counts_what_it_can(tmp_path):
+    out, empty = kept_folder(tmp_path), tmp_path / "no-data"
+    result = CliRunner().invoke(main, ["run", "--datasets", "digits,cifar10", "--methods", "dense", *FAST,
+                                       "--dry-run", "--data-root", str(empty), "--out", str(out)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-3] == ("compute left: 1,938 training image-passes (epochs x sum over steps of |train_t|, the "
+                         "replay set), plus 1 cell(s) whose data is not there yet (below)")
+    assert lines[-1].startswith("Error: the run would stop before any cell: cifar10 not found: ")
+    assert snapshot(out) == {"keep.json": KEPT}
