@@ -78,10 +78,20 @@ class GridSpec:
     source: str = ""
 
     def with_overrides(self, axes: dict[str, tuple[Any, ...]], fixed: dict[str, Any]) -> GridSpec:
-        """Command-line values replace the spec's, whichever table the spec had them in."""
-        new_axes = {k: v for k, v in self.axes.items() if k not in fixed}
-        new_fixed = {k: v for k, v in self.fixed.items() if k not in axes}
-        return GridSpec({**new_axes, **axes}, {**new_fixed, **fixed}, self.source)
+        """Command-line values replace the spec's, whichever table the spec had them in; the source says what
+        is left of the spec (nothing: "the command line")."""
+        kept_axes = {k: v for k, v in self.axes.items() if k not in fixed and k not in axes}
+        kept_fixed = {k: v for k, v in self.fixed.items() if k not in axes and k not in fixed}
+        if not axes and not fixed:
+            source = self.source
+        elif kept_axes:
+            source = f"{self.source} and the command line"
+        elif kept_fixed:
+            settings = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in kept_fixed.items())
+            source = f"the command line, with {settings} from {self.source}"
+        else:
+            source = "the command line"
+        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source)
 
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning

@@ -181,9 +181,9 @@ def test_a_crop_padding_too_large_for_1px_images_recommends_the_valid_default(tm
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """A results folder with one finished digits cell (dense, T = 2, 1 epoch)."""
+    """A results folder with two finished digits cells (dense and osp, T = 2, 1 epoch)."""
     out = tmp_path_factory.mktemp("finished") / "results"
-    result = CliRunner().invoke(main, ["run", "--methods", "dense", *FAST, "--out", str(out)])
+    result = CliRunner().invoke(main, ["run", "--methods", "dense,osp", *FAST, "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -326,3 +326,48 @@ def test_a_dry_run_with_part_of_its_data_counts_what_it_can(tmp_path):
                          "replay set), plus 1 cell(s) whose data is not there yet (below)")
     assert lines[-1].startswith("Error: the run would stop before any cell: cifar10 not found: ")
     assert snapshot(out) == {"keep.json": KEPT}
+
+
+# ----------------------------------------------------------------------------- where a grid comes from
+
+
+@pytest.mark.parametrize("flags, source", [
+    (["--methods", "dense", "--datasets", "digits", "--archs", "convnet", "--megabatches", "2", "--seeds", "0",
+      "--epochs", "1"], "1 cell(s) from the command line"),
+    (["--methods", "dense", "--datasets", "digits", "--archs", "convnet", "--megabatches", "2", "--seeds", "0"],
+     "1 cell(s) from the command line, with epochs = 10 from {quick}"),
+    (["--methods", "dense", "--megabatches", "2", "--epochs", "1"], "1 cell(s) from {quick} and the command line"),
+    ([], "3 cell(s) from {quick}"),
+])
+def test_the_first_line_says_where_the_grid_comes_from(tmp_path, flags, source):
+    from almabench.grid import spec_path
+
+    result = CliRunner().invoke(main, ["run", *flags, "--dry-run", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        f"{source.format(quick=spec_path('quick'))}, results in {tmp_path}/ (dry run: nothing runs, nothing is "
+        f"written)")
+
+
+
+# ------------------------------------------------------------------------------------ the CER figure
+
+
+def test_the_cer_figures_dense_label_sits_above_its_own_dotted_line(finished):
+    from almabench.analysis.load import cells, load_results
+    from almabench.analysis.plots import _style, cer_figure, method_order, palette
+
+    rows = cells(load_results(finished, lambda message: None))
+    dense = float(rows.loc[rows["method"] == "dense", "cer"].iloc[0])
+    block = {"dataset": "digits", "arch": "convnet", "megabatches": 2, "pruner": "snip", "tau": 4.5}
+    with _style():
+        fig = cer_figure(rows, block, palette(method_order(rows["method"])))
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    (dotted,) = [line for line in ax.lines if line.get_linestyle() == ":"]
+    line_y = ax.transData.transform((0, dense))[1]
+    (label,) = [t for t in ax.texts if t.get_text() == f"{dense:,.0f}"]
+    assert label.get_window_extent(renderer).y0 > line_y  # wholly above the line, not struck through
+    for text in ax.texts:  # a label the line crosses hides it: an opaque box, drawn above the line
+        box = text.get_bbox_patch()
+        assert box.get_facecolor() == (1.0, 1.0, 1.0, 1.0) and text.get_zorder() > dotted.get_zorder()
