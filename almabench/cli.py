@@ -99,6 +99,7 @@ def _list_option(*names: str, help: str) -> Any:
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
         device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
+    from almabench.busy import busy_hint
     from almabench.gpu import default_jobs
     from almabench.grid import busy_message, canonical_key, describe, load_spec, run_grid
     from almabench.locks import describe_owner
@@ -134,6 +135,9 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
 
     def on_start(cells: int, todo: int, threads: int) -> None:
         click.echo(f"{cells} cell(s) from {grid.source}, results in {out}/: {cells - todo} done, {todo} to run")
+        hint = busy_hint(threads) if todo else None
+        if hint is not None:
+            click.echo(hint, err=True)
 
     def on_done(i: int, n: int, done: dict[str, Any]) -> None:
         result = done["result"]

@@ -371,3 +371,39 @@ def test_the_cer_figures_dense_label_sits_above_its_own_dotted_line(finished):
     for text in ax.texts:  # a label the line crosses hides it: an opaque box, drawn above the line
         box = text.get_bbox_patch()
         assert box.get_facecolor() == (1.0, 1.0, 1.0, 1.0) and text.get_zorder() > dotted.get_zorder()
+
+
+# ------------------------------------------------------------------------------------ a busy machine
+
+
+@pytest.mark.parametrize("threads, load, hint", [
+    (2, 1.2, "note: the machine's load (a 1-minute average of 1.2 on 2 cores) leaves 1 core(s) free for the 2 "
+             "torch threads each cell uses; a thread on a busy core makes the others wait at every operation, so "
+             "--threads 1 may run much faster (this run keeps 2)"),
+    (2, 0.4, None),  # an idle machine's noise
+    (1, 2.0, None),  # one thread is as few as a cell can use
+])
+def test_a_busy_machine_gets_a_hint_at_start_and_keeps_its_thread_count(tmp_path, monkeypatch, threads, load, hint):
+    import os
+
+    import torch
+
+    from almabench import grid
+
+    ran_with = []
+
+    def execute(todo, options, *args, **kwargs):  # record the options the cells would run with; run nothing
+        ran_with.append(options.threads)
+        return iter(())
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, 1.0, 1.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(grid, "_execute", execute)
+    result = CliRunner().invoke(main, ["run", "--methods", "dense", "--megabatches", "2", "--epochs", "1",
+                                       "--threads", str(threads), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].endswith(": 0 done, 1 to run")
+    assert [line for line in lines if line.startswith("note:")] == ([hint] if hint else []), lines
+    assert lines[1] == hint if hint else lines[1].startswith("0 ran, 0 already done")
+    assert ran_with == [threads] and torch.get_num_threads() == 1  # the hint changes no thread count
