@@ -17,7 +17,7 @@ import torch
 from almabench.config import RunConfig, RunOptions
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
-from almabench.store import load_checkpoint, save_checkpoint
+from almabench.store import checkpoint_path, load_checkpoint, peek_checkpoint, save_checkpoint
 from almabench.train import CellState
 
 
@@ -55,6 +55,23 @@ def check_threads(path: Path, state: dict[str, Any], key: str, threads: int) -> 
     saved = state.get("torch_threads")
     if state.get("key") == key and isinstance(saved, int) and saved != threads:
         raise OtherThreads(str(path), int(state["step"]), saved, threads)
+
+
+def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads: int) -> None:
+    """Before any cell of a grid runs: a checkpoint in out/ that its cell would resume, computed at another torch
+    thread count than `threads`, stops the run with one line (OtherThreads)."""
+    from almabench.data import load_dataset  # run imports this module: these are imported when first needed
+    from almabench.provenance import environment
+    from almabench.run import resolve_device
+
+    env: dict[str, Any] = {}
+    for config in todo:
+        path = checkpoint_path(out, config)
+        state = peek_checkpoint(path)
+        if state is not None:
+            env = env or environment(resolve_device(options.device))  # asks git: once, and only if needed
+            fingerprint = load_dataset(config.dataset, options.data_root, options.download).fingerprint
+            check_threads(path, state, checkpoint_key(config, options, fingerprint, env), threads)
 
 
 class CellCheckpoint:

@@ -34,7 +34,7 @@ import torch
 from joblib import Parallel, delayed
 
 from almabench.backends import BACKENDS, check_backend
-from almabench.checkpoint import OtherThreads, check_threads, checkpoint_key
+from almabench.checkpoint import OtherThreads, check_resumes
 from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
@@ -43,7 +43,6 @@ from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
 from almabench.names import quoted
 from almabench.protocol import PROTOCOLS
-from almabench.provenance import environment
 from almabench.run import resolve_device, run_cell
 from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
 from almabench.store import (
@@ -51,7 +50,6 @@ from almabench.store import (
     checkpoint_path,
     json_safe,
     move_aside,
-    peek_checkpoint,
     result_path,
     result_state,
     temp_files,
@@ -454,19 +452,6 @@ def run_grid(
     except OtherThreads as exc:  # a cluster's worker found it (its thread count is only known there)
         raise AlmabenchError(str(exc)) from None
     return tally.outcome(len(cells))
-
-
-def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads: int) -> None:
-    """Before any cell runs: a checkpoint in out/ that its cell would resume, computed at another torch thread
-    count than `threads`, stops the run with one line (checkpoint.OtherThreads)."""
-    env: dict[str, Any] = {}
-    for config in todo:
-        path = checkpoint_path(out, config)
-        state = peek_checkpoint(path)
-        if state is not None:
-            env = env or environment(resolve_device(options.device))  # asks git: once, and only if needed
-            fingerprint = load_dataset(config.dataset, options.data_root, options.download).fingerprint
-            check_threads(path, state, checkpoint_key(config, options, fingerprint, env), threads)
 
 
 @dataclass
