@@ -71,6 +71,8 @@ def _list_option(*names: str, help: str) -> Any:
 @_list_option("--megabatches", "--megabatch", "megabatches", help="Numbers of megabatches T, e.g. 8,100.")
 @_list_option("--seeds", "--seed", "seeds", help="Seeds, e.g. 0,1,2.")
 @_list_option("--pruner", "--pruners", "pruners", help="Pruning criteria: snip, magnitude, random, grasp, synflow.")
+@_list_option("--scope", "--scopes", "scopes", help="How a density is shared among layers: global, layer, erk, "
+                                                    "erk-dense-first (default: each method's own).")
 @_list_option("--tau", "--taus", "taus", help="APP's final exponent τ (kept fraction 0.8^τ); default 4.5.")
 @click.option("--epochs", type=int, default=None, help="Epochs per megabatch (paper: 50).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size (paper: 64).")
@@ -96,7 +98,7 @@ def _list_option(*names: str, help: str) -> Any:
               help="Folder the result files land in.")
 @click.option("--data-root", default="", help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
 @click.option("--download", is_flag=True, help="Fetch CIFAR's official files if missing (needs a network).")
-def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
+def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, taus, epochs, batch_size, settings,
         device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again."""
     from almabench.busy import busy_hint
@@ -111,6 +113,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         "megabatches": _split(megabatches, "--megabatches", int),
         "seed": _split(seeds, "--seeds", int),
         "pruner": _split(pruners, "--pruner"),
+        "scope": _split(scopes, "--scope"),
         "tau": _split(taus, "--tau", float),
     }
     fixed = {"epochs": epochs, "batch_size": batch_size}
@@ -354,7 +357,7 @@ def list_() -> None:
     from almabench.methods import METHODS
     from almabench.models import ARCHS
     from almabench.protocol import PROTOCOLS
-    from almabench.sparsity import PRUNERS
+    from almabench.sparsity import PRUNERS, SCOPES
     from almabench.stream import REPLAYS
 
     click.echo("methods:")
@@ -363,6 +366,7 @@ def list_() -> None:
     click.echo(f"datasets:       {', '.join(DATASETS)}, or a path to an .npz file or an ImageFolder tree")
     click.echo(f"architectures:  {', '.join(ARCHS)}")
     click.echo(f"pruners:        {', '.join(PRUNERS)}")
+    click.echo(f"scopes:         {', '.join(SCOPES)} (unset: the method's own; rigl and set: erk-dense-first)")
     click.echo(f"replay:         {', '.join(REPLAYS)}")
     click.echo(f"protocols:      {', '.join(PROTOCOLS)} (--set protocol=released: the released code's harness)")
     click.echo(f"specs:          {', '.join(shipped_specs())}")

@@ -114,6 +114,14 @@ def test_dry_run_shows_rigls_own_scope_and_global_where_set(tmp_path):
     assert dry("--set", "scope=global")[1:3] == [  # the name rigl's global cells always had: no scope in it
         "  missing  rigl digits convnet T=2 epochs=1 seed=0      6fae9a4a818d2de6.json  1,938 image-passes",
         "           not the paper's: epochs=1, milestones=[1], crop_padding=1, flip=false"]
+    assert dry("--scope", "global")[1:3] == dry("--set", "scope=global")[1:3]  # the flag, as --pruner is one
+
+
+def test_an_unknown_scope_is_one_line_naming_the_valid_ones(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--scope", "erk-first", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and not (tmp_path / "out").exists()
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: unknown pruning scope 'erk-first'; choose from: erk, erk-dense-first, global, layer")
 
 
 def test_a_first_layer_the_budget_cannot_hold_stops_the_run_before_any_cell(tmp_path):
