@@ -130,14 +130,20 @@ class RunConfig:
             object.__setattr__(self, "dataset", os.path.normpath(self.dataset))
 
     def non_default(self) -> dict[str, Any]:
-        """The fields that differ from their defaults (NAMED_WITHOUT's value where it has one): adding a field
-        with a no-op default keeps old names."""
+        """The fields that differ from their defaults: RunConfig.from_dict(c.non_default()) == c."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value != NAMED_WITHOUT.get(f.name, f.default):
+            if value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    def named(self) -> dict[str, Any]:
+        """What names the cell: the non-default fields, less those at their NAMED_WITHOUT value. Adding a field
+        with a no-op default keeps old names, and so does a default that became per-method (scope); such a field
+        left unset (None: not resolved yet) is named as unset, never like a cell at NAMED_WITHOUT's value."""
+        out = {k: v for k, v in self.non_default().items() if k not in NAMED_WITHOUT or v != NAMED_WITHOUT[k]}
+        return {**out, **{k: None for k in NAMED_WITHOUT if getattr(self, k) is None}}
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -151,8 +157,8 @@ class RunConfig:
         return cls(**data)
 
     def hash(self) -> str:
-        """Stable name of the cell: sha1 of the canonical JSON of its non-default fields."""
-        canonical = json.dumps(self.non_default(), sort_keys=True, separators=(",", ":"))
+        """Stable name of the cell: sha1 of the canonical JSON of its non-default fields (named())."""
+        canonical = json.dumps(self.named(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> RunConfig:

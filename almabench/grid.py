@@ -290,7 +290,7 @@ DESCRIBED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "prot
 def describe(config: RunConfig) -> str:
     """A cell in one line: its main axes and epochs (always: two cells differing only in epochs must not read
     alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults (an unset one is not shown)."""
-    changed = config.non_default()
+    changed = config.named()
     extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if changed.get(k) is not None)
     return (f"{config.method} {config.dataset} {config.arch} T={config.megabatches} epochs={config.epochs} "
             f"seed={config.seed}{extra}")

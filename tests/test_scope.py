@@ -73,6 +73,13 @@ def test_names_follow_the_scope_used_and_global_keeps_the_old_names():
         assert name(method, scope="erk-dense-first") == name(method)
     for method in ("app", "osp", "dense", "gmp", "imp", "app-released"):
         assert name(method) == name(method, scope="global")
+    # a config is its non-default fields: global too, though the name leaves it out; unset is named as unset
+    for method, scope in (("app", None), ("rigl", None), ("rigl", "global")):
+        (config,) = resolve_configs(GridSpec({"method": (method,)}, {"scope": scope} if scope else {}).configs(),
+                                    RunOptions())
+        assert RunConfig.from_dict(config.non_default()) == config
+    assert RunConfig(method="rigl").hash() not in (RunConfig(method="rigl", scope=s).hash() for s in
+                                                   ("global", "erk-dense-first"))
     # pinned: the name the default app cell has had since names existed, the sha1 of its canonical JSON
     assert name("app") == RunConfig(flip=False, crop_padding=1, milestones=(20, 40), scope="global").hash()
     assert name("app") == "1fd3422aaae467e9"  # sha1('{"crop_padding":1,"flip":false,"milestones":[20,40]}')[:16]
