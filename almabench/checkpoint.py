@@ -15,8 +15,63 @@ from typing import Any
 import torch
 
 from almabench.config import RunConfig, RunOptions
-from almabench.store import load_checkpoint, save_checkpoint
+from almabench.errors import AlmabenchError
+from almabench.names import quoted
+from almabench.store import checkpoint_path, load_checkpoint, peek_checkpoint, save_checkpoint
 from almabench.train import CellState
+
+
+class OtherThreads(AlmabenchError):
+    """A checkpoint of this very cell computed at another torch thread count. Resuming would record numbers
+    partly computed at the other count under this one (files are only repeatable at one count), so the run
+    stops instead, naming both: not the cell's failure (no failure record), and the checkpoint is kept. The
+    arguments are plain values, so that it pickles back from a worker."""
+
+    def __init__(self, path: str, step: int, saved: int, now: int) -> None:
+        super().__init__(path, step, saved, now)
+        self.path, self.step, self.saved, self.now = path, step, saved, now
+
+    def __str__(self) -> str:
+        done = "megabatch 1" if self.step == 1 else f"megabatches 1-{self.step}"
+        return (f"{quoted(self.path)} holds {done} of its cell computed at {self.saved} torch "
+                f"thread(s), and this run uses {self.now}: a resume must use the same count; rerun with --threads "
+                f"{self.saved} to resume it, or delete it to start that cell over at {self.now}")
+
+
+def checkpoint_key(config: RunConfig, options: RunOptions, fingerprint: str, env: dict[str, Any]) -> str:
+    """What a checkpoint must match to be resumed: the same cell, code (its fingerprint, not the git commit: a
+    commit that leaves the computing code alone must not restart hours of work), device, settings and data.
+    The thread count is not in it: a checkpoint of another count is refused with a line (OtherThreads), never
+    silently started over."""
+    return json.dumps({
+        "config_hash": config.hash(), "config": config.to_dict(), "data_fingerprint": fingerprint,
+        **{k: env[k] for k in ("almabench", "code", "torch", "device")},
+        "options": {k: v for k, v in vars(options).items() if k not in ("data_root", "download", "threads")},
+    }, sort_keys=True)
+
+
+def check_threads(path: Path, state: dict[str, Any], key: str, threads: int) -> None:
+    """Raise OtherThreads where `state` (the checkpoint at path) is this cell's (its key) at another count."""
+    saved = state.get("torch_threads")
+    if state.get("key") == key and isinstance(saved, int) and saved != threads:
+        raise OtherThreads(str(path), int(state["step"]), saved, threads)
+
+
+def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads: int) -> None:
+    """Before any cell of a grid runs: a checkpoint in out/ that its cell would resume, computed at another torch
+    thread count than `threads`, stops the run with one line (OtherThreads)."""
+    from almabench.data import load_dataset  # run imports this module: these are imported when first needed
+    from almabench.provenance import environment
+    from almabench.run import resolve_device
+
+    env: dict[str, Any] = {}
+    for config in todo:
+        path = checkpoint_path(out, config)
+        state = peek_checkpoint(path)
+        if state is not None:
+            env = env or environment(resolve_device(options.device))  # asks git: once, and only if needed
+            fingerprint = load_dataset(config.dataset, options.data_root, options.download).fingerprint
+            check_threads(path, state, checkpoint_key(config, options, fingerprint, env), threads)
 
 
 class CellCheckpoint:
@@ -33,13 +88,7 @@ class CellCheckpoint:
                  fingerprint: str, env: dict[str, Any]) -> None:
         self.path = Path(path)
         self.device = device
-        # A checkpoint is only resumed by the same cell, code (its fingerprint, not the git commit: a commit
-        # that leaves the computing code alone must not restart hours of work), device, settings and data.
-        self.key = json.dumps({
-            "config_hash": config.hash(), "config": config.to_dict(), "data_fingerprint": fingerprint,
-            **{k: env[k] for k in ("almabench", "code", "torch", "device")},
-            "options": {k: v for k, v in vars(options).items() if k not in ("data_root", "download", "threads")},
-        }, sort_keys=True)
+        self.key = checkpoint_key(config, options, fingerprint, env)
 
     def load(self) -> dict[str, Any] | None:
         try:
@@ -49,6 +98,7 @@ class CellCheckpoint:
             return None
         if state is None:
             return None
+        check_threads(self.path, state, self.key, torch.get_num_threads())
         if state.get("key") != self.key:
             warnings.warn(f"checkpoint {self.path} was written by other code, settings or data; the cell starts "
                           f"from its first step", stacklevel=2)
@@ -84,6 +134,7 @@ class CellCheckpoint:
             "steps": json.dumps(steps),  # JSON types only: a string keeps weights_only loading possible
             "started_at": started.isoformat(),
             "seconds": seconds,
+            "torch_threads": torch.get_num_threads(),  # not in the key: a resume at another count is refused
         }
         if cell.optimiser is not None:  # carried through the stream (the released protocol)
             state["optimiser"] = cell.optimiser.state_dict()

@@ -12,6 +12,7 @@ import click
 from almabench.backends import BACKENDS, check_backend
 from almabench.config import RunOptions
 from almabench.errors import AlmabenchError
+from almabench.names import one_line
 
 
 class _Group(click.Group):
@@ -22,7 +23,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AlmabenchError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(str(exc))) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,6 +71,8 @@ def _list_option(*names: str, help: str) -> Any:
 @_list_option("--megabatches", "--megabatch", "megabatches", help="Numbers of megabatches T, e.g. 8,100.")
 @_list_option("--seeds", "--seed", "seeds", help="Seeds, e.g. 0,1,2.")
 @_list_option("--pruner", "--pruners", "pruners", help="Pruning criteria: snip, magnitude, random, grasp, synflow.")
+@_list_option("--scope", "--scopes", "scopes", help="How a density is shared among layers: global, layer, erk, "
+                                                    "erk-dense-first (default: each method's own).")
 @_list_option("--tau", "--taus", "taus", help="APP's final exponent τ (kept fraction 0.8^τ); default 4.5.")
 @click.option("--epochs", type=int, default=None, help="Epochs per megabatch (paper: 50).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size (paper: 64).")
@@ -99,13 +102,14 @@ def _list_option(*names: str, help: str) -> Any:
               help="Log every megabatch as it finishes: tensorboard or wandb (offline), into DIR (default: "
                    "--out/FORMAT), the layout `almabench export` writes. Repeatable. Needs the extra: "
                    "pip install 'almabench[FORMAT]'.")
-def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epochs, batch_size, settings,
+def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, taus, epochs, batch_size, settings,
         device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download,
         logs) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again.
 
     A line per finished megabatch and per cell; on a terminal, a progress bar over the grid's training
     image-passes below them (cells done / running / left, and the time left at this run's rate)."""
+    from almabench.busy import busy_hint
     from almabench.gpu import default_jobs
     from almabench.grid import busy_message, canonical_key, describe, load_spec, run_grid
     from almabench.locks import describe_owner
@@ -119,6 +123,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         "megabatches": _split(megabatches, "--megabatches", int),
         "seed": _split(seeds, "--seeds", int),
         "pruner": _split(pruners, "--pruner"),
+        "scope": _split(scopes, "--scope"),
         "tau": _split(taus, "--tau", float),
     }
     fixed = {"epochs": epochs, "batch_size": batch_size}
@@ -142,8 +147,11 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, taus, epoch
         _print_plan(configs, options, out, grid.source, jobs)
         return
 
-    def on_start(cells: int, todo: int) -> None:
+    def on_start(cells: int, todo: int, threads: int) -> None:
         click.echo(f"{cells} cell(s) from {grid.source}, results in {out}/: {cells - todo} done, {todo} to run")
+        hint = busy_hint(threads) if todo else None
+        if hint is not None:
+            click.echo(hint, err=True)
 
     progress = GridProgress()
 
@@ -213,17 +221,24 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
             click.echo(f"           not the paper's: {changed}" if changed else "           the paper's recipe")
         else:
             click.echo("           settings unknown until its data loads (flip, crop_padding, milestones)")
-    for note in plan.notes:
-        click.echo(f"note: {note}")
     counts = plan.counts()
     click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['corrupt']} corrupt, "
                f"{counts['missing']} missing: {len(plan.todo)} cell(s) to run")
-    if not plan.todo:
-        return
+    if plan.todo:
+        _print_compute_left(plan, out, jobs)
+    if plan.unreadable:  # the run would stop here: say so as its error, with what makes the data
+        raise AlmabenchError(f"the run would stop before any cell: {'; '.join(plan.unreadable)}")
+
+
+def _print_compute_left(plan, out: Path, jobs: int) -> None:
+    """The image-passes and, at measured rates, the time that the cells still to run would take."""
     known = [plan.passes[c.config] for c in plan.todo if plan.passes[c.config] is not None]
     unknown = len(plan.todo) - len(known)
+    if not known:
+        click.echo(f"compute left: unknown until the data of its {unknown} cell(s) is there (below)")
+        return
     click.echo(f"compute left: {sum(known):,} training image-passes (epochs x sum over steps of |train_t|, "
-               f"the replay set)" + (f", plus {unknown} cell(s) of unknown size" if unknown else ""))
+               f"the replay set)" + (f", plus {unknown} cell(s) whose data is not there yet (below)" if unknown else ""))
     timed = [plan.seconds[c.config] for c in plan.todo if plan.seconds[c.config] is not None]
     used = {plan.keys[c.config] for c in plan.todo if plan.seconds[c.config] is not None}
     for key in sorted(used):
@@ -237,7 +252,7 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
         click.echo(f"time left: about {_duration(total)} of one cell after another at those rates"
                    + (f", about {_duration(total / lanes)} with --jobs {jobs} if the cells do not slow each other"
                       if lanes > 1 else ""))
-    missing_rate = len(plan.todo) - len(timed)
+    missing_rate = len(known) - len(timed)
     if missing_rate:
         click.echo(f"time left: unknown for {missing_rate} cell(s): no finished result of the same architecture, "
                    f"image size and device in {out}/ to measure a rate from; only the image count above")
@@ -258,9 +273,10 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     if not results.is_dir():
         raise AlmabenchError(f"{results} is not a folder")
     rows = folder_states(results)
+    shown_as = _datasets_apart(rows)
     groups: dict[tuple, dict[str, int]] = {}
-    for _, state, _, config in rows:
-        key = (config.get("method", "?"), config.get("dataset", "?"), config.get("arch", "?"),
+    for _, state, _, config, _ in rows:
+        key = (config.get("method", "?"), shown_as[str(config.get("dataset", "?"))], config.get("arch", "?"),
                config.get("megabatches", "?")) if config else ("(unreadable)", "", "", "")
         groups.setdefault(key, {"done": 0, "failed": 0, "corrupt": 0})[state] += 1
     totals = {s: sum(g[s] for g in groups.values()) for s in ("done", "failed", "corrupt")}
@@ -282,23 +298,38 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
     _print_checkpoints(sorted((results / CHECKPOINT_DIR).glob("*.pt")))
-    problems = [(path, state, detail) for path, state, detail, _ in rows if state in ("failed", "corrupt")]
+    problems = [(path, state, detail) for path, state, detail, *_ in rows if state in ("failed", "corrupt")]
     if problems:
         click.echo("failed and corrupt files (a rerun of their grid runs them again; corrupt ones are moved aside):")
         for path, state, detail in problems:
             click.echo(f"  {state:7} {path.name}: {detail}")
 
 
+def _datasets_apart(rows: list[tuple]) -> dict[str, str]:
+    """Each dataset name in the folder -> how the table shows it: two that render alike (café.npz composed and
+    decomposed) with their escaped code points and data fingerprint (almabench.names.labels_apart)."""
+    from almabench.names import labels_apart
+
+    names = [str(config.get("dataset", "?")) for *_, config, _ in rows if config]
+    prints: dict[str, set[str]] = {}
+    for *_, config, fingerprint in rows:
+        if config and fingerprint:
+            prints.setdefault(str(config.get("dataset", "?")), set()).add(fingerprint)
+    return labels_apart(names, {name: next(iter(fps)) for name, fps in prints.items() if len(fps) == 1})
+
+
 def _print_groups(groups: dict[tuple, dict[str, int]]) -> None:
     """The per (method, dataset, arch, T) counts; text columns as wide as their longest entry, never cut
     (two .npz files of one name in sibling folders must not read as one dataset)."""
+    from almabench.names import columns, pad
+
     rows = sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0])))
-    widths = [max(len(header), *(len(str(key[i])) for key, _ in rows))
+    widths = [max(len(header), *(columns(str(key[i])) for key, _ in rows))
               for i, header in enumerate(("method", "dataset", "arch"))]
     m, d, a = widths
     click.echo(f"  {'method':{m}} {'dataset':{d}} {'arch':{a}} {'T':>4} {'done':>5} {'failed':>6} {'corrupt':>7}")
     for (method, dataset, arch, t), g in rows:
-        click.echo(f"  {str(method):{m}} {str(dataset):{d}} {str(arch):{a}} {str(t):>4} {g['done']:>5} "
+        click.echo(f"  {pad(str(method), m)} {pad(str(dataset), d)} {pad(str(arch), a)} {str(t):>4} {g['done']:>5} "
                    f"{g['failed']:>6} {g['corrupt']:>7}")
 
 
@@ -340,7 +371,7 @@ def list_() -> None:
     from almabench.methods import METHODS
     from almabench.models import ARCHS
     from almabench.protocol import PROTOCOLS
-    from almabench.sparsity import PRUNERS
+    from almabench.sparsity import PRUNERS, SCOPES
     from almabench.stream import REPLAYS
 
     click.echo("methods:")
@@ -349,6 +380,7 @@ def list_() -> None:
     click.echo(f"datasets:       {', '.join(DATASETS)}, or a path to an .npz file or an ImageFolder tree")
     click.echo(f"architectures:  {', '.join(ARCHS)}")
     click.echo(f"pruners:        {', '.join(PRUNERS)}")
+    click.echo(f"scopes:         {', '.join(SCOPES)} (unset: the method's own; rigl and set: erk-dense-first)")
     click.echo(f"replay:         {', '.join(REPLAYS)}")
     click.echo(f"protocols:      {', '.join(PROTOCOLS)} (--set protocol=released: the released code's harness)")
     click.echo(f"specs:          {', '.join(shipped_specs())}")

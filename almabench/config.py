@@ -17,9 +17,6 @@ from typing import Any
 
 from almabench.errors import AlmabenchError
 
-SCOPES = ("global", "layer", "erk")  # how a density is shared among layers (sparsity.top_k_masks)
-
-
 def _to_int(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(value)
@@ -56,6 +53,7 @@ def _or_none(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 _COERCE = {
     "str": _to_str,
+    "str | None": _or_none(_to_str),
     "int": _to_int,
     "float": _to_float,
     "bool": _to_bool,
@@ -63,7 +61,7 @@ _COERCE = {
     "int | None": _or_none(_to_int),
     "tuple[int, ...] | None": _or_none(_to_ints),
 }
-_KIND = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+_KIND = {"str": "a string", "str | None": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
          "bool | None": "true or false", "int | None": "an integer", "tuple[int, ...] | None": "a list of integers"}
 
 # The paper's recipe for CIFAR (SPEC.md), against which `--dry-run` names what a cell changes.
@@ -73,6 +71,9 @@ PAPER_RECIPE: dict[str, Any] = {
     "sample_fraction": 0.2, "replay": "full", "val_fraction": 0.1, "protocol": "paper", "stream_images": None,
 }
 MILESTONE_FRACTIONS = (0.4, 0.8)  # the paper drops the learning rate at epochs 20 and 40 of 50
+# Keys whose default is unset (None, resolved per cell) but whose name leaves out the value every cell used
+# before that default became per-cell: an app cell at scope global keeps the name it has had since scope existed.
+NAMED_WITHOUT: dict[str, Any] = {"scope": "global"}
 
 
 def default_milestones(epochs: int) -> tuple[int, ...]:
@@ -96,7 +97,7 @@ class RunConfig:
     # pruning
     pruner: str = "snip"
     tau: float = 4.5
-    scope: str = "global"  # global top-k across layers, the same density in every layer, or erk (RigL's ERK)
+    scope: str | None = None  # None: the method's own (methods.Method.default_scope); sparsity.SCOPES
     sample_fraction: float = 0.2  # |pi_t| = sample_fraction * |M_t|
     prune_linear: bool = False  # the released code prunes Conv2d weights only
     # the stream
@@ -129,13 +130,20 @@ class RunConfig:
             object.__setattr__(self, "dataset", os.path.normpath(self.dataset))
 
     def non_default(self) -> dict[str, Any]:
-        """The fields that differ from their defaults: adding a field with a no-op default keeps old names."""
+        """The fields that differ from their defaults: RunConfig.from_dict(c.non_default()) == c."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    def named(self) -> dict[str, Any]:
+        """What names the cell: the non-default fields, less those at their NAMED_WITHOUT value. Adding a field
+        with a no-op default keeps old names, and so does a default that became per-method (scope); such a field
+        left unset (None: not resolved yet) is named as unset, never like a cell at NAMED_WITHOUT's value."""
+        out = {k: v for k, v in self.non_default().items() if k not in NAMED_WITHOUT or v != NAMED_WITHOUT[k]}
+        return {**out, **{k: None for k in NAMED_WITHOUT if getattr(self, k) is None}}
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -149,8 +157,8 @@ class RunConfig:
         return cls(**data)
 
     def hash(self) -> str:
-        """Stable name of the cell: sha1 of the canonical JSON of its non-default fields."""
-        canonical = json.dumps(self.non_default(), sort_keys=True, separators=(",", ":"))
+        """Stable name of the cell: sha1 of the canonical JSON of its non-default fields (named())."""
+        canonical = json.dumps(self.named(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -158,17 +166,20 @@ class RunConfig:
 
     @property
     def resolved(self) -> bool:
-        """Whether every setting that defaults to the dataset's or the epochs' has its value."""
-        return self.flip is not None and self.crop_padding >= 0 and self.milestones is not None
+        """Whether every setting that defaults to the dataset's, the method's or the epochs' has its value."""
+        return (self.flip is not None and self.crop_padding >= 0 and self.milestones is not None
+                and self.scope is not None)
 
-    def resolve(self, flip: bool, crop_padding: int) -> RunConfig:
-        """The config with the values a run uses: the dataset's flip and crop padding, and milestones scaled
-        to the epochs, wherever the user left them unset. Cells are named by their resolved config, so two
-        spellings of one computation share a file and a recipe change makes a new one."""
+    def resolve(self, flip: bool, crop_padding: int, *, scope: str) -> RunConfig:
+        """The config with the values a run uses: the dataset's flip and crop padding, the method's scope
+        (`scope`: Method.default_scope) and milestones scaled to the epochs, wherever the user left them unset.
+        Cells are named by their resolved config, so two spellings of one computation share a file and a recipe
+        change makes a new one."""
         return self.replace(
             flip=flip if self.flip is None else self.flip,
             crop_padding=crop_padding if self.crop_padding < 0 else self.crop_padding,
             milestones=default_milestones(self.epochs) if self.milestones is None else self.milestones,
+            scope=scope if self.scope is None else self.scope,
         )
 
     def differences_from_paper(self) -> dict[str, Any]:

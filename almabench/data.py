@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from almabench.errors import AlmabenchError
+from almabench.names import quoted
 from almabench.registry import Registry
 
 
@@ -158,7 +159,7 @@ def _load_cached(name: str, root: str, download: bool) -> Dataset:
     path = Path(name).expanduser()
     if path.suffix == ".npz":
         if not path.is_file():
-            raise AlmabenchError(f"dataset file {path} does not exist")
+            raise AlmabenchError(f"dataset file {quoted(path)} does not exist")
         return load_npz(path)
     if path.is_dir():
         return load_image_folder(path)
@@ -257,10 +258,11 @@ def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Datas
         download_and_extract_archive(layout.url, str(root), filename=layout.archive, md5=layout.archive_md5)
         missing = [f for f, _ in files if not (folder / f).is_file()]
     if missing:
-        offline = f", or build the offline copy: python ../shared/data/build-cifar10.py {root}"
+        offline = f"make it offline with python ../shared/data/build-cifar10.py {quoted(root)}, or "
         raise AlmabenchError(
-            f"{layout.name} not found: {folder} lacks {', '.join(missing)}; rerun with --download where a "
-            f"network exists or pass --data-root{offline if layout.name == 'cifar10' else ''}"
+            f"{layout.name} not found: {quoted(folder)} lacks {', '.join(missing)}; "
+            f"{offline if layout.name == 'cifar10' else ''}rerun with --download where a network exists, or pass "
+            f"--data-root where it is"
         )
     mismatched = [f for f, md5 in files if not check_integrity(str(folder / f), md5)]
     notes: tuple[str, ...] = ()
@@ -274,7 +276,8 @@ def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Datas
             with open(folder / file_name, "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
             if "data" not in entry or layout.label_key not in entry:
-                raise AlmabenchError(f"{folder / file_name} is not a {layout.name} batch (no 'data'/{layout.label_key!r})")
+                raise AlmabenchError(f"{quoted(folder / file_name)} is not a {layout.name} batch (no 'data'/"
+                                     f"{layout.label_key!r})")
             xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(entry[layout.label_key], dtype=np.int64))
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
@@ -317,12 +320,13 @@ def load_cifar100(root: Path, download: bool) -> Dataset:
 
 
 def _padding_for(size: int) -> int:
-    return 4 if size >= 32 else max(1, size // 8)
+    """⌊size/8⌋, at least 1 and at most 4, and always below the size (a crop must keep a pixel): 0 for 1 px."""
+    return min(4 if size >= 32 else max(1, size // 8), size - 1)
 
 
 def _some(items: Sequence[object], limit: int = 3) -> str:
     """The first few items, comma-separated, and how many more: error messages stay one readable line."""
-    shown = ", ".join(str(item) for item in items[:limit])
+    shown = ", ".join(quoted(item) for item in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
@@ -347,7 +351,7 @@ def load_npz(path: Path) -> Dataset:
         arrays[f"x_{split}"] = _check_npz_split(path, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise AlmabenchError(
-            f"{path}: train images are {arrays['x_train'].shape[1:]} (C×H×W) but test images are "
+            f"{quoted(path)}: train images are {arrays['x_train'].shape[1:]} (C×H×W) but test images are "
             f"{arrays['x_test'].shape[1:]}"
         )
     num_classes = _check_labels(path, arrays["y_train"], arrays["y_test"])
@@ -357,16 +361,16 @@ def load_npz(path: Path) -> Dataset:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The four arrays, never unpickling: an .npz is a zip of .npy files, and object arrays need pickle."""
     if not zipfile.is_zipfile(path):
-        raise AlmabenchError(f"{path}: not an .npz archive (not a zip file); save one with "
+        raise AlmabenchError(f"{quoted(path)}: not an .npz archive (not a zip file); save one with "
                              f"numpy.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})")
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
-        raise AlmabenchError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+        raise AlmabenchError(f"{quoted(path)}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
     with archive:
         missing = [k for k in NPZ_KEYS if k not in archive.files]
         if missing:
-            raise AlmabenchError(f"{path}: missing key(s) {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")
+            raise AlmabenchError(f"{quoted(path)}: missing key(s) {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")
         return {k: _read_npz_member(path, archive, k) for k in NPZ_KEYS}
 
 
@@ -376,26 +380,26 @@ def _read_npz_member(path: Path, archive, key: str) -> np.ndarray:
         return archive[key]
     except ValueError as exc:
         if "allow_pickle" in str(exc):
-            raise AlmabenchError(f"{path}: {key} is an array of Python objects (dtype=object, e.g. a list of images "
-                                 f"of different sizes); store it as {want}") from None
-        raise AlmabenchError(f"{path}: cannot read {key} ({exc}); store it as {want}") from None
+            raise AlmabenchError(f"{quoted(path)}: {key} is an array of Python objects (dtype=object, e.g. a list of "
+                                 f"images of different sizes); store it as {want}") from None
+        raise AlmabenchError(f"{quoted(path)}: cannot read {key} ({exc}); store it as {want}") from None
     except Exception as exc:  # noqa: BLE001 - a damaged member (bad zip entry, truncated data)
-        raise AlmabenchError(f"{path}: cannot read {key} ({type(exc).__name__}: {exc}); the archive is "
+        raise AlmabenchError(f"{quoted(path)}: cannot read {key} ({type(exc).__name__}: {exc}); the archive is "
                              f"damaged") from None
 
 
 def _check_npz_split(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The split's images as N×C×H×W, after checking their dtype and shape against the labels'."""
     if x.dtype != np.uint8:
-        raise AlmabenchError(f"{path}: x_{split} must be uint8 images, got dtype {x.dtype}")
+        raise AlmabenchError(f"{quoted(path)}: x_{split} must be uint8 images, got dtype {x.dtype}")
     if x.ndim not in (3, 4):
-        raise AlmabenchError(f"{path}: x_{split} must be N×H×W or N×H×W×C, got shape {x.shape}")
+        raise AlmabenchError(f"{quoted(path)}: x_{split} must be N×H×W or N×H×W×C, got shape {x.shape}")
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise AlmabenchError(f"{path}: y_{split} must be a 1-D integer array, got {y.dtype} {y.shape}")
+        raise AlmabenchError(f"{quoted(path)}: y_{split} must be a 1-D integer array, got {y.dtype} {y.shape}")
     if len(x) != len(y):
-        raise AlmabenchError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+        raise AlmabenchError(f"{quoted(path)}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
     if len(x) == 0:
-        raise AlmabenchError(f"{path}: x_{split} is empty")
+        raise AlmabenchError(f"{quoted(path)}: x_{split} is empty")
     if x.ndim == 3:
         x = x[..., None]
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -407,23 +411,24 @@ def _check_labels(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int:
     test label no training image has can only be scored wrong."""
     for split, y in (("train", y_train), ("test", y_test)):
         if int(y.min()) < 0:
-            raise AlmabenchError(f"{path}: y_{split} has negative labels (min {int(y.min())}); labels must be 0..K-1")
+            raise AlmabenchError(f"{quoted(path)}: y_{split} has negative labels (min {int(y.min())}); labels must "
+                                 f"be 0..K-1")
     classes = np.unique(y_train)
     if len(classes) < 2:
-        raise AlmabenchError(f"{path}: y_train has a single class ({int(classes[0])}); a classification dataset "
-                             f"needs at least 2 classes, labelled 0..K-1")
+        raise AlmabenchError(f"{quoted(path)}: y_train has a single class ({int(classes[0])}); a classification "
+                             f"dataset needs at least 2 classes, labelled 0..K-1")
     top = int(classes[-1])
     if top + 1 != len(classes):
         absent = top + 1 - len(classes)
         shown = ", ".join(map(str, _missing_labels(classes))) + (", ..." if absent > 5 else "")
         raise AlmabenchError(
-            f"{path}: y_train must use labels 0..K-1 with every class present, but its max label is {top} and "
+            f"{quoted(path)}: y_train must use labels 0..K-1 with every class present, but its max label is {top} and "
             f"{absent} of 0..{top} never occur ({shown}); relabel its {len(classes)} classes "
             f"0..{len(classes) - 1} in y_train and y_test")
     unseen = np.setdiff1d(y_test, classes)
     if len(unseen):
-        raise AlmabenchError(f"{path}: y_test has label(s) {_some(unseen.tolist(), 5)} that no training image has "
-                             f"(y_train's classes are 0..{top}); every test label must be a training class")
+        raise AlmabenchError(f"{quoted(path)}: y_test has label(s) {_some(unseen.tolist(), 5)} that no training image "
+                             f"has (y_train's classes are 0..{top}); every test label must be a training class")
     return len(classes)
 
 
@@ -473,14 +478,27 @@ def _scan_split(path: Path, split: str):
     folder = path / split
     needs = f"an ImageFolder dataset needs {split}/<class>/<image> files ({_image_extensions()})"
     if not folder.is_dir():
-        raise AlmabenchError(f"{path}: {needs}")
+        raise AlmabenchError(f"{quoted(path)}: {needs}")
+    _check_each_folder_once(folder)
     try:
         index = ImageFolder(str(folder), allow_empty=True)
     except FileNotFoundError:  # no class folder at all
-        raise AlmabenchError(f"{folder} has no class folders; {needs}") from None
+        raise AlmabenchError(f"{quoted(folder)} has no class folders; {needs}") from None
     if not index.samples:
-        raise AlmabenchError(f"{folder} has no images; {needs}")
+        raise AlmabenchError(f"{quoted(folder)} has no images; {needs}")
     return index
+
+
+def _check_each_folder_once(folder: Path) -> None:
+    """ImageFolder follows links to folders: a link back up the tree (class/loop -> ../class) would have it read
+    the same images again and again (until the path is too long), so a folder reached twice stops the run."""
+    seen: dict[str, str] = {}
+    for here, folders, _ in os.walk(folder, followlinks=True):
+        folders.sort()  # the first of two names of one folder is the one named in the message, on every run
+        first = seen.setdefault(os.path.realpath(here), here)
+        if first != here:
+            raise AlmabenchError(f"{quoted(here)} leads back to {quoted(first)} (a symlink loop, or two links to one "
+                                 f"folder): its images would be read more than once; remove the link")
 
 
 def _check_classes(path: Path, train, test) -> None:
@@ -489,14 +507,14 @@ def _check_classes(path: Path, train, test) -> None:
     counts = Counter(label for _, label in train.samples)
     empty = [name for i, name in enumerate(train.classes) if counts[i] == 0]
     if empty:
-        raise AlmabenchError(f"{path / 'train'}: class folder(s) {_some(empty)} have no images "
+        raise AlmabenchError(f"{quoted(path / 'train')}: class folder(s) {_some(empty)} have no images "
                              f"({_image_extensions()}); put images in them or remove them")
     if len(train.classes) < 2:
-        raise AlmabenchError(f"{path / 'train'} has a single class folder ({train.classes[0]}); a classification "
-                             f"dataset needs at least 2")
+        raise AlmabenchError(f"{quoted(path / 'train')} has a single class folder ({quoted(train.classes[0])}); a "
+                             f"classification dataset needs at least 2")
     unknown = sorted(set(test.classes) - set(train.classes))
     if unknown:
-        raise AlmabenchError(f"{path}: test classes {', '.join(unknown)} have no training images")
+        raise AlmabenchError(f"{quoted(path)}: test classes {', '.join(map(quoted, unknown))} have no training images")
 
 
 def _decode(file: str) -> Tensor:
@@ -505,7 +523,8 @@ def _decode(file: str) -> Tensor:
     from torchvision.io import ImageReadMode, decode_image
 
     if os.path.getsize(file) == 0:
-        raise AlmabenchError(f"{file}: empty image file (0 bytes); replace it with a readable image or remove it")
+        raise AlmabenchError(f"{quoted(file)}: empty image file (0 bytes); replace it with a readable image or "
+                             f"remove it")
     try:
         with warnings.catch_warnings():  # torchvision 0.29 announces a move of its decoders to TorchCodec
             warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
@@ -513,8 +532,8 @@ def _decode(file: str) -> Tensor:
     except RuntimeError as exc:
         reason = re.sub(r"^.*?:\d+, ", "", str(exc).splitlines()[0])  # drop torchvision's "function, file:line, "
         if "Unsupported image file" not in reason:
-            raise AlmabenchError(f"{file}: not a readable image, truncated or corrupt ({reason}); replace it with "
-                                 f"a readable image or remove it") from None
+            raise AlmabenchError(f"{quoted(file)}: not a readable image, truncated or corrupt ({reason}); replace it "
+                                 f"with a readable image or remove it") from None
         return _decode_with_pil(file)
     if image.shape[0] in (2, 4):  # grey + alpha, RGBA or CMYK: let the decoder convert, as it knows which
         with warnings.catch_warnings():
@@ -531,10 +550,10 @@ def _decode_with_pil(file: str) -> Tensor:
             grey = opened.mode in ("1", "L", "LA", "La", "F") or opened.mode.startswith("I")
             array = np.asarray(opened.convert("L" if grey else "RGB"))
     except UnidentifiedImageError:
-        raise AlmabenchError(f"{file}: not an image (neither torchvision nor PIL knows its format); replace it with "
-                             f"a readable image or remove it") from None
+        raise AlmabenchError(f"{quoted(file)}: not an image (neither torchvision nor PIL knows its format); replace "
+                             f"it with a readable image or remove it") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's truncated or corrupt files
-        raise AlmabenchError(f"{file}: not a readable image, truncated or corrupt ({exc}); replace it with a "
+        raise AlmabenchError(f"{quoted(file)}: not a readable image, truncated or corrupt ({exc}); replace it with a "
                              f"readable image or remove it") from None
     return torch.from_numpy(array.reshape(*array.shape[:2], -1).transpose(2, 0, 1).copy())  # PIL's is read-only
 
@@ -548,7 +567,7 @@ def _same_channels(path: Path, files: list[str], images: list[Tensor]) -> list[T
         minority = _COLOUR if majority == _GREY else _GREY
         mode = "'L'" if majority == _GREY else "'RGB'"
         raise AlmabenchError(
-            f"{path}: {len(odd)} of {len(files)} images are {minority} while the others are {majority}: "
+            f"{quoted(path)}: {len(odd)} of {len(files)} images are {minority} while the others are {majority}: "
             f"{_some([files[i] for i in odd])}; convert them to {majority} (PIL: Image.open(f).convert({mode}))")
     return images
 
@@ -557,8 +576,8 @@ def _check_sizes(path: Path, files: list[str], images: list[Tensor]) -> None:
     sizes = [tuple(image.shape[1:]) for image in images]
     (height, width), odd = _majority(sizes)
     if odd:
-        named = [f"{files[i]} ({sizes[i][0]}×{sizes[i][1]})" for i in odd]
-        raise AlmabenchError(f"{path}: images must all have one size, but {len(odd)} of {len(files)} are not "
+        named = [f"{quoted(files[i])} ({sizes[i][0]}×{sizes[i][1]})" for i in odd]
+        raise AlmabenchError(f"{quoted(path)}: images must all have one size, but {len(odd)} of {len(files)} are not "
                              f"{height}×{width} like the others: {_some(named)}; resize them first")
 
 

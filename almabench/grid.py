@@ -36,19 +36,22 @@ from joblib import Parallel, delayed
 
 from almabench.backends import BACKENDS, check_backend
 from almabench.channel import Receiver
-from almabench.config import SCOPES, RunConfig, RunOptions
+from almabench.checkpoint import OtherThreads, check_resumes
+from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.locks import cell_lock, describe_owner, this_run
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
+from almabench.names import quoted
 from almabench.progress import GridProgress, step_passes, stream_note
 from almabench.protocol import PROTOCOLS
 from almabench.run import resolve_device, run_cell
-from almabench.sparsity import PRUNERS, prunable_parameters
+from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
 from almabench.store import (
     StorageError,
     checkpoint_path,
+    json_safe,
     move_aside,
     result_path,
     result_state,
@@ -77,31 +80,44 @@ class GridSpec:
     source: str = ""
 
     def with_overrides(self, axes: dict[str, tuple[Any, ...]], fixed: dict[str, Any]) -> GridSpec:
-        """Command-line values replace the spec's, whichever table the spec had them in."""
-        new_axes = {k: v for k, v in self.axes.items() if k not in fixed}
-        new_fixed = {k: v for k, v in self.fixed.items() if k not in axes}
-        return GridSpec({**new_axes, **axes}, {**new_fixed, **fixed}, self.source)
+        """Command-line values replace the spec's, whichever table the spec had them in; the source says what
+        is left of the spec (nothing: "the command line")."""
+        kept_axes = {k: v for k, v in self.axes.items() if k not in fixed and k not in axes}
+        kept_fixed = {k: v for k, v in self.fixed.items() if k not in axes and k not in fixed}
+        if not axes and not fixed:
+            source = self.source
+        elif kept_axes:
+            source = f"{self.source} and the command line"
+        elif kept_fixed:
+            settings = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in kept_fixed.items())
+            source = f"the command line, with {settings} from {self.source}"
+        else:
+            source = "the command line"
+        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source)
 
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
         keys, and one that ignores some (gmp, rigl, set and imp: the pruner) those, so crossing it with several
-        pruners or τ runs it once, not once per pruner."""
+        pruners or τ runs it once, not once per pruner; an unset scope is the method's own."""
         names = list(self.axes)
         cells = []
         for values in itertools.product(*(self.axes[n] for n in names)):
-            cells.append(without_unused_pruning_keys(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))})))
+            cells.append(for_method(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))})))
         return list(dict.fromkeys(cells))
 
 
 PRUNING_KEYS = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
 
 
-def without_unused_pruning_keys(config: RunConfig) -> RunConfig:
-    if config.method in METHODS:
-        method = METHODS.get(config.method)
-        unused = method.ignores if method.prunes else PRUNING_KEYS
-        return config.replace(**{k: FIELDS[k].default for k in unused}) if unused else config
-    return config
+def for_method(config: RunConfig) -> RunConfig:
+    """The config as its method reads it: the pruning keys it ignores at their defaults, and an unset scope
+    resolved to the method's own (Method.default_scope). An unknown method is left to check_config."""
+    if config.method not in METHODS:
+        return config
+    method = METHODS.get(config.method)
+    unused = method.ignores if method.prunes else PRUNING_KEYS
+    config = config.replace(**{k: FIELDS[k].default for k in unused}) if unused else config
+    return config.replace(scope=method.default_scope) if config.scope is None else config
 
 
 def canonical_key(key: str, where: str) -> str:
@@ -134,32 +150,32 @@ def load_spec(spec: str | None) -> GridSpec:
     try:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise AlmabenchError(f"{path}: not valid TOML ({exc})") from None
+        raise AlmabenchError(f"{quoted(path)}: not valid TOML ({exc})") from None
     unknown = sorted(set(doc) - {"grid", "config", "description"})
     if unknown:
-        raise AlmabenchError(f"{path}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
+        raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
     for table in ("grid", "config"):
         if not isinstance(doc.get(table, {}), dict):
-            raise AlmabenchError(f"{path}: {table} must be a table ([{table}] with key = value lines)")
+            raise AlmabenchError(f"{quoted(path)}: {table} must be a table ([{table}] with key = value lines)")
     if not isinstance(doc.get("description", ""), str):
-        raise AlmabenchError(f"{path}: description must be a string")
+        raise AlmabenchError(f"{quoted(path)}: description must be a string")
     axes = {}
     for key, values in doc.get("grid", {}).items():
         values = values if isinstance(values, list) else [values]
         if not values:
-            raise AlmabenchError(f"{path}: [grid] {key} is an empty list")
-        axes[canonical_key(key, f"{path} [grid]")] = tuple(values)
-    fixed = {canonical_key(k, f"{path} [config]"): v for k, v in doc.get("config", {}).items()}
+            raise AlmabenchError(f"{quoted(path)}: [grid] {key} is an empty list")
+        axes[canonical_key(key, f"{quoted(path)} [grid]")] = tuple(values)
+    fixed = {canonical_key(k, f"{quoted(path)} [config]"): v for k, v in doc.get("config", {}).items()}
     both = sorted(set(axes) & set(fixed))
     if both:
-        raise AlmabenchError(f"{path}: {', '.join(both)} set in both [grid] and [config]")
+        raise AlmabenchError(f"{quoted(path)}: {', '.join(both)} set in both [grid] and [config]")
     try:
         spec_ = GridSpec(axes, fixed, str(path))
         spec_.configs()  # type errors surface now, with the file's name
     except (TypeError, ValueError) as exc:
-        raise AlmabenchError(f"{path}: bad value ({exc})") from None
+        raise AlmabenchError(f"{quoted(path)}: bad value ({exc})") from None
     except AlmabenchError as exc:
-        raise AlmabenchError(f"{path}: {exc}") from None
+        raise AlmabenchError(f"{quoted(path)}: {exc}") from None
     return spec_
 
 
@@ -169,12 +185,15 @@ def check_config(config: RunConfig) -> None:
         registry.get(name)
     REPLAYS.get(config.replay)
     PROTOCOLS.get(config.protocol)
-    if config.scope not in SCOPES:
-        raise AlmabenchError(f"unknown pruning scope {config.scope!r}; choose from: {', '.join(SCOPES)}")
+    if config.scope is not None:  # unset: the method's own
+        SCOPES.get(config.scope)
     if not is_known_dataset(config.dataset):
         from almabench.data import DATASETS
 
         raise AlmabenchError(DATASETS.unknown(config.dataset) + ", or a path to an .npz file or an ImageFolder tree")
+    for name, value in config.to_dict().items():  # inf passes every range check below, and JSON cannot hold it
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AlmabenchError(f"{name} must be a finite number, got {value}")
     method = METHODS.get(config.method)
     milestones = config.milestones or ()
     checks = [
@@ -209,9 +228,9 @@ def check_config(config: RunConfig) -> None:
 
 
 def resolve_configs(configs: list[RunConfig], options: RunOptions, strict: bool = True) -> list[RunConfig]:
-    """Each cell with the flip, crop padding and milestones it will use (the dataset's and the epochs' wherever
-    unset), each distinct cell once: cells are named by these values. strict=False leaves a cell whose data
-    cannot be read as it is (its name then matches no result file)."""
+    """Each cell with the flip, crop padding, scope and milestones it will use (the dataset's, the method's and the
+    epochs' wherever unset), each distinct cell once: cells are named by these values. strict=False leaves a cell
+    whose data cannot be read, or whose method is unknown, as it is (its name then matches no result file)."""
     recipes = {}
     for name in dict.fromkeys(c.dataset for c in configs):
         try:
@@ -220,7 +239,8 @@ def resolve_configs(configs: list[RunConfig], options: RunOptions, strict: bool 
             if strict:
                 raise
     return list(dict.fromkeys(
-        c.resolve(recipes[c.dataset].flip, recipes[c.dataset].crop_padding) if c.dataset in recipes else c
+        c.resolve(recipes[c.dataset].flip, recipes[c.dataset].crop_padding, scope=METHODS.get(c.method).default_scope)
+        if c.dataset in recipes and (strict or c.method in METHODS) else c
         for c in configs))
 
 
@@ -228,21 +248,26 @@ def check_resolved(config: RunConfig, data: Dataset) -> None:
     """What can only be checked against the data: the crop fits the image, and pruning keeps some weights."""
     size = min(data.image_size)
     if config.crop_padding >= size:
-        raise AlmabenchError(f"{config.dataset}: crop_padding = {config.crop_padding} px is as large as its "
+        raise AlmabenchError(f"{quoted(config.dataset)}: crop_padding = {config.crop_padding} px is as large as its "
                              f"{size} px images; use 0..{size - 1} (or -1: the dataset's, {data.crop_padding} px)")
     if METHODS.get(config.method).prunes:
         with torch.device("meta"):  # shapes only: no memory, no time
             model = build_model(config.arch, data.num_classes, data.channels, data.image_size[0])
-        total = sum(p.numel() for p in prunable_parameters(model, config.prune_linear).values())
+        params = prunable_parameters(model, config.prune_linear)
+        total = sum(p.numel() for p in params.values())
         lowest = min(0.8 ** config.tau, 0.8)  # δ runs from 1 to τ
         if round(lowest * total) < 1:
             raise AlmabenchError(f"tau = {config.tau} keeps 0.8^tau = {lowest:.3g} of {config.arch}'s {total:,} "
                                  f"prunable weights, i.e. none; use a smaller tau")
+        try:  # a scope that keeps layers dense must leave them room in the budget
+            SCOPES.get(config.scope or "global")({n: tuple(p.shape) for n, p in params.items()}, lowest)
+        except AlmabenchError as exc:
+            raise AlmabenchError(f"{config.method} on {config.arch}, scope {config.scope}: {exc}") from None
 
 
 def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]:
-    """Check every cell before any runs and return them resolved (each with the flip, crop padding and
-    milestones it will use: the dataset's and the epochs' wherever unset), each distinct cell once.
+    """Check every cell before any runs and return them resolved (each with the flip, crop padding, scope and
+    milestones it will use: the dataset's, the method's and the epochs' wherever unset), each distinct cell once.
 
     Each dataset is loaded once, to check that the stream and the crop fit it."""
     if not configs:
@@ -256,7 +281,7 @@ def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]
         try:
             check_stream(datasets[dataset].n_train, megabatches, val_fraction, stream_images)
         except AlmabenchError as exc:
-            raise AlmabenchError(f"{dataset}: {exc}") from None
+            raise AlmabenchError(f"{quoted(dataset)}: {exc}") from None
     resolved = resolve_configs(configs, options)
     for config in resolved:
         check_resolved(config, datasets[config.dataset])
@@ -268,9 +293,9 @@ DESCRIBED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "prot
 
 def describe(config: RunConfig) -> str:
     """A cell in one line: its main axes and epochs (always: two cells differing only in epochs must not read
-    alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults."""
-    changed = config.non_default()
-    extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if k in changed)
+    alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults (an unset one is not shown)."""
+    changed = config.named()
+    extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if changed.get(k) is not None)
     return (f"{config.method} {config.dataset} {config.arch} T={config.megabatches} epochs={config.epochs} "
             f"seed={config.seed}{extra}")
 
@@ -321,17 +346,17 @@ def _run_and_write(config: RunConfig, options: RunOptions, out: Path, events: Ev
             watch.finish(result)
         finally:
             watch.close()
-    except StorageError:
+    except (StorageError, OtherThreads):  # not the cell's failure: no record, the run stops with one line
         raise
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
-        result = {
+        result = json_safe({
             "status": "failed",
             "config_hash": config.hash(),
             "config": config.to_dict(),
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(),
-        }
-        write_json_atomic(path, result)
+        })
+        write_json_atomic(path, result)  # whatever floats the config holds (an API caller may skip the checks)
     if result["status"] == "ok":
         checkpoint.unlink(missing_ok=True)
     return result, resumed[0] if resumed else 0
@@ -399,7 +424,8 @@ def run_grid(
     distributed cluster at `scheduler`, or a LocalCluster of `jobs` workers) or ray (a Ray cluster at
     `scheduler`, or a local one). jobs = -1 with dask or ray: as many cells at once as the cluster has workers.
     A corrupt file in out/ is moved aside to <name>.corrupt (with a warning) and its cell rerun.
-    on_start(cells, cells to run) is called once every check has passed, before the first cell runs.
+    on_start(cells, cells to run, torch threads a cell uses or 0 where only its worker knows) is called once
+    every check has passed, before the first cell runs.
     A cell another run is running (its lock is held) is skipped and listed in GridOutcome.busy. A write the
     disk refuses stops the grid with one AlmabenchError line; every finished file stays as it is.
     watch (almabench.progress) hears of every cell's start and megabatches, from whichever process runs it;
@@ -415,10 +441,13 @@ def run_grid(
     check_same_data(cells, options)
     todo = [cell.config for cell in cells if cell.state != "done"]
     _warn_other_precision(cells, precision)
-    if on_start is not None:
-        on_start(len(cells), len(todo))
     if jobs > 1 and options.threads == 0:
         options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
+    threads = options.threads or (0 if BACKENDS.get(backend).cluster else torch.get_num_threads())  # 0: unknown
+    if threads:
+        check_resumes(todo, options, out, threads)
+    if on_start is not None:
+        on_start(len(cells), len(todo), threads)
     tally = _Tally(skipped=len(cells) - len(todo))
     in_process = _in_process(backend, jobs, len(todo))
     if watch is not None:
@@ -436,6 +465,8 @@ def run_grid(
     except StorageError as exc:
         _remove_temp_files(out, todo)
         raise AlmabenchError(storage_message(exc, out, tally.finished)) from None
+    except OtherThreads as exc:  # a cluster's worker found it (its thread count is only known there)
+        raise AlmabenchError(str(exc)) from None
     return tally.outcome(len(cells))
 
 
@@ -625,7 +656,7 @@ class Plan:
     seconds: dict[RunConfig, float | None]  # estimated seconds of each cell still to run
     rates: dict[tuple, tuple[float, int]]  # rate key -> (images/s, results measured)
     keys: dict[RunConfig, tuple]
-    notes: list[str]
+    unreadable: list[str]  # why a dataset of the grid cannot be read (missing CIFAR files, ...): the run would stop
 
     @property
     def todo(self) -> list[CellState]:
@@ -645,13 +676,13 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
         raise AlmabenchError(f"--out {out} exists and is not a folder")
     device = resolve_device(options.device).type
     rates = measured_rates(out)
-    notes, shapes, loaded = [], {}, {}
+    unreadable, shapes, loaded = [], {}, {}
     for name in dict.fromkeys(c.dataset for c in configs):
         try:
             data = loaded[name] = load_dataset(name, options.data_root, options.download)
             shapes[name] = (data.n_train, data.channels, data.image_size)
         except AlmabenchError as exc:
-            notes.append(f"{exc} (its cells' cost is unknown; the run would stop here)")
+            unreadable.append(str(exc))
     configs = resolve_configs(configs, options, strict=False)  # a cell's file name depends on its resolved values
     for config in configs:
         if config.dataset in loaded:
@@ -669,24 +700,28 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
         try:
             check_stream(n_train, c.megabatches, c.val_fraction, c.stream_images)
         except AlmabenchError as exc:
-            raise AlmabenchError(f"{c.dataset}: {exc}") from None
+            raise AlmabenchError(f"{quoted(c.dataset)}: {exc}") from None
         passes[c] = image_passes(c, n_train)
         keys[c] = _rate_key(c.arch, channels, size, device)
         rate = rates.get(keys[c])
         seconds[c] = passes[c] / rate[0] if rate else None
-    return Plan(cells, passes, seconds, rates, keys, notes)
+    return Plan(cells, passes, seconds, rates, keys, unreadable)
 
 
-def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None]]:
-    """Every <hash>.json in out/: (path, state, detail, config or None)."""
+def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None, str | None]]:
+    """Every <hash>.json in out/: (path, state, detail, config or None, data fingerprint or None)."""
     rows = []
     for path in sorted(out.glob("*.json")):
         state, detail = result_state(path)
-        config = None
+        doc: Any = None
         if state in ("done", "failed"):
             try:
-                config = json.loads(path.read_text()).get("config")
+                doc = json.loads(path.read_text())
             except (OSError, ValueError):
-                config = None
-        rows.append((path, state, detail, config if isinstance(config, dict) else None))
+                doc = None
+        config = doc.get("config") if isinstance(doc, dict) else None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
+        rows.append((path, state, detail, config if isinstance(config, dict) else None,
+                     fingerprint if isinstance(fingerprint, str) else None))
     return rows

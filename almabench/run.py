@@ -171,8 +171,9 @@ def seconds_by_part(steps: list[dict[str, Any]], startup: float, checkpoint: flo
 
 
 def resolve_for(config: RunConfig, dataset: Dataset) -> RunConfig:
-    """The config with the dataset's augmentation and the epochs' milestones wherever the user left them unset."""
-    return config.resolve(dataset.flip, dataset.crop_padding)
+    """The config with the dataset's augmentation, the method's scope and the epochs' milestones wherever the user
+    left them unset."""
+    return config.resolve(dataset.flip, dataset.crop_padding, scope=METHODS.get(config.method).default_scope)
 
 
 def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ so they can be saved and checked, and the density reported is counted from the w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import math
 
@@ -16,7 +16,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from almabench.config import SCOPES
 from almabench.errors import AlmabenchError
 from almabench.registry import Registry
 
@@ -78,24 +77,65 @@ class Masks:
         return {name: int(torch.count_nonzero(p)) / p.numel() for name, p in self.params.items()}
 
 
-def erk_densities(shapes: dict[str, tuple[int, ...]], density: float) -> dict[str, float]:
+def erk_densities(shapes: dict[str, tuple[int, ...]], density: float, dense: Iterable[str] = ()) -> dict[str, float]:
     """Erdős–Rényi-kernel layer densities (Evci et al. 2020, RigL's get_sparsities_erdos_renyi).
 
     Layer l keeps d_l = ε·(Σ dims)/(Π dims) of its n_l weights, ε chosen so that Σ_l d_l n_l = density·Σ_l n_l:
     small layers and few-channel convolutions stay denser. A layer whose d_l would exceed 1 is made dense and ε is
-    solved again over the others (largest ratio first, one at a time, as RigL does).
+    solved again over the others (largest ratio first, one at a time, as RigL does). The layers named in `dense`
+    are dense from the start (RigL's dense first layer): the others share what is left of the budget, so the
+    overall density is still exactly `density`.
     """
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     ratio = {name: sum(shape) / sizes[name] for name, shape in shapes.items()}
-    dense: set[str] = set()
-    while len(dense) < len(shapes):
-        sparse = [name for name in shapes if name not in dense]
-        eps = (density * sum(sizes.values()) - sum(sizes[n] for n in dense)) / sum(ratio[n] * sizes[n] for n in sparse)
+    full = set(dense)
+    budget, forced = density * sum(sizes.values()), sum(sizes[n] for n in full)
+    if forced > budget:
+        raise AlmabenchError(f"density {density:.4g} keeps {budget:,.0f} of {sum(sizes.values()):,} weights, fewer "
+                             f"than the {forced:,} of the layer(s) kept dense ({', '.join(sorted(full))}); use "
+                             f"scope erk, or a smaller tau")
+    while len(full) < len(shapes):
+        sparse = [name for name in shapes if name not in full]
+        eps = (budget - sum(sizes[n] for n in full)) / sum(ratio[n] * sizes[n] for n in sparse)
         over = [name for name in sparse if eps * ratio[name] > 1.0]
         if not over:
-            return {name: 1.0 if name in dense else eps * ratio[name] for name in shapes}
-        dense.add(max(over, key=ratio.__getitem__))
+            return {name: 1.0 if name in full else eps * ratio[name] for name in shapes}
+        full.add(max(over, key=ratio.__getitem__))
     return {name: 1.0 for name in shapes}
+
+
+# How a density is shared among layers: a scope maps the layers' shapes (in module order) and the overall density
+# to groups (layer names, kept fraction of the group); top_k_masks keeps the top of each group on its own.
+Groups = list[tuple[list[str], float]]
+Scope = Callable[[dict[str, tuple[int, ...]], float], Groups]
+SCOPES: Registry[Scope] = Registry("pruning scope")
+
+
+@SCOPES.register("global")
+def global_scope(shapes: dict[str, tuple[int, ...]], density: float) -> Groups:
+    """One top-k over every layer at once."""
+    return [(list(shapes), density)]
+
+
+@SCOPES.register("layer")
+def layer_scope(shapes: dict[str, tuple[int, ...]], density: float) -> Groups:
+    """The same density in every layer."""
+    return [([name], density) for name in shapes]
+
+
+@SCOPES.register("erk")
+def erk_scope(shapes: dict[str, tuple[int, ...]], density: float) -> Groups:
+    """RigL's Erdős–Rényi-kernel densities, layer by layer (erk_densities)."""
+    layer = erk_densities(shapes, density)
+    return [([name], layer[name]) for name in shapes]
+
+
+@SCOPES.register("erk-dense-first")
+def erk_dense_first_scope(shapes: dict[str, tuple[int, ...]], density: float) -> Groups:
+    """ERK with the first prunable layer (the stem: prunable weights are in module order) kept dense, RigL's CIFAR
+    setting; the other layers share the rest of the budget."""
+    layer = erk_densities(shapes, density, dense=list(shapes)[:1])
+    return [([name], layer[name]) for name in shapes]
 
 
 def top_k_masks(
@@ -105,7 +145,8 @@ def top_k_masks(
     within: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Keep the highest-scoring weights: round(density·n) over all layers at once (global), round(density·n_l)
-    in each layer (layer), or round(d_l·n_l) in each layer with d_l the ERK densities (erk).
+    in each layer (layer), or round(d_l·n_l) in each layer with d_l the ERK densities (erk; erk-dense-first: the
+    first layer dense, ERK over the others). See SCOPES.
 
     `within` restricts the choice to the weights these masks still keep (so the new mask ⊆ the old one); the
     density is always relative to all prunable weights.
@@ -116,15 +157,7 @@ def top_k_masks(
     flat = {n: scores[n].detach().flatten().double() for n in names}
     if within is not None:
         flat = {n: torch.where(within[n].flatten(), s, torch.full_like(s, -torch.inf)) for n, s in flat.items()}
-    if scope == "global":
-        groups = [(names, density)]
-    elif scope == "layer":
-        groups = [([n], density) for n in names]
-    elif scope == "erk":
-        layer = erk_densities({n: tuple(scores[n].shape) for n in names}, density)
-        groups = [([n], layer[n]) for n in names]
-    else:
-        raise AlmabenchError(f"unknown pruning scope {scope!r}; choose from: {', '.join(SCOPES)}")
+    groups = SCOPES.get(scope)({n: tuple(scores[n].shape) for n in names}, density)
 
     masks = {}
     for group, kept_fraction in groups:

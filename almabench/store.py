@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable
@@ -107,6 +108,19 @@ def temp_files(out: str | Path, config: RunConfig) -> list[Path]:
     mid-write leaves one. Whoever holds the cell's lock may delete them (nobody else writes that cell)."""
     stem = config.hash()
     return [p for folder in (Path(out), Path(out) / CHECKPOINT_DIR) for p in folder.glob(f".{stem}.*.tmp")]
+
+
+def json_safe(value: Any) -> Any:
+    """value with every float JSON cannot hold (inf, -inf, nan) written as its name ("inf", ...): a failure
+    record must be writable whatever its config holds. Results are not passed through it: a NaN there fails the
+    cell (write_json_atomic refuses it), as a number nobody can read back must not count as done."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -292,12 +306,24 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any] | N
     return state
 
 
-def checkpoint_progress(path: Path) -> tuple[int, int] | None:
-    """(megabatches done, T) of a checkpoint, read lazily (mmap: the weights stay on disk); None if unusable."""
+def peek_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at path read lazily (mmap: the weights stay on disk), None if there is none or it is
+    unusable (its cell starts over, with the warning load_checkpoint's reader gives)."""
     import torch
 
+    if not path.is_file():
+        return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(state["step"]), int(json.loads(state["key"])["config"]["megabatches"])
+    except Exception:  # noqa: BLE001 - unusable: the cell's own load says why
+        return None
+    return state if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT else None
+
+
+def checkpoint_progress(path: Path) -> tuple[int, int] | None:
+    """(megabatches done, T) of a checkpoint, read lazily (mmap: the weights stay on disk); None if unusable."""
+    state = peek_checkpoint(path)
+    try:
+        return int(state["step"]), int(json.loads(state["key"])["config"]["megabatches"])  # type: ignore[index]
     except Exception:  # noqa: BLE001 - a status line, never a failure
         return None

@@ -225,7 +225,8 @@ def train_step(cell: CellState, train_idx: Tensor, val_idx: Tensor) -> TrainStat
     cell.optimiser None makes a new one (the paper); one carried through the stream (the released protocol)
     keeps its momentum and restarts its learning rate. Under that protocol validation images are augmented too.
     A method with a training hook has it called after every SGD step; as it may change the masks, its kept
-    checkpoint holds them too, and only epochs that end where the method says its masks are settled compete.
+    checkpoint holds them too, and only epochs that end where the method says its masks are settled compete, and
+    the last epoch always (a megabatch too short for a settled epoch keeps its last, never its untrained start).
     """
     config, model, masks, data = cell.config, cell.model, cell.masks, cell.data
     if config.flip is None or config.milestones is None:
@@ -265,7 +266,8 @@ def train_step(cell: CellState, train_idx: Tensor, val_idx: Tensor) -> TrainStat
             x_seen = augment(x_val, cell.crop_padding, config.flip, cell.train_generator)
         val_accuracy = accuracy(model, data, x_seen, y_val, cell.eval_batch_size)
         validation_seconds += time.perf_counter() - validation_start  # accuracy() synchronises: it reads a count
-        if val_accuracy > best[0] and cell.method.settled(epoch * per_epoch, total):
+        competes = epoch == config.epochs or cell.method.settled(epoch * per_epoch, total)
+        if val_accuracy > best[0] and competes:
             running = None if correct is None else 100.0 * int(correct) / max(1, epoch_images)
             best = (val_accuracy, epoch, running, {k: v.detach().clone() for k, v in model.state_dict().items()},
                     _mask_copy(masks) if hook else None)

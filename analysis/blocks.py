@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import pandas as pd
 
 from almabench.errors import AlmabenchError
+from almabench.names import labels_apart
 
 from .load import CONFIG_KEYS, PRUNING_KEYS, Warn
 
@@ -80,6 +81,18 @@ def iter_blocks(frame: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[dict
     """(key values, rows) for each block, in sorted order."""
     for values, rows in frame.groupby(list(keys), sort=True, dropna=False):
         yield dict(zip(keys, values)), rows
+
+
+def datasets_apart(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its dataset names relabelled where two render alike (café.npz composed and decomposed: two
+    datasets, two blocks, one title), with what tells them apart: their escaped code points and data fingerprint
+    (almabench.names.labels_apart). Only the report's labels change; the files keep their names."""
+    names = list(frame["dataset"].unique())
+    prints = frame.groupby("dataset")["data_fingerprint"].unique() if "data_fingerprint" in frame else {}
+    labels = labels_apart(names, {n: str(v[0]) for n, v in dict(prints).items() if len(v) == 1})
+    if all(labels[n] == n for n in names):
+        return frame
+    return frame.assign(dataset=frame["dataset"].map(labels))
 
 
 def block_label(block: dict[str, object]) -> str:

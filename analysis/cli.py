@@ -31,8 +31,9 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
            dataset: str | None, arch: str | None, megabatches: int | None) -> None:
     """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR."""
     from almabench.errors import AlmabenchError
+    from almabench.names import quoted
 
-    from .blocks import parse_group_by, with_varying_splits
+    from .blocks import datasets_apart, parse_group_by, with_varying_splits
     from .load import filter_results, load_results
     from .plots import FORMATS
     from .report import build_report
@@ -61,14 +62,19 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     if frame.empty:
         raise click.ClickException(f"no results under {results_dir} match the filters "
                                    f"(methods found there: {', '.join(found)})")
+    frame = datasets_apart(frame)  # after the filters, which take the names as written
     try:
         keys = parse_group_by(group_by, frame.columns)
         if group_by == DEFAULT_GROUP_BY or group_by.startswith("+"):  # an explicit list is taken as given
             keys = with_varying_splits(keys, frame)
-        result = build_report(frame, out or results_dir / "report", fmts, keys, warn=echo_warning,
-                              source=results_dir, notes=notes)
+        target = out or results_dir / "report"
+        result = build_report(frame, target, fmts, keys, warn=echo_warning, source=results_dir, notes=notes)
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
+    except OSError as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
+        reason = (err.strerror or str(err)).lower()
+        raise click.ClickException(f"cannot write the report into {quoted(target)}/: {reason}; pass --out FOLDER "
+                                   f"to write it into another folder") from None
     click.echo(result.text)
     click.echo(f"wrote {result.out}: report.md, tables.md/.csv/.tex, {len(result.plots)} figures "
                f"({', '.join(fmts)})")

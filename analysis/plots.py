@@ -212,8 +212,12 @@ def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Fig
         ax.errorbar(i, mean, yerr=0 if pd.isna(std) else std, fmt=style(method).marker, color=colours[method],
                     markersize=5, capsize=3, elinewidth=1, zorder=3)
         diff = f"\n({mean - reference:+,.0f})" if reference is not None and method != "dense" else ""
-        ax.annotate(f"{mean:,.0f}{diff}", (i, mean), xytext=(-6, 0), textcoords="offset points", ha="right",
-                    va="center", fontsize=6, linespacing=1.0)
+        # dense's label sits just above its own dotted line, not on it; any other label the line crosses hides
+        # it behind an opaque box (drawn above the line), so no number is struck through
+        on_line = method == "dense" and reference is not None
+        ax.annotate(f"{mean:,.0f}{diff}", (i, mean), xytext=(-6, 2 if on_line else 0), textcoords="offset points",
+                    ha="right", va="bottom" if on_line else "center", fontsize=6, linespacing=1.0, zorder=4,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"})
     ax.set_xticks(range(len(order)), order)
     ax.set_xlim(-0.8, len(order) - 0.4)
     ax.margins(y=0.2)

@@ -93,6 +93,7 @@ class Method:
     prunes: ClassVar[bool] = False  # False: the pruning keys of its config change nothing (see grid.configs)
     shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
     ignores: ClassVar[tuple[str, ...]] = ()  # pruning keys a pruning method never reads (grid sets them default)
+    default_scope: ClassVar[str] = "global"  # the scope (sparsity.SCOPES) of a cell whose config leaves it unset
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A misspelt hook would never run: names that look like hooks must be hooks."""
@@ -115,7 +116,8 @@ class Method:
 
     def settled(self, iteration: int, total: int) -> bool:
         """Whether the masks are final for this megabatch after `iteration` of its `total` SGD steps: only
-        epochs that end settled may become the megabatch's kept (best-validation) checkpoint."""
+        epochs that end settled may become the megabatch's kept (best-validation) checkpoint. The last epoch
+        competes whatever this says (train_step), so a megabatch too short for any settled epoch keeps its last."""
         return True
 
     def target_density(self, step: int, config: RunConfig) -> float:

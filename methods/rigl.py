@@ -1,14 +1,19 @@
 """RigL, rigging the lottery (Evci et al. 2020): a fixed budget, connections moved by gradient while training.
 
-Before megabatch 1 a random mask (the run's seeded generator) at the final density 0.8^τ, spread by `scope`
-(global, layer or erk: RigL's own choice is erk). In every megabatch of N SGD steps, every Δ steps while
-i < e = ⌊0.75N⌋, each layer drops the floor(f·a) of its a active weights of smallest |w| and grows as many of
+Before megabatch 1 a random mask (the run's seeded generator) at the final density 0.8^τ, spread by `scope`:
+unset, RigL's own CIFAR setting, erk-dense-first (ERK layer densities with the first layer dense; the other layers
+share the rest of the budget, so the whole keeps 0.8^τ); global, layer or erk where set. In every megabatch of N
+SGD steps, every Δ steps while i < e = ⌊0.75N⌋, each layer drops the floor(f·a) of its a active weights of smallest |w| and grows as many of
 largest |∂L/∂w| (the dense gradient of that step's minibatch: masks zero weights, not gradients) among the rest,
 so every layer keeps its count exactly. f = 0.3 · ½(1 + cos(π i / e)), restarted at each megabatch as the
 learning rate is. Δ = 100 (RigL's CIFAR setting), or ⌊e/10⌋ (at least 1) where a megabatch is too short for ten
 updates. Grown weights start at zero with a zero momentum buffer. The updates made are recorded in each step.
-(The measured density counts non-zero weights: a weight grown just before the kept checkpoint, or one that never
-gets a gradient, e.g. a kernel tap that only sees padding, is still zero there and not counted.)
+Only epochs that end at or after e may be the megabatch's kept (best-validation) checkpoint (`settled`): its
+masks are final there and every weight grown has had at least one SGD step since, so the measured density is the
+budget. A megabatch too short for an earlier epoch to end settled (at most 3 epochs of 4 batches or more each) keeps
+its last epoch, whatever its validation accuracy, as gmp does: the last epoch always competes (train_step).
+(The measured density counts non-zero weights: a weight that never gets a gradient, e.g. a kernel tap that only
+sees padding, is still zero and not counted.)
 """
 
 import math
@@ -27,12 +32,18 @@ END = 0.75  # of each megabatch's SGD steps
 EVERY = 100
 
 
+def window_end(total: int) -> int:
+    """e = ⌊0.75N⌋: the drop/grow updates run at iterations below it, so the masks are final from it on."""
+    return int(END * total)
+
+
 @register
 class RigL(Method):
     name = "rigl"
     summary = "RigL: 0.8^tau from step 1, drop smallest |w| and grow largest |grad| every 100 steps"
     prunes = True
     ignores = ("pruner", "sample_fraction")  # the start mask is random, the updates use |w| and |grad|
+    default_scope = "erk-dense-first"  # RigL's CIFAR setting
 
     def __init__(self) -> None:
         self.updates: list[dict[str, Any]] = []  # this megabatch's, for its record
@@ -50,7 +61,7 @@ class RigL(Method):
         return {n: p.grad.abs() if p.grad is not None else torch.zeros_like(p) for n, p in cell.masks.params.items()}
 
     def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
-        end = int(END * sgd.total)
+        end = window_end(sgd.total)
         every = min(EVERY, max(1, end // 10))
         if sgd.iteration % every or sgd.iteration >= end:
             return
@@ -66,6 +77,9 @@ class RigL(Method):
                 buffer[born[name]] = 0.0
         grown = sum(int(b.sum()) for b in born.values())
         self.updates.append({"iteration": sgd.iteration, "every": every, "drop_fraction": fraction, "grown": grown})
+
+    def settled(self, iteration: int, total: int) -> bool:
+        return iteration >= window_end(total)
 
     def step_record(self) -> dict[str, Any]:
         return {"mask_updates": self.updates}

@@ -37,7 +37,7 @@ def write_result(folder: Path, method: str, seed: int, errors: list[int], gap: f
     """A finished result file: step t has errors[t-1] test errors, the same gap and density at every step;
     env is merged into its `environment`."""
     config.setdefault("megabatches", len(errors))
-    cfg = RunConfig(method=method, seed=seed, **config).resolve(flip=True, crop_padding=4)  # as a run records it
+    cfg = RunConfig(method=method, seed=seed, **config).resolve(flip=True, crop_padding=4, scope="global")  # as run
     steps = []
     for t, e in enumerate(errors, start=1):
         steps.append({

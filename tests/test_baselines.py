@@ -22,7 +22,8 @@ from almabench.models import build_model
 from almabench.run import run_cell
 from almabench.sparsity import Masks, app_density, erk_densities, prunable_parameters, top_k_masks
 from almabench.store import without_timing
-from almabench.train import CellState, DeviceData, SGDStep, batches_per_epoch, new_optimiser, train_batches
+from almabench.train import (CellState, DeviceData, SGDStep, batches_per_epoch, new_optimiser, train_batches,
+                             train_step)
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=2, milestones=(1,), flip=False)
 
@@ -298,3 +299,105 @@ def test_the_baselines_specs_expand_into_every_method():
         ("cifar10", "resnet20", 8, 50, (20, 40))}
     assert len(cpu) == 7 and {c.method for c in cpu} == methods
     assert {(c.dataset, c.megabatches, c.epochs, c.milestones, c.seed) for c in cpu} == {("cifar10", 8, 2, (1,), 0)}
+
+
+# ------------------------------------------------------------------------------------ rigl and set's budget
+
+
+@pytest.fixture(scope="module")
+def short_megabatch_runs():
+    """rigl and set on the default digits at T = 4 and 3 epochs (the case of issue 23): each result, and per
+    megabatch the weights grown in it that its kept checkpoint holds, whether each of them got a non-zero
+    gradient after its growth, and their values in the kept checkpoint; and the masks' count in every layer."""
+    from almabench import run as run_module
+    from almabench.methods.rigl import RigL
+
+    real_after, real_evaluate = RigL.after_sgd_step, run_module.evaluate_step
+    runs = {}
+    for name in ("rigl", "set"):
+        grown, moved, kept, counts = {}, {}, {}, {}
+
+        def after(self, cell, sgd, grown=grown, moved=moved):
+            if sgd.iteration == 1:
+                grown.clear()
+                moved.clear()
+            for n, p in cell.masks.params.items():  # this step's gradient came before any growth at this step
+                moved[n] = moved.get(n, torch.zeros_like(p, dtype=torch.bool)) | (p.grad != 0)
+            old = {n: m.clone() for n, m in cell.masks.masks.items()}
+            real_after(self, cell, sgd)
+            for n, m in cell.masks.masks.items():
+                born = m & ~old[n]
+                grown[n] = (grown.get(n, torch.zeros_like(m)) & m) | born
+                moved[n] = moved[n] & ~born
+
+        def evaluate(cell, *args, grown=grown, moved=moved, kept=kept, counts=counts):
+            kept[cell.step] = {n: (g & cell.masks.masks[n], moved[n], cell.masks.params[n].detach().clone())
+                               for n, g in grown.items()}
+            counts[cell.step] = {n: int(m.sum()) for n, m in cell.masks.masks.items()}
+            return real_evaluate(cell, *args)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(RigL, "after_sgd_step", after)
+            patch.setattr(run_module, "evaluate_step", evaluate)
+            runs[name] = (run_cell(RunConfig(method=name, megabatches=4, epochs=3)), kept, counts)
+    return runs
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_rigl_and_set_hold_their_budget_at_every_megabatch_of_a_short_stream(short_megabatch_runs, method):
+    result, _, _ = short_megabatch_runs[method]
+    assert [s["target_density"] for s in result["steps"]] == [0.8**4.5] * 4
+    assert [s["density"] for s in result["steps"]] == pytest.approx([0.8**4.5] * 4, abs=0.005)
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_the_kept_checkpoint_of_rigl_and_set_comes_after_their_last_growth(short_megabatch_runs, method):
+    result, kept, _ = short_megabatch_runs[method]
+    for step in result["steps"]:
+        per_epoch = batches_per_epoch(step["train_size"], 64)  # 323 // 64 + 1 = 6 SGD steps an epoch at t = 1
+        last_update = max(u["iteration"] for u in step["mask_updates"] if u["grown"])
+        assert last_update < int(0.75 * 3 * per_epoch)  # the window ends at ⌊0.75N⌋ ...
+        assert step["best_epoch"] == 3  # ... after epoch 2's end (2 · per_epoch): only epoch 3 ends settled
+        assert step["best_epoch"] * per_epoch > last_update
+    for t, layers in kept.items():
+        grown = sum(int(g.sum()) for g, _, _ in layers.values())
+        # every grown weight that had a non-zero gradient after its growth has moved from its growth value, 0
+        still_zero = sum(int((w[g & m] == 0).sum()) for g, m, w in layers.values())
+        assert grown > 20_000 and still_zero == 0, (t, grown, still_zero)
+        # and those that had none are taps that only see padding or dead inputs: rigl grows none of them
+        never = sum(int((g & ~m).sum()) for g, m, _ in layers.values())
+        assert (never == 0) == (method == "rigl"), (t, never)
+
+
+def test_a_megabatch_too_short_for_any_settled_epoch_keeps_its_last_epoch():
+    class NeverSettled(Method):
+        name = "never-settled"
+
+        def after_sgd_step(self, cell, sgd):
+            pass
+
+        def settled(self, iteration, total):
+            return False
+
+    cell = _cell_after_one_sgd_step(NeverSettled())
+    cell.config = cell.config.replace(epochs=3, milestones=(2,), batch_size=16)
+    stats = train_step(cell, torch.arange(48), torch.arange(48, 64))
+    assert stats.best_epoch == 3  # not 0, the untrained start
+
+
+def test_rigl_and_set_settle_at_the_end_of_their_window():
+    for name in ("rigl", "set"):
+        method = METHODS.get(name)()
+        assert not method.settled(749, 1000) and method.settled(750, 1000) and method.settled(1000, 1000)
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_rigl_and_set_default_to_erk_with_a_dense_first_layer(short_megabatch_runs, method):
+    result, _, counts = short_megabatch_runs[method]
+    assert result["config"]["scope"] == "erk-dense-first"
+    shapes = {n: tuple(p.shape) for n, p in prunable_parameters(build_model("convnet", 10, 1, 8)).items()}
+    layer = erk_densities(shapes, 0.8**4.5, dense=["0.weight"])
+    expected = {n: round(d * math.prod(shapes[n])) for n, d in layer.items()}
+    assert expected["0.weight"] == 288 and sum(expected.values()) == pytest.approx(0.8**4.5 * 239_904, abs=2)
+    assert counts == {t: expected for t in (1, 2, 3, 4)}  # drop-and-grow keeps every layer's count
+    assert [s["layer_density"]["0.weight"] for s in result["steps"]] == [1.0] * 4

@@ -21,13 +21,14 @@ def test_milestones_are_the_papers_fractions_of_the_epochs_rounded_half_up(epoch
 
 def test_resolving_fills_only_what_the_user_left_unset():
     unset = RunConfig(dataset="cifar10", epochs=10)
-    assert unset.resolve(flip=True, crop_padding=4).to_dict() == unset.replace(
-        flip=True, crop_padding=4, milestones=(4, 8)).to_dict()
-    chosen = RunConfig(dataset="cifar10", epochs=10, flip=False, crop_padding=2, milestones=(3,))
-    assert chosen.resolve(flip=True, crop_padding=4) == chosen
+    assert unset.resolve(flip=True, crop_padding=4, scope="erk").to_dict() == unset.replace(
+        flip=True, crop_padding=4, milestones=(4, 8), scope="erk").to_dict()
+    chosen = RunConfig(dataset="cifar10", epochs=10, flip=False, crop_padding=2, milestones=(3,), scope="layer")
+    assert chosen.resolve(flip=True, crop_padding=4, scope="erk") == chosen
     # two spellings of one computation are one cell once resolved
-    assert unset.resolve(True, 4).hash() == RunConfig(dataset="cifar10", epochs=10, flip=True, crop_padding=4,
-                                                      milestones=[4, 8]).resolve(False, 1).hash()
+    assert unset.resolve(True, 4, scope="global").hash() == RunConfig(
+        dataset="cifar10", epochs=10, flip=True, crop_padding=4, milestones=[4, 8], scope="global",
+    ).resolve(False, 1, scope="erk").hash()
 
 
 def _run(args, tmp_path):

@@ -20,8 +20,9 @@ TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=1, milestone
 
 
 def test_config_hashes_are_pinned_and_type_stable():
-    assert RunConfig().hash() == "bf21a9e8fbc5a384"  # sha1 of "{}": defaults are omitted
-    assert RunConfig(method="osp", seed=2, tau=3).hash() == "47c9dee9cef308c4"
+    assert RunConfig(scope="global").hash() == "bf21a9e8fbc5a384"  # sha1 of "{}": defaults (and global) omitted
+    assert RunConfig(method="osp", seed=2, tau=3, scope="global").hash() == "47c9dee9cef308c4"
+    assert RunConfig().hash() != RunConfig(scope="global").hash()  # unset: the method's, resolved before naming
     assert RunConfig(method="osp", tau=4).hash() == RunConfig(method="osp", tau=4.0).hash()
     assert RunConfig(milestones=[20, 40]).hash() == RunConfig(milestones=(20, 40)).hash()
     assert RunConfig(dataset="./data/x.npz").hash() == RunConfig(dataset="data/x.npz").hash()
