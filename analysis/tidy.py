@@ -23,7 +23,8 @@ from almabench.config import RunConfig
 from .load import Warn, read_results, result_files, warn_stderr
 
 INT, FLOAT, BOOL, TEXT, TIME, LIST = "Int64", "float64", "boolean", "string", "datetime64[ns, UTC]", "list"
-_FIELD_DTYPES = {"str": TEXT, "int": INT, "float": FLOAT, "bool": BOOL, "bool | None": BOOL, "int | None": INT,
+_FIELD_DTYPES = {"str": TEXT, "str | None": TEXT, "int": INT, "float": FLOAT, "bool": BOOL, "bool | None": BOOL,
+                 "int | None": INT,
                  "tuple[int, ...] | None": LIST}
 CONFIG_COLUMNS: dict[str, str] = {f.name: _FIELD_DTYPES[f.type] for f in fields(RunConfig)}
 

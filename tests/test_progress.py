@@ -69,7 +69,7 @@ def last_frame(bar_output: str) -> str:
 
 
 def test_the_bar_counts_image_passes_lines_go_above_it_and_resumed_steps_are_not_speed():
-    config = RunConfig(megabatches=4, epochs=2).resolve(False, 1)
+    config = RunConfig(megabatches=4, epochs=2).resolve(False, 1, scope="global")
     bar, lines = Terminal(), io.StringIO()
     progress = GridProgress(file=bar, lines=lines, n_train=lambda c, o: 1000)
     passes = step_passes(config, 1000)
@@ -127,7 +127,7 @@ def test_a_cell_killed_after_a_megabatch_and_resumed_has_each_step_once_in_its_l
     pytest.importorskip("tensorboard")
     out, logdir = tmp_path / "out", tmp_path / "tb"
     config = load_spec(str(spec)).configs()[0]  # app: the first cell the child runs
-    resolved = config.resolve(False, 1)
+    resolved = config.resolve(False, 1, scope="global")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", "from almabench.cli import main; main()", "run", "--spec",
                              str(spec), "--methods", "app", "--out", str(out), "--log", f"tensorboard:{logdir}"],
@@ -215,7 +215,7 @@ def test_a_live_log_that_fails_is_dropped_with_a_warning_and_never_fails_the_cel
 
 
 def test_off_a_terminal_a_resumed_cell_counts_without_a_bar():
-    config = RunConfig(megabatches=2, epochs=1).resolve(False, 1)
+    config = RunConfig(megabatches=2, epochs=1).resolve(False, 1, scope="global")
     progress = GridProgress(file=io.StringIO(), lines=io.StringIO(), n_train=lambda c, o: 100)
     progress.begin([config], RunOptions())
     assert not progress.shown

@@ -12,10 +12,10 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from almabench.config import RunConfig
+from almabench.config import NAMED_WITHOUT, RunConfig
 
 NAMED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # grid.DESCRIBED_WHEN_SET
-DEFAULTS = RunConfig().to_dict()
+DEFAULTS = {**RunConfig().to_dict(), **NAMED_WITHOUT}  # a global scope is named as the hash names it: not at all
 
 
 def _part(value: Any) -> str:

@@ -52,4 +52,8 @@ class CellRun:
 
 def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -> str:
     n = export_runs(CellRun, results, dest)
+    if n:
+        import wandb
+
+        wandb.teardown()  # finish() can return before W&B's service has flushed the run files; teardown waits
     return f"{n} offline runs in {dest / 'wandb'}"
