@@ -72,7 +72,19 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     checkpoint of the same cell (same config, code, device and data) resumes after its last finished step
     (calling on_resume(steps done)); the result is the same as an uninterrupted run's. The caller deletes
     the checkpoint once the result is stored.
+
+    Cells sent to threads of one process (a Dask worker with several threads) run one at a time: torch.fx,
+    which folds batch norm for evaluation (almabench.inference), patches nn.Module.__call__ for the whole
+    process while it traces, so another thread's forward pass would fail inside the trace; the global RNG
+    that seeds the init and torch's thread count are per process too. Processes (loky, `--nthreads 1`
+    Dask workers) are unaffected.
     """
+    with _ONE_CELL_PER_PROCESS:
+        return _run_cell(config, options, progress, checkpoint, on_resume)
+
+
+def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path | None,
+              on_resume: Callable[[int], None] | None) -> dict[str, Any]:
     started = dt.datetime.now(dt.timezone.utc)
     wall = time.perf_counter()
     if options.threads > 0:
@@ -89,9 +101,8 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     method = METHODS.get(config.method)()
     crop_padding = config.crop_padding
 
-    with _INIT_LOCK:  # the global RNG: cells running in threads of one process (a Dask worker) must not race
-        torch.manual_seed(init_seed(config.seed, 0))
-        model = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
+    torch.manual_seed(init_seed(config.seed, 0))  # the global RNG: one cell per process at a time (run_cell)
+    model = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
     if data.channels_last:
         model = model.to(memory_format=torch.channels_last)
     masks = Masks(prunable_parameters(model, config.prune_linear))
@@ -237,4 +248,4 @@ def evaluate_step(cell: CellState, ctx: StepContext, stats: TrainStats, flops: d
     }
 
 
-_INIT_LOCK = threading.Lock()
+_ONE_CELL_PER_PROCESS = threading.Lock()

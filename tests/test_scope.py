@@ -89,7 +89,7 @@ def test_every_committed_result_keeps_its_name():
     """The published study: each file's recorded config, expanded as a grid would from its axes, is its name: for
     the paper's methods (and gmp, imp) with scope unset, for rigl and set (run global) with --set scope=global."""
     files = sorted(RESULTS.glob("*/*.json"))
-    assert len(files) == 54
+    assert len(files) >= 54  # the published study, and the overfitting rung as it lands
     methods = set()
     for path in files:
         config = json.loads(path.read_text())["config"]
