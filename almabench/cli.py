@@ -111,9 +111,10 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
     image-passes below them (cells done / running / left, and the time left at this run's rate)."""
     from almabench.busy import busy_hint
     from almabench.gpu import default_jobs
-    from almabench.grid import busy_message, canonical_key, describe, load_spec, run_grid
+    from almabench.execute import busy_message, run_grid
     from almabench.locks import describe_owner
     from almabench.progress import GridProgress
+    from almabench.specs import canonical_key, describe, load_spec
     from almabench.watch import LogTarget
 
     axes = {
@@ -207,7 +208,8 @@ def _duration(seconds: float) -> str:
 
 def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int) -> None:
     """almabench run --dry-run: the cells, their state in --out, and the compute still to spend."""
-    from almabench.grid import describe, plan_grid
+    from almabench.plan import plan_grid
+    from almabench.specs import describe
 
     plan = plan_grid(configs, options, out)
     click.echo(f"{len(plan.cells)} cell(s) from {source}, results in {out}/ (dry run: nothing runs, nothing is written)")
@@ -265,8 +267,9 @@ def _print_compute_left(plan, out: Path, jobs: int) -> None:
                    "with at least one cell in RESULTS.")
 def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
-    from almabench.grid import cell_states, folder_states, load_spec, resolve_configs, shipped_specs
-    from almabench.store import CHECKPOINT_DIR
+    from almabench.plan import folder_states
+    from almabench.specs import load_spec, resolve_configs, shipped_specs
+    from almabench.store import CHECKPOINT_DIR, cell_files
 
     if not results.exists():
         raise AlmabenchError(f"results folder {results} does not exist")
@@ -288,7 +291,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     present = {path.name for path, *_ in rows}
     shown = 0
     for name in names:
-        cells = cell_states(resolve_configs(load_spec(name).configs(), RunOptions(), strict=False), results)
+        cells = cell_files(resolve_configs(load_spec(name).configs(), RunOptions(), strict=False), results)
         if not specs and not any(c.path.name in present for c in cells):
             continue  # a shipped spec with nothing here yet
         counts = {s: sum(c.state == s for c in cells) for s in ("done", "failed", "corrupt", "missing")}
@@ -367,11 +370,11 @@ def _print_checkpoints(checkpoints: list[Path]) -> None:
 def list_() -> None:
     """Print the methods, datasets, architectures, pruners and specs that exist."""
     from almabench.data import DATASETS
-    from almabench.grid import shipped_specs
     from almabench.methods import METHODS
     from almabench.models import ARCHS
     from almabench.protocol import PROTOCOLS
     from almabench.sparsity import PRUNERS, SCOPES
+    from almabench.specs import shipped_specs
     from almabench.stream import REPLAYS
 
     click.echo("methods:")

@@ -26,9 +26,9 @@ STEP_KEYS = ("step", "test_accuracy", "density", "seconds", "train_size")  # wha
 
 
 def describe(config: RunConfig) -> str:
-    from almabench.grid import describe as grid_describe
+    from almabench.specs import describe as spec_describe
 
-    return grid_describe(config)
+    return spec_describe(config)
 
 
 def step_line(config: RunConfig, step: dict[str, Any]) -> str:

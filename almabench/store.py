@@ -8,6 +8,7 @@ import math
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +31,7 @@ class StorageError(AlmabenchError):
     """A file under --out could not be written (a full disk, a quota, a read-only or vanished folder).
 
     Not a failure of the cell: nothing about its numbers is wrong, and a failure record could not be written
-    either, so the grid stops (grid.run_grid turns this into one line) instead of marking cells failed.
+    either, so the grid stops (execute.run_grid turns this into one line) instead of marking cells failed.
     The arguments are plain values so that the exception pickles back from a loky or Dask worker.
     """
 
@@ -248,6 +249,26 @@ def result_state(path: Path) -> tuple[str, str]:
     if doc.get("status") == "failed":
         return "failed", str(doc.get("error", "no error recorded"))
     return "corrupt", f"unknown status {doc.get('status')!r}"
+
+
+@dataclass(frozen=True)
+class CellFile:
+    """Where a cell's result file stands in a results folder (not train.CellState, the cell's training state)."""
+
+    config: RunConfig
+    path: Path
+    state: str  # done, failed, corrupt, missing (STATES)
+    detail: str = ""  # the error of a failed cell, what is wrong with a corrupt file
+
+
+def cell_files(configs: list[RunConfig], out: Path) -> list[CellFile]:
+    """The state of every (distinct) cell's file in out/, in grid order."""
+    cells = []
+    for config in dict.fromkeys(configs):
+        path = result_path(out, config)
+        state, detail = result_state(path)
+        cells.append(CellFile(config, path, state, detail))
+    return cells
 
 
 def move_aside(path: Path) -> Path:

@@ -90,7 +90,7 @@ class Method:
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
-    prunes: ClassVar[bool] = False  # False: the pruning keys of its config change nothing (see grid.configs)
+    prunes: ClassVar[bool] = False  # False: the pruning keys of its config change nothing (see specs.GridSpec.configs)
     shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
     ignores: ClassVar[tuple[str, ...]] = ()  # pruning keys a pruning method never reads (grid sets them default)
     default_scope: ClassVar[str] = "global"  # the scope (sparsity.SCOPES) of a cell whose config leaves it unset

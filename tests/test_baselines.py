@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from almabench.config import RunConfig
 from almabench.data import Dataset, load_dataset
-from almabench.grid import GridSpec
+from almabench.specs import GridSpec
 from almabench.methods import METHODS, Method
 from almabench.methods.gmp import span
 from almabench.methods.imp import LotteryRewind, rewind_iteration
@@ -290,7 +290,7 @@ def test_a_cell_killed_between_megabatches_resumes_to_the_same_file(tmp_path, me
 
 
 def test_the_baselines_specs_expand_into_every_method():
-    from almabench.grid import load_spec
+    from almabench.specs import load_spec
 
     methods = {"dense", "osp", "app", "gmp", "rigl", "set", "imp"}
     full, cpu = load_spec("baselines").configs(), load_spec("baselines-cpu").configs()

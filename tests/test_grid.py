@@ -15,7 +15,9 @@ from click.testing import CliRunner
 
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
-from almabench.grid import resolve_configs, check_config, image_passes, load_spec, run_grid, shipped_specs
+from almabench.execute import run_grid
+from almabench.plan import image_passes
+from almabench.specs import check_config, load_spec, resolve_configs, shipped_specs
 from almabench.store import checkpoint_path, load_checkpoint, result_path, without_timing
 from conftest import write_cifar_layout
 
@@ -400,7 +402,7 @@ def test_cells_done_in_another_precision_are_kept_with_a_warning(tmp_path):
 
 
 def test_a_cell_is_described_by_its_axes_and_the_spec_axes_it_sets():
-    from almabench.grid import describe
+    from almabench.specs import describe
 
     assert describe(RunConfig()) == "app digits convnet T=8 epochs=50 seed=0"
     assert describe(RunConfig(pruner="magnitude", protocol="released", epochs=3)) == (

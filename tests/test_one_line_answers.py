@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
-from almabench.grid import resolve_configs, run_and_store
+from almabench.execute import run_and_store
+from almabench.specs import resolve_configs
 from almabench.store import result_path
 
 FAST = ["--megabatches", "2", "--epochs", "1", "--threads", "1"]
@@ -340,7 +341,7 @@ def test_a_dry_run_with_part_of_its_data_counts_what_it_can(tmp_path):
     ([], "3 cell(s) from {quick}"),
 ])
 def test_the_first_line_says_where_the_grid_comes_from(tmp_path, flags, source):
-    from almabench.grid import spec_path
+    from almabench.specs import spec_path
 
     result = CliRunner().invoke(main, ["run", *flags, "--dry-run", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -388,7 +389,7 @@ def test_a_busy_machine_gets_a_hint_at_start_and_keeps_its_thread_count(tmp_path
 
     import torch
 
-    from almabench import grid
+    from almabench import execute as grid_execution
 
     ran_with = []
 
@@ -398,7 +399,7 @@ def test_a_busy_machine_gets_a_hint_at_start_and_keeps_its_thread_count(tmp_path
 
     monkeypatch.setattr(os, "getloadavg", lambda: (load, 1.0, 1.0))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(grid, "_execute", execute)
+    monkeypatch.setattr(grid_execution, "_execute", execute)
     result = CliRunner().invoke(main, ["run", "--methods", "dense", "--megabatches", "2", "--epochs", "1",
                                        "--threads", str(threads), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -18,7 +18,9 @@ from click.testing import CliRunner
 
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
-from almabench.grid import image_passes, load_spec, run_grid
+from almabench.execute import run_grid
+from almabench.plan import image_passes
+from almabench.specs import load_spec
 from almabench.progress import GridProgress, step_passes
 from almabench.store import checkpoint_path, result_path
 from almabench.watch import LogTarget

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
-from almabench.grid import describe, load_spec, resolve_configs, run_and_store, run_grid, storage_message
+from almabench.execute import run_and_store, run_grid, storage_message
+from almabench.specs import describe, load_spec, resolve_configs
 from almabench.store import (
     StorageError,
     checkpoint_path,

@@ -169,7 +169,7 @@ def test_list_names_every_registered_entry():
 
 
 def test_dense_is_one_cell_however_many_pruners_the_grid_crosses_it_with():
-    from almabench.grid import GridSpec
+    from almabench.specs import GridSpec
 
     grid = GridSpec({"method": ("dense", "app"), "pruner": ("snip", "magnitude"), "tau": (3.0, 4.5)}, {})
     cells = grid.configs()

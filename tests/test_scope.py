@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
 from almabench.errors import AlmabenchError
-from almabench.grid import GridSpec, resolve_configs
+from almabench.specs import GridSpec, resolve_configs
 from almabench.methods import METHODS
 from almabench.sparsity import erk_densities, prunable_parameters, top_k_masks
 

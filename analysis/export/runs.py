@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from almabench.config import NAMED_WITHOUT, RunConfig
 
-NAMED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # grid.DESCRIBED_WHEN_SET
+NAMED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # specs.DESCRIBED_WHEN_SET
 DEFAULTS = {**RunConfig().to_dict(), **NAMED_WITHOUT}  # a global scope is named as the hash names it: not at all
 
 

@@ -1,0 +1,267 @@
+"""Grid specs: a TOML file (or the command line) -> the RunConfigs of its cells, checked and resolved.
+
+A spec has two tables: [grid], whose values are lists and form the cartesian product, and [config], scalar
+settings shared by every cell. Any RunConfig field may appear in either; plural spellings (methods, seeds,
+...) are accepted in [grid]. Every cell is checked before any runs (check_grid) and resolved to the values it
+will use (the dataset's flip and padding, the method's scope, the epochs' milestones), which name its file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from almabench.config import RunConfig, RunOptions
+from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
+from almabench.errors import AlmabenchError
+from almabench.methods import METHODS
+from almabench.models import ARCHS, build_model
+from almabench.names import quoted
+from almabench.protocol import PROTOCOLS
+from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
+from almabench.stream import REPLAYS, check_stream
+
+FIELDS = {f.name: f for f in fields(RunConfig)}
+ALIASES = {
+    "methods": "method", "datasets": "dataset", "archs": "arch", "architectures": "arch", "seeds": "seed",
+    "pruners": "pruner", "taus": "tau", "replays": "replay", "scopes": "scope", "megabatch": "megabatches",
+    "protocols": "protocol",
+}
+DEFAULT_SPEC = "quick"
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Axes (field -> values, expanded as a product) and fixed settings shared by every cell."""
+
+    axes: dict[str, tuple[Any, ...]]
+    fixed: dict[str, Any]
+    source: str = ""
+
+    def with_overrides(self, axes: dict[str, tuple[Any, ...]], fixed: dict[str, Any]) -> GridSpec:
+        """Command-line values replace the spec's, whichever table the spec had them in; the source says what
+        is left of the spec (nothing: "the command line")."""
+        kept_axes = {k: v for k, v in self.axes.items() if k not in fixed and k not in axes}
+        kept_fixed = {k: v for k, v in self.fixed.items() if k not in axes and k not in fixed}
+        if not axes and not fixed:
+            source = self.source
+        elif kept_axes:
+            source = f"{self.source} and the command line"
+        elif kept_fixed:
+            settings = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in kept_fixed.items())
+            source = f"the command line, with {settings} from {self.source}"
+        else:
+            source = "the command line"
+        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source)
+
+    def configs(self) -> list[RunConfig]:
+        """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
+        keys, and one that ignores some (gmp, rigl, set and imp: the pruner) those, so crossing it with several
+        pruners or τ runs it once, not once per pruner; an unset scope is the method's own."""
+        names = list(self.axes)
+        cells = []
+        for values in itertools.product(*(self.axes[n] for n in names)):
+            cells.append(for_method(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))})))
+        return list(dict.fromkeys(cells))
+
+
+PRUNING_KEYS = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
+
+
+def for_method(config: RunConfig) -> RunConfig:
+    """The config as its method reads it: the pruning keys it ignores at their defaults, and an unset scope
+    resolved to the method's own (Method.default_scope). An unknown method is left to check_config."""
+    if config.method not in METHODS:
+        return config
+    method = METHODS.get(config.method)
+    unused = method.ignores if method.prunes else PRUNING_KEYS
+    config = config.replace(**{k: FIELDS[k].default for k in unused}) if unused else config
+    return config.replace(scope=method.default_scope) if config.scope is None else config
+
+
+def canonical_key(key: str, where: str) -> str:
+    name = ALIASES.get(key, key)
+    if name not in FIELDS:
+        valid = ", ".join(sorted(FIELDS))
+        raise AlmabenchError(f"{where}: unknown key {key!r}; valid keys: {valid}")
+    return name
+
+
+def spec_path(spec: str | None) -> Path:
+    """A spec file by path, or by the name of one shipped in benchmarks/ (e.g. 'quick')."""
+    spec = spec or DEFAULT_SPEC
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    shipped = resources.files("almabench.benchmarks") / f"{spec.removesuffix('.toml')}.toml"
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise AlmabenchError(f"spec {spec!r} not found; shipped specs: {', '.join(shipped_specs())}")
+
+
+def shipped_specs() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("almabench.benchmarks").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_spec(spec: str | None) -> GridSpec:
+    path = spec_path(spec)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise AlmabenchError(f"{quoted(path)}: not valid TOML ({exc})") from None
+    unknown = sorted(set(doc) - {"grid", "config", "description"})
+    if unknown:
+        raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
+    for table in ("grid", "config"):
+        if not isinstance(doc.get(table, {}), dict):
+            raise AlmabenchError(f"{quoted(path)}: {table} must be a table ([{table}] with key = value lines)")
+    if not isinstance(doc.get("description", ""), str):
+        raise AlmabenchError(f"{quoted(path)}: description must be a string")
+    axes = {}
+    for key, values in doc.get("grid", {}).items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise AlmabenchError(f"{quoted(path)}: [grid] {key} is an empty list")
+        axes[canonical_key(key, f"{quoted(path)} [grid]")] = tuple(values)
+    fixed = {canonical_key(k, f"{quoted(path)} [config]"): v for k, v in doc.get("config", {}).items()}
+    both = sorted(set(axes) & set(fixed))
+    if both:
+        raise AlmabenchError(f"{quoted(path)}: {', '.join(both)} set in both [grid] and [config]")
+    try:
+        spec_ = GridSpec(axes, fixed, str(path))
+        spec_.configs()  # type errors surface now, with the file's name
+    except (TypeError, ValueError) as exc:
+        raise AlmabenchError(f"{quoted(path)}: bad value ({exc})") from None
+    except AlmabenchError as exc:
+        raise AlmabenchError(f"{quoted(path)}: {exc}") from None
+    return spec_
+
+
+def check_config(config: RunConfig) -> None:
+    """Everything about one cell that can be checked without running it (data sizes included)."""
+    for registry, name in ((METHODS, config.method), (ARCHS, config.arch), (PRUNERS, config.pruner)):
+        registry.get(name)
+    REPLAYS.get(config.replay)
+    PROTOCOLS.get(config.protocol)
+    if config.scope is not None:  # unset: the method's own
+        SCOPES.get(config.scope)
+    if not is_known_dataset(config.dataset):
+        from almabench.data import DATASETS
+
+        raise AlmabenchError(DATASETS.unknown(config.dataset) + ", or a path to an .npz file or an ImageFolder tree")
+    for name, value in config.to_dict().items():  # inf passes every range check below, and JSON cannot hold it
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AlmabenchError(f"{name} must be a finite number, got {value}")
+    method = METHODS.get(config.method)
+    milestones = config.milestones or ()
+    checks = [
+        (config.tau > 0, f"tau must be > 0, got {config.tau}"),
+        (config.tau <= 0 or 0.8 ** config.tau > 0,
+         f"tau = {config.tau} keeps 0.8^tau = 0 of the weights (the kept fraction must be in (0, 1]); use a "
+         f"smaller tau"),
+        (not (method.prunes and method.shrinks) or config.tau >= 1,
+         f"tau must be >= 1 for {config.method}: its kept fraction 0.8^δ_t with δ = linspace(1, tau, T) must not "
+         f"grow, since its masks only shrink; got {config.tau}"),
+        (config.megabatches >= 1, f"megabatches must be at least 1, got {config.megabatches}"),
+        (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
+        (all(1 <= m <= config.epochs for m in milestones),
+         f"milestones must be epochs in 1..{config.epochs} (the learning rate drops after them), got "
+         f"{list(milestones)}"),
+        (config.batch_size >= 2, f"batch_size must be at least 2, got {config.batch_size}"),
+        (config.lr > 0, f"lr must be > 0, got {config.lr}"),
+        (config.lr_gamma > 0, f"lr_gamma must be > 0 (the factor the learning rate is multiplied by at each "
+                              f"milestone), got {config.lr_gamma}"),
+        (config.momentum >= 0, f"momentum must be >= 0, got {config.momentum}"),
+        (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
+        (config.crop_padding >= -1, f"crop_padding must be a number of pixels >= 0 (or -1: the dataset's), got "
+                                    f"{config.crop_padding}"),
+        (0 <= config.seed < 2**63, f"seed must be an integer in 0..2^63-1 (it seeds 64-bit generators), got "
+                                   f"{config.seed}"),
+        (0 < config.sample_fraction <= 1, f"sample_fraction must be in (0, 1], got {config.sample_fraction}"),
+        (0 < config.val_fraction < 1, f"val_fraction must be in (0, 1), got {config.val_fraction}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise AlmabenchError(message)
+
+
+def resolve_configs(configs: list[RunConfig], options: RunOptions, strict: bool = True) -> list[RunConfig]:
+    """Each cell with the flip, crop padding, scope and milestones it will use (the dataset's, the method's and the
+    epochs' wherever unset), each distinct cell once: cells are named by these values. strict=False leaves a cell
+    whose data cannot be read, or whose method is unknown, as it is (its name then matches no result file)."""
+    recipes = {}
+    for name in dict.fromkeys(c.dataset for c in configs):
+        try:
+            recipes[name] = augmentation_of(name, options.data_root, options.download)
+        except AlmabenchError:
+            if strict:
+                raise
+    return list(dict.fromkeys(
+        c.resolve(recipes[c.dataset].flip, recipes[c.dataset].crop_padding, scope=METHODS.get(c.method).default_scope)
+        if c.dataset in recipes and (strict or c.method in METHODS) else c
+        for c in configs))
+
+
+def check_resolved(config: RunConfig, data: Dataset) -> None:
+    """What can only be checked against the data: the crop fits the image, and pruning keeps some weights."""
+    size = min(data.image_size)
+    if config.crop_padding >= size:
+        raise AlmabenchError(f"{quoted(config.dataset)}: crop_padding = {config.crop_padding} px is as large as its "
+                             f"{size} px images; use 0..{size - 1} (or -1: the dataset's, {data.crop_padding} px)")
+    if METHODS.get(config.method).prunes:
+        with torch.device("meta"):  # shapes only: no memory, no time
+            model = build_model(config.arch, data.num_classes, data.channels, data.image_size[0])
+        params = prunable_parameters(model, config.prune_linear)
+        total = sum(p.numel() for p in params.values())
+        lowest = min(0.8 ** config.tau, 0.8)  # δ runs from 1 to τ
+        if round(lowest * total) < 1:
+            raise AlmabenchError(f"tau = {config.tau} keeps 0.8^tau = {lowest:.3g} of {config.arch}'s {total:,} "
+                                 f"prunable weights, i.e. none; use a smaller tau")
+        try:  # a scope that keeps layers dense must leave them room in the budget
+            SCOPES.get(config.scope or "global")({n: tuple(p.shape) for n, p in params.items()}, lowest)
+        except AlmabenchError as exc:
+            raise AlmabenchError(f"{config.method} on {config.arch}, scope {config.scope}: {exc}") from None
+
+
+def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]:
+    """Check every cell before any runs and return them resolved (each with the flip, crop padding, scope and
+    milestones it will use: the dataset's, the method's and the epochs' wherever unset), each distinct cell once.
+
+    Each dataset is loaded once, to check that the stream and the crop fit it."""
+    if not configs:
+        raise AlmabenchError("the grid is empty")
+    for config in configs:
+        check_config(config)
+    datasets = {name: load_dataset(name, options.data_root, options.download)
+                for name in dict.fromkeys(c.dataset for c in configs)}
+    streams = {(c.dataset, c.megabatches, c.val_fraction, c.stream_images) for c in configs}
+    for dataset, megabatches, val_fraction, stream_images in sorted(streams, key=repr):
+        try:
+            check_stream(datasets[dataset].n_train, megabatches, val_fraction, stream_images)
+        except AlmabenchError as exc:
+            raise AlmabenchError(f"{quoted(dataset)}: {exc}") from None
+    resolved = resolve_configs(configs, options)
+    for config in resolved:
+        check_resolved(config, datasets[config.dataset])
+    return list(dict.fromkeys(resolved))
+
+
+DESCRIBED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # the axes the shipped specs vary
+
+
+def describe(config: RunConfig) -> str:
+    """A cell in one line: its main axes and epochs (always: two cells differing only in epochs must not read
+    alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults (an unset one is not shown)."""
+    changed = config.named()
+    extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if changed.get(k) is not None)
+    return (f"{config.method} {config.dataset} {config.arch} T={config.megabatches} epochs={config.epochs} "
+            f"seed={config.seed}{extra}")
