@@ -70,14 +70,14 @@ def _package_versions(*names: str) -> dict[str, str | None]:
 @functools.cache
 def code_fingerprint() -> str:
     """sha256 (first 16 hex digits) of the source of everything a cell's numbers depend on: the almabench
-    package and its methods, file by file in a fixed order. The analysis code and shipped specs are left out:
-    they do not change what a cell computes."""
+    package with its subpackages (the data sources) and its methods, file by file in a fixed order. The analysis
+    code and shipped specs are left out: they do not change what a cell computes."""
     import almabench.methods
 
     digest = hashlib.sha256()
     for package in (almabench, almabench.methods):
         folder = Path(package.__file__).parent
-        for path in sorted(folder.glob("*.py")):
-            digest.update(f"{package.__name__}/{path.name}\0".encode())
+        for path in sorted(folder.rglob("*.py")):  # rglob: a subpackage (almabench.data) is covered too
+            digest.update(f"{package.__name__}/{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from almabench.data import read_cifar, _cifar_layouts
+from almabench.data.cifar import _cifar_layouts, read_cifar
 from almabench.models import build_model
 from almabench.sparsity import PRUNERS, Masks, prunable_parameters, top_k_masks
 from almabench.train import DeviceData, synchronize, train_batches

@@ -1,0 +1,122 @@
+"""CIFAR-10 / CIFAR-100 in torchvision's on-disk layout (python pickles), read into tensors in one go."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from almabench.data.base import AUGMENTATION, DATASETS, Dataset
+from almabench.errors import AlmabenchError
+from almabench.names import quoted
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    name: str
+    folder: str
+    train_files: tuple[tuple[str, str], ...]  # (file name, official md5)
+    test_files: tuple[tuple[str, str], ...]
+    label_key: str
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    url: str
+    archive: str
+    archive_md5: str
+
+
+def _layout(name: str, tv_class: type, label_key: str, num_classes: int, mean, std) -> CifarLayout:
+    return CifarLayout(
+        name=name,
+        folder=tv_class.base_folder,
+        train_files=tuple(map(tuple, tv_class.train_list)),
+        test_files=tuple(map(tuple, tv_class.test_list)),
+        label_key=label_key,
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+        url=tv_class.url,
+        archive=tv_class.filename,
+        archive_md5=tv_class.tgz_md5,
+    )
+
+
+def _cifar_layouts() -> dict[str, CifarLayout]:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    return {
+        "cifar10": _layout("cifar10", CIFAR10, "labels", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        "cifar100": _layout(
+            "cifar100", CIFAR100, "fine_labels", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+        ),
+    }
+
+
+def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Dataset:
+    """Read torchvision's CIFAR pickles under root/<folder>; an md5 mismatch is a warning, not a failure."""
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
+    folder = root / layout.folder
+    files = layout.train_files + layout.test_files
+    missing = [f for f, _ in files if not (folder / f).is_file()]
+    if missing and download:
+        download_and_extract_archive(layout.url, str(root), filename=layout.archive, md5=layout.archive_md5)
+        missing = [f for f, _ in files if not (folder / f).is_file()]
+    if missing:
+        offline = f"make it offline with python ../shared/data/build-cifar10.py {quoted(root)}, or "
+        raise AlmabenchError(
+            f"{layout.name} not found: {quoted(folder)} lacks {', '.join(missing)}; "
+            f"{offline if layout.name == 'cifar10' else ''}rerun with --download where a network exists, or pass "
+            f"--data-root where it is"
+        )
+    mismatched = [f for f, md5 in files if not check_integrity(str(folder / f), md5)]
+    notes: tuple[str, ...] = ()
+    if mismatched:
+        notes = (f"md5 differs from the official release for {', '.join(mismatched)} (not the official files)",)
+        warnings.warn(f"{layout.name}: {notes[0]}; using them anyway, the data fingerprint is recorded", stacklevel=2)
+
+    def read(names: tuple[tuple[str, str], ...]) -> tuple[Tensor, Tensor]:
+        xs, ys = [], []
+        for file_name, _ in names:
+            with open(folder / file_name, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            if "data" not in entry or layout.label_key not in entry:
+                raise AlmabenchError(f"{quoted(folder / file_name)} is not a {layout.name} batch (no 'data'/"
+                                     f"{layout.label_key!r})")
+            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(entry[layout.label_key], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    x_train, y_train = read(layout.train_files)
+    x_test, y_test = read(layout.test_files)
+    return Dataset(
+        name=layout.name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=layout.num_classes,
+        mean=layout.mean,
+        std=layout.std,
+        crop_padding=AUGMENTATION[layout.name].crop_padding,
+        source=str(folder),
+        checksum_ok=not mismatched,
+        notes=notes,
+        flip=AUGMENTATION[layout.name].flip,
+    )
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(root: Path, download: bool) -> Dataset:
+    return read_cifar(_cifar_layouts()["cifar10"], root, download)
+
+
+@DATASETS.register("cifar100")
+def load_cifar100(root: Path, download: bool) -> Dataset:
+    return read_cifar(_cifar_layouts()["cifar100"], root, download)
