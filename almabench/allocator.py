@@ -26,7 +26,7 @@ def reuse_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        libc.gnu_get_libc_version  # glibc only: musl and macOS have no mallopt with these meanings
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only: musl and macOS have no mallopt with these meanings
     except (OSError, AttributeError):
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD))

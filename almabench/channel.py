@@ -33,7 +33,8 @@ class Sender:
         try:
             with Client(self.address, family="AF_UNIX", authkey=self.authkey) as conn:
                 conn.send(message)
-        except (OSError, EOFError, ValueError, AuthenticationError):  # no parent to hear it: a cell's progress is not its result
+        # no parent to hear it: a cell's progress is not its result
+        except (OSError, EOFError, ValueError, AuthenticationError):
             pass
 
 

@@ -96,7 +96,8 @@ def _list_option(*names: str, help: str) -> Any:
               help="Print the cells, which are done / failed / missing in --out, and the compute left; run nothing.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder the result files land in.")
-@click.option("--data-root", default="", help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
+@click.option("--data-root", default="",
+              help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
 @click.option("--download", is_flag=True, help="Fetch CIFAR's official files if missing (needs a network).")
 @click.option("--log", "logs", multiple=True, metavar="FORMAT[:DIR]",
               help="Log every megabatch as it finishes: tensorboard or wandb (offline), into DIR (default: "
@@ -110,8 +111,8 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
     A line per finished megabatch and per cell; on a terminal, a progress bar over the grid's training
     image-passes below them (cells done / running / left, and the time left at this run's rate)."""
     from almabench.busy import busy_hint
-    from almabench.gpu import default_jobs
     from almabench.execute import busy_message, run_grid
+    from almabench.gpu import default_jobs
     from almabench.locks import describe_owner
     from almabench.progress import GridProgress
     from almabench.specs import canonical_key, describe, load_spec
@@ -212,7 +213,8 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
     from almabench.specs import describe
 
     plan = plan_grid(configs, options, out)
-    click.echo(f"{len(plan.cells)} cell(s) from {source}, results in {out}/ (dry run: nothing runs, nothing is written)")
+    click.echo(f"{len(plan.cells)} cell(s) from {source}, results in {out}/ "
+               f"(dry run: nothing runs, nothing is written)")
     for cell in plan.cells:
         passes = plan.passes[cell.config]
         cost = "" if passes is None or cell.state == "done" else f"  {passes:,} image-passes"
@@ -240,7 +242,8 @@ def _print_compute_left(plan, out: Path, jobs: int) -> None:
         click.echo(f"compute left: unknown until the data of its {unknown} cell(s) is there (below)")
         return
     click.echo(f"compute left: {sum(known):,} training image-passes (epochs x sum over steps of |train_t|, "
-               f"the replay set)" + (f", plus {unknown} cell(s) whose data is not there yet (below)" if unknown else ""))
+               f"the replay set)"
+               + (f", plus {unknown} cell(s) whose data is not there yet (below)" if unknown else ""))
     timed = [plan.seconds[c.config] for c in plan.todo if plan.seconds[c.config] is not None]
     used = {plan.keys[c.config] for c in plan.todo if plan.seconds[c.config] is not None}
     for key in sorted(used):

@@ -17,6 +17,7 @@ from typing import Any
 
 from almabench.errors import AlmabenchError
 
+
 def _to_int(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(value)

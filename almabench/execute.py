@@ -51,6 +51,7 @@ from almabench.store import (
 from almabench.train import resolve_precision
 from almabench.watch import CellWatch, Events, LogTarget
 
+
 def run_and_store(config: RunConfig, options: RunOptions, out: Path, owner: str = "", events: Events | None = None,
                   logs: tuple[LogTarget, ...] = ()) -> dict[str, Any]:
     """Run one cell in a worker and write its result; a failure writes a failure record instead.

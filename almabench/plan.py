@@ -21,6 +21,7 @@ from almabench.specs import check_config, check_resolved, resolve_configs
 from almabench.store import CellFile, cell_files, result_state
 from almabench.stream import check_stream
 
+
 def image_passes(config: RunConfig, n_train: int) -> int:
     """Training images one cell processes: epochs × Σ_t |train_t| (the replay set of each step)."""
     return sum(step_passes(config, n_train))

@@ -25,8 +25,16 @@ from almabench.provenance import environment
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
 from almabench.stream import check_stream, make_stream, step_data, stream_pool
-from almabench.train import (CellState, DeviceData, TrainStats, accuracy, count_correct, new_optimiser, synchronize,
-                             train_step)
+from almabench.train import (
+    CellState,
+    DeviceData,
+    TrainStats,
+    accuracy,
+    count_correct,
+    new_optimiser,
+    synchronize,
+    train_step,
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,7 +93,7 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
 
 def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path | None,
               on_resume: Callable[[int], None] | None) -> dict[str, Any]:
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     wall = time.perf_counter()
     if options.threads > 0:
         torch.set_num_threads(options.threads)
@@ -162,7 +170,7 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
                         "channels_last": data.channels_last,
                         "compile": options.compile, "eval_batch_size": eval_batch, "memory_reused": memory_reused},
         "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(earlier_seconds + time.perf_counter() - wall, 3),
         "seconds_by_part": seconds_by_part(steps, startup_seconds, checkpoint_seconds),
     }
@@ -176,7 +184,8 @@ def seconds_by_part(steps: list[dict[str, Any]], startup: float, checkpoint: flo
         return sum(s.get(key, 0.0) for s in steps)
 
     parts = {"startup": startup, "pruning": total("prune_seconds"),
-             "training": total("train_seconds") - total("validation_seconds"), "validation": total("validation_seconds"),
+             "training": total("train_seconds") - total("validation_seconds"),
+             "validation": total("validation_seconds"),
              "gap": total("gap_seconds"), "test": total("test_seconds"), "checkpoint": checkpoint}
     return {k: round(v, 3) for k, v in parts.items()}
 

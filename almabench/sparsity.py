@@ -7,9 +7,8 @@ so they can be saved and checked, and the density reported is counted from the w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import math
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -286,8 +285,8 @@ def grasp_scores(model, params, images, labels, generator, batch_size: int = 256
 @PRUNERS.register("synflow")
 def synflow_scores(model, params, images, labels, generator, batch_size: int = 256) -> dict[str, Tensor]:
     """SynFlow: |θ ⊙ ∂R/∂θ| with R the sum of the outputs of the network made linear (every parameter and
-    buffer replaced by its absolute value, batch norm in eval mode, in float64) on an all-ones image. Data-free: only the
-    sample's image shape is used. One round, as the released library's scorer; the SynFlow paper iterates
+    buffer replaced by its absolute value, batch norm in eval mode, in float64) on an all-ones image. Data-free:
+    only the sample's image shape is used. One round, as the released library's scorer; the SynFlow paper iterates
     (100 rounds of score-and-prune), which a method can do by calling ctx.scores and ctx.prune repeatedly.
     Changes the model it is given (callers pass a copy).
     """

@@ -255,7 +255,8 @@ def check_grid(configs: list[RunConfig], options: RunOptions) -> list[RunConfig]
     return list(dict.fromkeys(resolved))
 
 
-DESCRIBED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # the axes the shipped specs vary
+# the axes the shipped specs vary
+DESCRIBED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")
 
 
 def describe(config: RunConfig) -> str:

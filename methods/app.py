@@ -7,6 +7,7 @@ chosen among the surviving weights only, so masks only shrink and the density fo
 
 from almabench.config import RunConfig
 from almabench.sparsity import app_density
+
 from .base import Method, StepContext, register
 
 

@@ -29,13 +29,15 @@ from torch import Tensor
 from almabench.config import RunConfig
 from almabench.models import init_seed
 from almabench.sparsity import app_density, loss_gradients, top_k_masks
+
 from .base import Method, StepContext, register
 
 
 @register
 class APPReleased(Method):
     name = "app-released"
-    summary = "APP as the released code runs it (fresh-init scores through the old mask, compounding masks, pi from M_1)"
+    summary = ("APP as the released code runs it (fresh-init scores through the old mask, compounding masks, "
+               "pi from M_1)")
     prunes = True
 
     def target_density(self, step: int, config: RunConfig) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 from almabench.config import RunConfig
 from almabench.sparsity import app_density, top_k_masks
 from almabench.train import CellState, SGDStep
+
 from .base import Method, StepContext, register
 
 

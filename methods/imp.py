@@ -17,6 +17,7 @@ from torch import Tensor
 from almabench.config import RunConfig
 from almabench.sparsity import app_density
 from almabench.train import CellState, SGDStep
+
 from .base import Method, StepContext, register
 
 

@@ -2,6 +2,7 @@
 sample of M_1 at step 1, then held fixed for the whole stream."""
 
 from almabench.config import RunConfig
+
 from .base import Method, StepContext, register
 
 

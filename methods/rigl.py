@@ -3,10 +3,11 @@
 Before megabatch 1 a random mask (the run's seeded generator) at the final density 0.8^τ, spread by `scope`:
 unset, RigL's own CIFAR setting, erk-dense-first (ERK layer densities with the first layer dense; the other layers
 share the rest of the budget, so the whole keeps 0.8^τ); global, layer or erk where set. In every megabatch of N
-SGD steps, every Δ steps while i < e = ⌊0.75N⌋, each layer drops the floor(f·a) of its a active weights of smallest |w| and grows as many of
-largest |∂L/∂w| (the dense gradient of that step's minibatch: masks zero weights, not gradients) among the rest,
-so every layer keeps its count exactly. f = 0.3 · ½(1 + cos(π i / e)), restarted at each megabatch as the
-learning rate is. Δ = 100 (RigL's CIFAR setting), or ⌊e/10⌋ (at least 1) where a megabatch is too short for ten
+SGD steps, every Δ steps while i < e = ⌊0.75N⌋, each layer drops the floor(f·a) of its a active weights of
+smallest |w| and grows as many of largest |∂L/∂w| (the dense gradient of that step's minibatch: masks zero
+weights, not gradients) among the rest, so every layer keeps its count exactly. f = 0.3 · ½(1 + cos(π i / e)),
+restarted at each megabatch as the learning rate is.
+Δ = 100 (RigL's CIFAR setting), or ⌊e/10⌋ (at least 1) where a megabatch is too short for ten
 updates. Grown weights start at zero with a zero momentum buffer. The updates made are recorded in each step.
 Only epochs that end at or after e may be the megabatch's kept (best-validation) checkpoint (`settled`): its
 masks are final there and every weight grown has had at least one SGD step since, so the measured density is the
@@ -25,6 +26,7 @@ from torch import Tensor
 from almabench.config import RunConfig
 from almabench.sparsity import PRUNERS, drop_and_grow
 from almabench.train import CellState, SGDStep
+
 from .base import Method, StepContext, register
 
 DROP_FRACTION = 0.3

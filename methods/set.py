@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from almabench.train import CellState
+
 from .base import register
 from .rigl import RigL
 

@@ -46,7 +46,8 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
         metrics, cer = [], 0
         for step, time_ms in zip(result["steps"], times):
             cer += step["test_errors"]
-            metrics += [Metric(tag, value, time_ms, int(step["step"])) for tag, value in step_scalars(step, cer).items()]
+            metrics += [Metric(tag, value, time_ms, int(step["step"]))
+                        for tag, value in step_scalars(step, cer).items()]
         last = int(result["steps"][-1]["step"])
         metrics += [Metric(tag, value, times[-1], last) for tag, value in final_metrics(result).items()]
         params = [Param(k, str(v)) for k, v in hparams(config, config_hash).items()]
