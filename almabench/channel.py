@@ -45,7 +45,7 @@ class Receiver:
         self.handle = handle
         self.folder = Path(tempfile.mkdtemp(prefix="almabench-events."))  # 0700: only this user connects
         self.listener = Listener(str(self.folder / "socket"), family="AF_UNIX", authkey=os.urandom(32))
-        self.sender = Sender(str(self.listener.address), self.listener._authkey)  # noqa: SLF001
+        self.sender = Sender(str(self.listener.address), self.listener._authkey)  # type: ignore[attr-defined]  # noqa: SLF001
         self.thread = threading.Thread(target=self._serve, name="almabench-events", daemon=True)
 
     def __enter__(self) -> Sender:

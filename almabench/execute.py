@@ -91,9 +91,13 @@ def _run_and_write(config: RunConfig, options: RunOptions, out: Path, events: Ev
     resumed: list[int] = []
     try:
         watch = CellWatch(config, checkpoint, events, logs)
+
+        def on_resume(k: int) -> None:
+            resumed.append(k)
+            watch.resumed(k)
+
         try:
-            result = run_cell(config, options, progress=watch.step, checkpoint=checkpoint,
-                              on_resume=lambda k: (resumed.append(k), watch.resumed(k)))
+            result = run_cell(config, options, progress=watch.step, checkpoint=checkpoint, on_resume=on_resume)
             write_json_atomic(path, result)  # inside: a value JSON cannot hold (NaN) fails this cell only
             watch.finish(result)
         finally:
@@ -148,7 +152,7 @@ def run_grid(
     on_done: Callable[[int, int, dict[str, Any]], None] | None = None,
     backend: str = "loky",
     scheduler: str | None = None,
-    on_start: Callable[[int, int], None] | None = None,
+    on_start: Callable[[int, int, int], None] | None = None,
     watch: GridProgress | None = None,
     logs: tuple[LogTarget, ...] = (),
 ) -> GridOutcome:

@@ -29,7 +29,7 @@ def cell_memory_bytes(config: RunConfig, dataset: Dataset, device: torch.device)
     start = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     model = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0])
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(config.batch_size, dataset.channels, *dataset.image_size, device=device)
     y = torch.randint(0, dataset.num_classes, (config.batch_size,), device=device)

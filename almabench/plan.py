@@ -107,10 +107,10 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
             check_stream(n_train, c.megabatches, c.val_fraction, c.stream_images)
         except AlmabenchError as exc:
             raise AlmabenchError(f"{quoted(c.dataset)}: {exc}") from None
-        passes[c] = image_passes(c, n_train)
+        passes[c] = n_passes = image_passes(c, n_train)
         keys[c] = _rate_key(c.arch, channels, size, device)
         rate = rates.get(keys[c])
-        seconds[c] = passes[c] / rate[0] if rate else None
+        seconds[c] = n_passes / rate[0] if rate else None
     return Plan(cells, passes, seconds, rates, keys, unreadable)
 
 

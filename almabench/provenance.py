@@ -76,7 +76,7 @@ def code_fingerprint() -> str:
 
     digest = hashlib.sha256()
     for package in (almabench, almabench.methods):
-        folder = Path(package.__file__).parent
+        folder = Path(str(package.__file__)).parent
         for path in sorted(folder.rglob("*.py")):  # rglob: a subpackage (almabench.data) is covered too
             digest.update(f"{package.__name__}/{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(path.read_bytes())

@@ -124,7 +124,7 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
         method_generator=torch.Generator().manual_seed(config.seed + 1),
         crop_padding=crop_padding,
         optimiser=new_optimiser(model, config) if protocol.carry_optimiser else None,  # else: new at every step
-        step_model=torch.compile(model) if options.compile else None,
+        step_model=torch.compile(model) if options.compile else None,  # type: ignore[arg-type]  # a module's wrapper
         eval_batch_size=eval_batch,
     )
 

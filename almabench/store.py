@@ -78,7 +78,7 @@ def _create_temp(folder: Path, stem: str) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, f"no free temp file name for {stem} in {folder}")
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers (and a resume after a kill) see
     the old file or the new one, never half of one.
 

@@ -11,7 +11,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -242,6 +242,7 @@ def train_step(cell: CellState, train_idx: Tensor, val_idx: Tensor) -> TrainStat
     per_epoch = batches_per_epoch(len(train_idx), config.batch_size)
     total = config.epochs * per_epoch
     hook = cell.method.after_sgd_step if cell.method.acts_in_training else None
+    best: tuple[float, int, float | None, dict[str, Any], dict[str, Tensor] | None]
     best = (-1.0, 0, None, copy.deepcopy(model.state_dict()), _mask_copy(masks) if hook else None)
     images, validation_seconds = 0, 0.0
     synchronize(device)

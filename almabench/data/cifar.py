@@ -6,6 +6,7 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ class CifarLayout:
     archive_md5: str
 
 
-def _layout(name: str, tv_class: type, label_key: str, num_classes: int, mean, std) -> CifarLayout:
+def _layout(name: str, tv_class: Any, label_key: str, num_classes: int, mean, std) -> CifarLayout:
     return CifarLayout(
         name=name,
         folder=tv_class.base_folder,

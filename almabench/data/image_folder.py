@@ -10,6 +10,7 @@ import re
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,7 +154,7 @@ def _check_sizes(path: Path, files: list[str], images: list[Tensor]) -> None:
                              f"{height}×{width} like the others: {some(named)}; resize them first")
 
 
-def _majority(kinds: list) -> tuple[object, list[int]]:
+def _majority(kinds: list) -> tuple[Any, list[int]]:
     """The most common kind (a tie goes to the first seen) and the indices of every other."""
     majority = Counter(kinds).most_common(1)[0][0]
     return majority, [i for i, kind in enumerate(kinds) if kind != majority]

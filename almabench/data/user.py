@@ -10,6 +10,7 @@ digits, arrows); users who know their images are mirror-symmetric set flip = tru
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -22,7 +23,7 @@ def padding_for(size: int) -> int:
     return min(4 if size >= 32 else max(1, size // 8), size - 1)
 
 
-def some(items: Sequence[object], limit: int = 3) -> str:
+def some(items: Sequence[Any], limit: int = 3) -> str:
     """The first few items, comma-separated, and how many more: error messages stay one readable line."""
     shown = ", ".join(quoted(item) for item in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
