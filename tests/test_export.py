@@ -201,7 +201,11 @@ def fake_wandb(monkeypatch):
         assert os.environ["WANDB_MODE"] == "offline" and kwargs["mode"] == "offline"  # never a server
         return FakeRun(calls, **kwargs)
 
-    module.init = init
+    def teardown():
+        assert calls and all(r.finished for r in calls)  # after every run is finished: it waits for their files
+        module.torn_down += 1
+
+    module.init, module.teardown, module.torn_down = init, teardown, 0
     monkeypatch.setitem(sys.modules, "wandb", module)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     return calls
@@ -209,7 +213,7 @@ def fake_wandb(monkeypatch):
 
 def test_wandb_runs_log_every_step_with_its_megabatch_config_group_and_summary(results, tmp_path, fake_wandb):
     export(results, "wandb", tmp_path / "wb")
-    assert len(fake_wandb) == 4 and all(r.finished for r in fake_wandb)
+    assert len(fake_wandb) == 4 and all(r.finished for r in fake_wandb) and sys.modules["wandb"].torn_down == 1
     app = doc("app")
     run = next(r for r in fake_wandb if r.kwargs["id"] == app["config_hash"])
     assert run.kwargs["group"] == "cifar10/convnet/T=8/epochs=2" and run.kwargs["name"].startswith("app/seed=0-")
