@@ -70,6 +70,16 @@ def test_restricted_masks_only_shrink_and_hit_the_density_of_all_weights():
     assert all(bool((new[n] & ~old[n]).sum() == 0) for n in scores)  # new ⊆ old
 
 
+def test_restricted_masks_never_keep_a_weight_outside_the_old_mask_even_when_every_score_is_negative():
+    """GraSP scores are signed: a weight already pruned must lose to any score, however negative (−inf, not 0)."""
+    scores = {"a": torch.tensor([-1.0, -2.0, -3.0, -4.0]), "b": torch.tensor([-0.5, -6.0])}
+    old = {"a": torch.tensor([False, True, True, True]), "b": torch.tensor([False, True])}
+    new = top_k_masks(scores, 3 / 6, within=old)
+    assert new["a"].tolist() == [False, True, True, True] and new["b"].tolist() == [False, False]
+    layer = top_k_masks(scores, 1 / 2, scope="layer", within=old)  # 2 of a, 1 of b: b's only survivor at -6
+    assert layer["a"].tolist() == [False, True, True, False] and layer["b"].tolist() == [False, True]
+
+
 def test_masks_zero_weights_and_density_is_measured_from_them():
     model = tiny_model()
     masks = Masks(prunable_parameters(model))
