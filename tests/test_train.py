@@ -1,10 +1,14 @@
 import torch
 import torch.nn.functional as F
 
-from almabench.data import Dataset
+from almabench.config import RunConfig
+from almabench.data import Dataset, load_dataset
+from almabench.methods.dense import Dense
 from almabench.models import build_model
 from almabench.sparsity import Masks, prunable_parameters, top_k_masks
-from almabench.train import DeviceData, augment, train_batches
+from almabench.stream import make_stream
+from almabench.train import (CellState, DeviceData, TrainStats, accuracy, augment, batches_per_epoch, train_batches,
+                             train_step)
 
 
 def per_image_augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -110,3 +114,52 @@ def test_channels_last_and_bf16_stay_close_to_the_plain_path():
         ours = _almabench_weights(dataset, channels_last, precision)
         worst = max(float((ours[n].float() - plain[n].float()).abs().max()) for n in plain if plain[n].is_floating_point())
         assert worst < tolerance, (channels_last, precision, worst)
+
+
+class WorseAfter(torch.nn.Module):
+    """A small net that, in eval mode, predicts class 0 for every image once it has trained on more than
+    `batches` batches: its validation falls to the share of class 0 from then on. The count is a buffer, so the
+    state train_step loads back says which epoch it was saved after."""
+
+    def __init__(self, batches: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                       torch.nn.Linear(8 * 8 * 8, 10))
+        self.register_buffer("trained_batches", torch.zeros((), dtype=torch.int64))
+        self.batches = batches
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.trained_batches += 1
+        elif int(self.trained_batches) > self.batches:
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.int64), 10).float()
+        return self.net(x)
+
+
+def _train_worse_after(spoil_after_epochs: int) -> tuple[WorseAfter, TrainStats, float, float, int]:
+    """Three epochs of train_step on the first digits megabatch; the net spoils after `spoil_after_epochs`."""
+    dataset = load_dataset("digits")
+    stream = make_stream(dataset.n_train, 2, seed=0)
+    per_epoch = batches_per_epoch(len(stream[0].train), 64)
+    torch.manual_seed(0)
+    model = WorseAfter(spoil_after_epochs * per_epoch)
+    data = DeviceData.from_dataset(dataset, torch.device("cpu"))
+    config = RunConfig(epochs=3, batch_size=64, flip=False, milestones=(2,))
+    cell = CellState(config, model, Masks(prunable_parameters(model)), data, Dense(), torch.Generator().manual_seed(0))
+    stats = train_step(cell, stream[0].train, stream[0].val)
+    x_val, y_val = data.x_train[stream[0].val], data.y_train[stream[0].val]
+    class_zero = 100.0 * float((y_val == 0).double().mean())
+    return model, stats, accuracy(model, data, x_val, y_val), class_zero, per_epoch
+
+
+def test_train_step_loads_back_the_best_validation_epoch_not_the_last():
+    """Epoch 1 learns, epochs 2 and 3 validate at the share of class 0: the model left is epoch 1's."""
+    model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(1)
+    assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch  # the state saved after epoch 1
+    assert val_accuracy == stats.best_val_accuracy > class_zero + 20
+
+
+def test_train_step_keeps_the_earliest_of_equally_good_epochs():
+    model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(0)  # every epoch predicts class 0
+    assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch
+    assert val_accuracy == stats.best_val_accuracy == class_zero
