@@ -59,7 +59,12 @@ class AlwaysClassZero(nn.Module):
         return self.conv(x).flatten(1)[:, :1] * 0 + self.bias
 
 
-def test_cer_and_gap_through_the_harness_with_a_known_model(tmp_path):
+@pytest.mark.parametrize("replay, trained", [  # the megabatches (0-based) steps 1-4 train and validate on
+    ("full", [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]),
+    ("none", [[0], [1], [2], [3]]),
+    ("previous", [[0], [0, 1], [1, 2], [2, 3]]),
+])
+def test_cer_and_gap_through_the_harness_with_a_known_model(tmp_path, replay, trained):
     rng = np.random.default_rng(0)
     y_train, y_test = rng.integers(0, 3, 100), rng.integers(0, 3, 40)
     x_train, x_test = np.zeros((100, 4, 4), np.uint8), np.zeros((40, 4, 4), np.uint8)
@@ -67,17 +72,19 @@ def test_cer_and_gap_through_the_harness_with_a_known_model(tmp_path):
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     ARCHS._entries["always0"] = AlwaysClassZero
     try:
-        config = RunConfig(method="dense", dataset=str(path), arch="always0", megabatches=4, epochs=0, seed=3)
+        config = RunConfig(method="dense", dataset=str(path), arch="always0", megabatches=4, epochs=0, seed=3,
+                           replay=replay)
         result = run_cell(config)
     finally:
         del ARCHS._entries["always0"]
     errors = int((y_test != 0).sum())
     assert [s["test_errors"] for s in result["steps"]] == [errors] * 4
     assert result["cer"] == 4 * errors
-    stream = make_stream(100, 4, seed=3)
-    for t, step in enumerate(result["steps"], start=1):
-        train = torch.cat([m.train for m in stream[:t]]).numpy()
-        val = torch.cat([m.val for m in stream[:t]]).numpy()
+    stream = make_stream(100, 4, seed=3)  # megabatches of 25: 22 train, 3 validate (0.1 · 25 rounded half up)
+    assert [(s["train_size"], s["val_size"]) for s in result["steps"]] == [(22 * len(m), 3 * len(m)) for m in trained]
+    for step, megabatches in zip(result["steps"], trained):
+        train = torch.cat([stream[i].train for i in megabatches]).numpy()
+        val = torch.cat([stream[i].val for i in megabatches]).numpy()
         expected = 100 * (y_train[train] == 0).mean() - 100 * (y_train[val] == 0).mean()
         assert step["gap"] == pytest.approx(expected)
 
