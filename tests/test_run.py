@@ -12,7 +12,6 @@ from almabench.data import load_dataset
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
 from almabench.run import run_cell, summarise
-from almabench.sparsity import app_density
 from almabench.store import without_timing
 from almabench.stream import make_stream
 
@@ -100,7 +99,7 @@ def test_identical_seeds_give_identical_results_and_other_seeds_do_not():
 def test_paper_app_follows_the_schedule_and_released_app_compounds():
     app = run_cell(RunConfig(method="app", pruner="magnitude", **{**TINY, "megabatches": 4}))
     released = run_cell(RunConfig(method="app-released", pruner="magnitude", **{**TINY, "megabatches": 4}))
-    schedule = [app_density(t, 4, 4.5) for t in range(1, 5)]
+    schedule = [0.8**d for d in (1.0, 1 + 3.5 / 3, 1 + 7 / 3, 4.5)]  # δ = linspace(1, 4.5, 4), by hand
     total = app["prunable_total"]
     assert [s["density"] for s in app["steps"]] == [round(d * total) / total for d in schedule]
     compounded = np.cumprod(schedule)
@@ -111,11 +110,15 @@ def test_paper_app_follows_the_schedule_and_released_app_compounds():
 
 
 def test_every_method_runs_and_records_its_target():
-    for name in METHODS:
-        result = run_cell(RunConfig(method=name, **{**TINY, "megabatches": 2}))
-        assert len(result["steps"]) == 2
-        assert [s["target_density"] for s in result["steps"]] == [
-            METHODS.get(name)().target_density(t, RunConfig(method=name, **{**TINY, "megabatches": 2})) for t in (1, 2)]
+    """T = 3, τ = 4.5: APP's schedule is 0.8^δ with δ = linspace(1, 4.5, 3) = 1, 2.75, 4.5; gmp and imp end each
+    megabatch on it too; osp, rigl and set hold 0.8^4.5 throughout; dense keeps everything."""
+    app, final = [0.8, 0.8**2.75, 0.8**4.5], [0.8**4.5] * 3
+    targets = {"app": app, "app-released": app, "gmp": app, "imp": app, "osp": final, "rigl": final, "set": final,
+               "dense": [1.0] * 3}
+    assert sorted(METHODS) == sorted(targets)
+    for name, target in targets.items():
+        result = run_cell(RunConfig(method=name, **TINY))
+        assert [s["target_density"] for s in result["steps"]] == pytest.approx(target, rel=1e-12, abs=0), name
 
 
 def test_cli_run_writes_three_results_that_follow_their_schedules(tmp_path):
@@ -127,7 +130,7 @@ def test_cli_run_writes_three_results_that_follow_their_schedules(tmp_path):
     assert sorted(results) == ["app", "dense", "osp"]
     assert all(len(r["steps"]) == 4 for r in results.values())
     app = [s["density"] for s in results["app"]["steps"]]
-    assert all(abs(d - app_density(t, 4, 4.5)) < 0.005 for t, d in enumerate(app, start=1))
+    assert app == pytest.approx([0.8**d for d in (1.0, 1 + 3.5 / 3, 1 + 7 / 3, 4.5)], abs=0.005)
     assert app == sorted(app, reverse=True)
     assert all(abs(s["density"] - 0.8**4.5) < 0.005 for s in results["osp"]["steps"])
     assert all(s["density"] == 1.0 for s in results["dense"]["steps"])
@@ -200,8 +203,8 @@ def test_the_gpu_configuration_bf16_and_channels_last_runs_a_cell_like_fp32(tmp_
     assert (fp32["environment"]["precision"], bf16["environment"]["precision"]) == ("fp32", "bf16")
     assert fp32["environment"]["channels_last"] and bf16["environment"]["channels_last"]  # 32 px images
     for result in (fp32, bf16):
-        assert [s["target_density"] for s in result["steps"]] == [app_density(t, 2, 3.0) for t in (1, 2)]
-        assert [s["density"] for s in result["steps"]] == pytest.approx(
-            [app_density(t, 2, 3.0) for t in (1, 2)], abs=1.0 / result["prunable_total"])
+        assert [s["target_density"] for s in result["steps"]] == pytest.approx([0.8, 0.8**3.0], rel=1e-12)  # δ: 1, 3
+        assert [s["density"] for s in result["steps"]] == pytest.approx([0.8, 0.8**3.0],
+                                                                         abs=1.0 / result["prunable_total"])
         assert result["final_test_accuracy"] >= 95.0
     assert abs(fp32["final_test_accuracy"] - bf16["final_test_accuracy"]) <= 5.0
