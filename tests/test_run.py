@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pytest
@@ -7,11 +8,12 @@ import torch.nn as nn
 from click.testing import CliRunner
 
 from almabench.cli import main
-from almabench.config import RunConfig
+from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
-from almabench.run import run_cell, summarise
+from almabench.errors import AlmabenchError
+from almabench.run import resolve_device, run_cell, seconds_by_part, summarise
 from almabench.store import without_timing
 from almabench.stream import make_stream
 
@@ -58,26 +60,36 @@ class AlwaysClassZero(nn.Module):
         return self.conv(x).flatten(1)[:, :1] * 0 + self.bias
 
 
-@pytest.mark.parametrize("replay, trained", [  # the megabatches (0-based) steps 1-4 train and validate on
-    ("full", [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]),
-    ("none", [[0], [1], [2], [3]]),
-    ("previous", [[0], [0, 1], [1, 2], [2, 3]]),
-])
-def test_cer_and_gap_through_the_harness_with_a_known_model(tmp_path, replay, trained):
+def known_model_run(tmp_path, **kwargs):
+    """A dense run of AlwaysClassZero on 100 blank training and 40 test images with seeded labels (T = 4, no
+    epochs): every accuracy is the share of class 0 in the images it is measured on. Returns the result and the
+    labels."""
     rng = np.random.default_rng(0)
     y_train, y_test = rng.integers(0, 3, 100), rng.integers(0, 3, 40)
     x_train, x_test = np.zeros((100, 4, 4), np.uint8), np.zeros((40, 4, 4), np.uint8)
     path = tmp_path / "known.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     ARCHS._entries["always0"] = AlwaysClassZero
+    options, run_kwargs = kwargs.pop("options", RunOptions()), kwargs.pop("run_kwargs", {})
     try:
         config = RunConfig(method="dense", dataset=str(path), arch="always0", megabatches=4, epochs=0, seed=3,
-                           replay=replay)
-        result = run_cell(config)
+                           **kwargs)
+        result = run_cell(config, options, **run_kwargs)
     finally:
         del ARCHS._entries["always0"]
+    return result, y_train, y_test
+
+
+@pytest.mark.parametrize("replay, trained", [  # the megabatches (0-based) steps 1-4 train and validate on
+    ("full", [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]),
+    ("none", [[0], [1], [2], [3]]),
+    ("previous", [[0], [0, 1], [1, 2], [2, 3]]),
+])
+def test_cer_and_gap_through_the_harness_with_a_known_model(tmp_path, replay, trained):
+    result, y_train, y_test = known_model_run(tmp_path, replay=replay)
     errors = int((y_test != 0).sum())
     assert [s["test_errors"] for s in result["steps"]] == [errors] * 4
+    assert [s["test_accuracy"] for s in result["steps"]] == [100.0 * (40 - errors) / 40] * 4
     assert result["cer"] == 4 * errors
     stream = make_stream(100, 4, seed=3)  # megabatches of 25: 22 train, 3 validate (0.1 · 25 rounded half up)
     assert [(s["train_size"], s["val_size"]) for s in result["steps"]] == [(22 * len(m), 3 * len(m)) for m in trained]
@@ -86,6 +98,54 @@ def test_cer_and_gap_through_the_harness_with_a_known_model(tmp_path, replay, tr
         val = torch.cat([stream[i].val for i in megabatches]).numpy()
         expected = 100 * (y_train[train] == 0).mean() - 100 * (y_train[val] == 0).mean()
         assert step["gap"] == pytest.approx(expected)
+        assert (step["sample_size"], step["best_epoch"]) == (0, 0)  # dense draws no π_t; no epoch ran
+
+
+def test_a_run_reports_each_record_once_and_its_times_add_up(tmp_path, monkeypatch):
+    """Progress sees every step record; the options reach the run (threads, the allocator's answer); every
+    time is non-negative, each step's parts fit in the step, the parts of the cell in the cell, and the cell
+    (as the checkpoint saw it too) in the wall time around it."""
+    import almabench.run
+
+    seen = []
+    monkeypatch.setattr(almabench.run, "reuse_freed_memory", lambda: False)  # as on a C library without mallopt
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    wall = time.perf_counter()
+    try:
+        result, _, _ = known_model_run(tmp_path, options=RunOptions(device="cpu", threads=1),
+                                       run_kwargs={"progress": seen.append, "checkpoint": tmp_path / "cell.pt"})
+    finally:
+        torch.set_num_threads(threads)
+    wall = time.perf_counter() - wall
+    assert seen == result["steps"]
+    assert (result["environment"]["torch_threads"], result["environment"]["memory_reused"]) == (1, False)
+    parts = ("prune_seconds", "train_seconds", "validation_seconds", "test_seconds", "gap_seconds")
+    for step in result["steps"]:
+        assert all(0 <= step[k] <= step["seconds"] for k in parts), step
+    assert sum(s["seconds"] for s in result["steps"]) <= result["seconds"] + 1e-3 <= wall + 2e-3
+    by_part = result["seconds_by_part"]
+    assert min(by_part.values()) >= 0 and sum(by_part.values()) <= result["seconds"] + 1e-2
+    saved = torch.load(tmp_path / "cell.pt", weights_only=True)["seconds"]  # elapsed when step 4 was saved
+    assert sum(s["seconds"] for s in result["steps"]) <= saved + 1e-3 and saved <= result["seconds"]
+
+
+def test_seconds_by_part_sums_the_step_records_and_takes_training_without_validation():
+    steps = [{"prune_seconds": 1.0, "train_seconds": 5.0, "validation_seconds": 2.0, "gap_seconds": 0.5,
+              "test_seconds": 0.25},
+             {"prune_seconds": 2.0, "train_seconds": 3.0, "validation_seconds": 1.0}]  # an older record: no gap, test
+    assert seconds_by_part(steps, startup=1.5, checkpoint=0.125) == {
+        "startup": 1.5, "pruning": 3.0, "training": 5.0, "validation": 3.0, "gap": 0.5, "test": 0.25,
+        "checkpoint": 0.125}
+
+
+def test_devices_resolve_to_what_is_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(AlmabenchError, match="CUDA is not available here; use --device cpu"):
+        resolve_device("cuda:0")
+    with pytest.raises(AlmabenchError, match="unknown device 'tpu'; choose from: auto, cpu, cuda, cuda:N"):
+        resolve_device("tpu")
 
 
 def test_identical_seeds_give_identical_results_and_other_seeds_do_not():
@@ -191,7 +251,6 @@ def test_the_gpu_configuration_bf16_and_channels_last_runs_a_cell_like_fp32(tmp_
     """What CUDA runs by default (bf16 autocast, channels_last), run here on the CPU: the same schedule and
     masks bookkeeping, and a learnable task learnt as well as in fp32."""
     from conftest import make_images
-    from almabench.config import RunOptions
 
     x_train, y_train = make_images(400, 32, 3, seed=0)
     x_test, y_test = make_images(100, 32, 3, seed=1)

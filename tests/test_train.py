@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -7,8 +8,10 @@ from almabench.methods.dense import Dense
 from almabench.models import build_model
 from almabench.sparsity import Masks, prunable_parameters, top_k_masks
 from almabench.stream import make_stream
-from almabench.train import (CellState, DeviceData, TrainStats, accuracy, augment, batches_per_epoch, train_batches,
-                             train_step)
+from almabench.errors import AlmabenchError
+from almabench.methods.base import Method
+from almabench.train import (CellState, DeviceData, SGDStep, TrainStats, accuracy, augment, batches_per_epoch,
+                             count_correct, resolve_precision, train_batches, train_step)
 
 
 def per_image_augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -24,11 +27,13 @@ def per_image_augment(x: torch.Tensor, padding: int, generator: torch.Generator)
     return torch.stack(out)
 
 
-def test_vectorised_crop_and_flip_equal_the_per_image_path_exactly():
+@pytest.mark.parametrize("padding", [1, 4])  # 1: the digits default
+def test_vectorised_crop_and_flip_equal_the_per_image_path_exactly(padding):
     x = torch.randint(0, 256, (37, 3, 12, 10), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    fast = augment(x, 4, True, torch.Generator().manual_seed(5))
-    plain = per_image_augment(x, 4, torch.Generator().manual_seed(5))
+    fast = augment(x, padding, True, torch.Generator().manual_seed(5))
+    plain = per_image_augment(x, padding, torch.Generator().manual_seed(5))
     assert fast.dtype == torch.uint8 and torch.equal(fast, plain)
+    assert not torch.equal(fast, x)
 
 
 def test_no_padding_and_no_flip_leave_the_batch_unchanged():
@@ -145,8 +150,10 @@ def _train_worse_after(spoil_after_epochs: int) -> tuple[WorseAfter, TrainStats,
     model = WorseAfter(spoil_after_epochs * per_epoch)
     data = DeviceData.from_dataset(dataset, torch.device("cpu"))
     config = RunConfig(epochs=3, batch_size=64, flip=False, milestones=(2,))
-    cell = CellState(config, model, Masks(prunable_parameters(model)), data, Dense(), torch.Generator().manual_seed(0))
+    masks = Masks(prunable_parameters(model))
+    cell = CellState(config, model, masks, data, Dense(), torch.Generator().manual_seed(0))
     stats = train_step(cell, stream[0].train, stream[0].val)
+    assert stats.images == 3 * len(stream[0].train)  # 646 = 10 · 64 + 6: no batch of one to drop
     x_val, y_val = data.x_train[stream[0].val], data.y_train[stream[0].val]
     class_zero = 100.0 * float((y_val == 0).double().mean())
     return model, stats, accuracy(model, data, x_val, y_val), class_zero, per_epoch
@@ -163,3 +170,67 @@ def test_train_step_keeps_the_earliest_of_equally_good_epochs():
     model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(0)  # every epoch predicts class 0
     assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch
     assert val_accuracy == stats.best_val_accuracy == class_zero
+
+
+class CountsSteps(Method):
+    """Records what the training hook is told at every SGD step."""
+
+    name = "counts-steps"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, float]] = []
+
+    def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
+        self.seen.append((sgd.iteration, sgd.total, sgd.progress))
+
+
+def test_the_training_hook_counts_sgd_steps_across_epochs():
+    dataset = load_dataset("digits")
+    stream = make_stream(dataset.n_train, 4, seed=0)  # 323 training images: 5 · 64 + 3, so 6 batches an epoch
+    torch.manual_seed(0)
+    model = build_model("convnet", 10, 1, 8)
+    method = CountsSteps()
+    config = RunConfig(epochs=2, batch_size=64, flip=False, milestones=(2,))
+    cell = CellState(config, model, Masks(prunable_parameters(model)), DeviceData.from_dataset(dataset,
+                     torch.device("cpu")), method, torch.Generator().manual_seed(0))
+    train_step(cell, stream[0].train, stream[0].val)
+    assert method.seen == [(i, 12, i / 12) for i in range(1, 13)]
+
+
+@pytest.mark.parametrize("n, batches", [(1, 0), (63, 1), (64, 1), (65, 1), (66, 2), (128, 2), (129, 2), (130, 3)])
+def test_an_epoch_drops_only_a_last_batch_of_one_image(n, batches):
+    assert batches_per_epoch(n, 64) == batches
+
+
+def test_images_per_second_leave_validation_out():
+    assert TrainStats(1, 90.0, None, images=100, seconds=3.0, validation_seconds=1.0).images_per_second == 50.0
+    assert TrainStats(1, 90.0, None, images=100, seconds=3.0, validation_seconds=2.25).images_per_second == 133.3
+    assert TrainStats(0, -1.0, None, images=0, seconds=1.0, validation_seconds=1.0).images_per_second is None
+
+
+def test_precision_auto_is_bf16_on_cuda_and_fp32_elsewhere():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [resolve_precision(p, cpu) for p in ("auto", "fp32", "bf16")] == ["fp32", "fp32", "bf16"]
+    assert [resolve_precision(p, cuda) for p in ("auto", "fp32", "bf16")] == ["bf16", "fp32", "bf16"]
+    with pytest.raises(AlmabenchError, match="unknown precision 'fp16'; choose from: auto, fp32, bf16"):
+        resolve_precision("fp16", cpu)
+
+
+def test_channels_last_on_cpu_only_from_16_pixels():
+    small = Dataset("small", torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
+                    torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), 2, (0.5,), (0.25,),
+                    1, False, "test")
+    assert DeviceData.from_dataset(small, torch.device("cpu")).channels_last is False
+    assert DeviceData.from_dataset(_cifar_shaped(), torch.device("cpu")).channels_last is True
+
+
+def test_count_correct_counts_every_image_whatever_the_batch():
+    class ClassZero(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.int64), 3).float()
+
+    y = torch.tensor([0, 0, 1, 0, 2, 0, 0])
+    x = torch.zeros(7, 1, 4, 4, dtype=torch.uint8)
+    data = DeviceData(x, y, x, y, torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1))
+    assert [count_correct(ClassZero(), data, x, y, batch_size) for batch_size in (1, 3, 7, 1024)] == [5] * 4
+    assert accuracy(ClassZero(), data, x, y) == 100.0 * 5 / 7

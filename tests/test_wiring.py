@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from almabench.config import RunConfig
 from almabench.methods import METHODS, Method, StepContext
-from almabench.models import ARCHS
+from almabench.models import ARCHS, init_seed
 from almabench.run import run_cell
 from almabench.stream import make_stream
 from conftest import make_images
@@ -46,30 +46,34 @@ def test_app_draws_pi_from_the_replay_sets_training_part_sized_by_the_run_s_frac
 
 
 class TwoConvsAndALinear(nn.Sequential):
-    """6×6 grey images: conv 1→4 (3×3, pad 1): 4·6·6 outputs × 9 MACs; grouped conv 4→4 (3×3, 2 groups, no pad):
-    4·4·4 outputs × 2·9 MACs; linear 64→3."""
+    """6×6 grey images: conv 1→4 (3×3, pad 1): 4·6·6 = 144 outputs × 9 MACs; grouped conv 4→4 (3×2 kernel,
+    2 groups, no pad): 4·4·5 = 80 outputs × 2·3·2 = 12 MACs; linear 80→3."""
 
     def __init__(self, num_classes: int, channels: int, size: int) -> None:
-        super().__init__(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(),
-                         nn.Linear(4 * (size - 2) ** 2, num_classes))
+        super().__init__(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, (3, 2), groups=2),
+                         nn.Flatten(), nn.Linear(4 * (size - 2) * (size - 1), num_classes))
 
 
 class KeepsTheFirstWeights(Method):
-    """Known masks: the first 12 of conv 0's 36 weights, 54 of conv 2's 72 and 96 of the linear's 192."""
+    """Known masks: the first 12 of conv 0's 36 weights, 36 of conv 2's 48 and 120 of the linear's 240. Keeps
+    the model's state as step 1 finds it (the initialisation)."""
 
     name = "keeps-first"
     prunes = True
-    KEEP = {"0.weight": 12, "2.weight": 54, "4.weight": 96}
+    KEEP = {"0.weight": 12, "2.weight": 36, "4.weight": 120}
+    init: dict[str, torch.Tensor] = {}
 
     def before_step(self, ctx: StepContext) -> None:
+        if ctx.step == 1:
+            KeepsTheFirstWeights.init = {k: v.clone() for k, v in ctx.model.state_dict().items()}
         ctx.masks.set({n: (torch.arange(p.numel()) < self.KEEP[n]).view_as(p) for n, p in ctx.masks.params.items()})
 
 
 @pytest.mark.parametrize("prune_linear, prunable, params_remaining, flops_remaining", [
-    # FLOPs = 2 × MACs: conv 0 2·144·9 = 2,592, conv 2 2·64·18 = 2,304, linear 2·64·3 = 384 (5,280 dense);
-    # parameters: 36 + 4 + 72 + 4 + 192 + 3 = 311
-    (False, 36 + 72, 311 - 24 - 18, 2592 // 3 + 2304 * 3 // 4 + 384),
-    (True, 36 + 72 + 192, 311 - 24 - 18 - 96, 2592 // 3 + 2304 * 3 // 4 + 384 // 2),
+    # FLOPs = 2 × MACs: conv 0 2·144·9 = 2,592, conv 2 2·80·12 = 1,920, linear 2·80·3 = 480 (4,992 dense);
+    # parameters: 36 + 4 + 48 + 4 + 240 + 3 = 335
+    (False, 36 + 48, 335 - 24 - 12, 2592 // 3 + 1920 * 3 // 4 + 480),
+    (True, 36 + 48 + 240, 335 - 24 - 12 - 120, 2592 // 3 + 1920 * 3 // 4 + 480 // 2),
 ])
 def test_flops_and_params_remaining_against_a_hand_count(tmp_path, prune_linear, prunable, params_remaining,
                                                          flops_remaining):
@@ -80,10 +84,15 @@ def test_flops_and_params_remaining_against_a_hand_count(tmp_path, prune_linear,
     ARCHS._entries["two-convs"], METHODS._entries["keeps-first"] = TwoConvsAndALinear, KeepsTheFirstWeights
     try:
         result = run_cell(RunConfig(method="keeps-first", dataset=str(path), arch="two-convs", megabatches=2,
-                                    epochs=0, prune_linear=prune_linear))
+                                    epochs=0, prune_linear=prune_linear, seed=2))
     finally:
         del ARCHS._entries["two-convs"], METHODS._entries["keeps-first"]
-    assert (result["params_total"], result["prunable_total"], result["flops_dense"]) == (311, prunable, 5280)
+    assert (result["params_total"], result["prunable_total"], result["flops_dense"]) == (335, prunable, 4992)
     for step in result["steps"]:
         assert (step["params_remaining"], step["flops_remaining"]) == (params_remaining, flops_remaining)
-        assert step["layer_density"] == {"0.weight": 1 / 3, "2.weight": 3 / 4, **({"4.weight": 1 / 2} if prune_linear else {})}
+        linear = {"4.weight": 1 / 2} if prune_linear else {}
+        assert step["layer_density"] == {"0.weight": 1 / 3, "2.weight": 3 / 4, **linear}
+    torch.manual_seed(init_seed(2, 0))  # the cell's initialisation: offset 0 of its seed (2 · 1,000,003)
+    expected = TwoConvsAndALinear(3, 1, 6).state_dict()
+    assert expected.keys() == KeepsTheFirstWeights.init.keys()
+    assert all(torch.equal(v, KeepsTheFirstWeights.init[k]) for k, v in expected.items())
