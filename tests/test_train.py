@@ -7,7 +7,7 @@ from almabench.data import Dataset, load_dataset
 from almabench.methods.dense import Dense
 from almabench.models import build_model
 from almabench.sparsity import Masks, prunable_parameters, top_k_masks
-from almabench.stream import make_stream
+from almabench.stream import Megabatch, make_stream
 from almabench.errors import AlmabenchError
 from almabench.methods.base import Method
 from almabench.train import (CellState, DeviceData, SGDStep, TrainStats, accuracy, augment, batches_per_epoch,
@@ -39,6 +39,14 @@ def test_vectorised_crop_and_flip_equal_the_per_image_path_exactly(padding):
 def test_no_padding_and_no_flip_leave_the_batch_unchanged():
     x = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
     assert torch.equal(augment(x, 0, False, torch.Generator()), x)
+
+
+def test_flips_alone_draw_only_the_flips():
+    """Without padding no crop offsets are drawn: the flips are the generator's first draws."""
+    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    flips = torch.rand(16, generator=torch.Generator().manual_seed(3)) < 0.5
+    expected = torch.where(flips[:, None, None, None], x.flip(3), x)
+    assert torch.equal(augment(x, 0, True, torch.Generator().manual_seed(3)), expected)
 
 
 def _cifar_shaped(n: int = 96) -> Dataset:
@@ -141,10 +149,15 @@ class WorseAfter(torch.nn.Module):
         return self.net(x)
 
 
-def _train_worse_after(spoil_after_epochs: int) -> tuple[WorseAfter, TrainStats, float, float, int]:
-    """Three epochs of train_step on the first digits megabatch; the net spoils after `spoil_after_epochs`."""
+def _train_worse_after(spoil_after_epochs: int, validate_without_zeros: bool = False
+                       ) -> tuple[WorseAfter, TrainStats, float, float, int]:
+    """Three epochs of train_step on the first digits megabatch; the net spoils after `spoil_after_epochs`.
+    validate_without_zeros leaves the images of class 0 out of validation (a spoiled net scores 0 % there)."""
     dataset = load_dataset("digits")
     stream = make_stream(dataset.n_train, 2, seed=0)
+    if validate_without_zeros:
+        val = stream[0].val[dataset.y_train[stream[0].val] != 0]
+        stream[0] = Megabatch(stream[0].train, val)
     per_epoch = batches_per_epoch(len(stream[0].train), 64)
     torch.manual_seed(0)
     model = WorseAfter(spoil_after_epochs * per_epoch)
@@ -170,6 +183,11 @@ def test_train_step_keeps_the_earliest_of_equally_good_epochs():
     model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(0)  # every epoch predicts class 0
     assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch
     assert val_accuracy == stats.best_val_accuracy == class_zero
+
+
+def test_an_epoch_at_zero_validation_accuracy_is_still_kept():
+    model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(0, validate_without_zeros=True)
+    assert (stats.best_epoch, int(model.trained_batches), stats.best_val_accuracy, class_zero) == (1, per_epoch, 0, 0)
 
 
 class CountsSteps(Method):
@@ -222,6 +240,14 @@ def test_channels_last_on_cpu_only_from_16_pixels():
                     1, False, "test")
     assert DeviceData.from_dataset(small, torch.device("cpu")).channels_last is False
     assert DeviceData.from_dataset(_cifar_shaped(), torch.device("cpu")).channels_last is True
+
+    def sized(height: int, width: int) -> Dataset:
+        x = torch.zeros(4, 1, height, width, dtype=torch.uint8)
+        return Dataset("sized", x, torch.zeros(4, dtype=torch.int64), x, torch.zeros(4, dtype=torch.int64), 2, (0.5,),
+                       (0.25,), 1, False, "test")
+
+    assert [DeviceData.from_dataset(sized(h, w), torch.device("cpu")).channels_last
+            for h, w in ((16, 16), (15, 16), (16, 40))] == [True, False, True]  # the smaller side decides
 
 
 def test_count_correct_counts_every_image_whatever_the_batch():
