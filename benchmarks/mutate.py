@@ -63,6 +63,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_protocol.py::test_a_carried_optimiser_keeps_its_momentum_and_restarts_its_learning_rate",
         "tests/test_protocol.py::test_which_accuracies_make_the_gap_on_a_hand_made_case",
         "tests/test_run.py::test_cer_and_gap_through_the_harness_with_a_known_model",
+        "-k", "not bf16_stay_close",  # 3 s of bf16 rounding bounds, beside the bit-exact fp32 comparison
     ),
     "analysis/stats.py": ("tests/test_analysis.py", "-k",
                           "t_quantile or t_interval or bootstrap or paired or summary_means or deltas"),
