@@ -82,6 +82,11 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("almabench/sparsity.py", "kept[torch.topk(drop, active - n, sorted=True).indices] = True"): _AS_A_SET,
     **{("almabench/sparsity.py", f"def {name}_scores(model, params, images, labels, generator, batch_size: int = 257) "
         "-> dict[str, Tensor]:"): _BATCH_DEFAULT for name in ("magnitude", "snip", "grasp", "synflow")},
+    ("almabench/sparsity.py", "dense.add(min(over, key=ratio.__getitem__))"):
+        "order-free: densifying any layer that is over raises ε, so every layer over once stays over and all end "
+        "dense; the same dense set gives the same ε (RigL takes the largest ratio first, to the same end)",
+    ("almabench/sparsity.py", "kept[torch.topk(grow, n, sorted=True).indices] = True"): _AS_A_SET,
+    ("almabench/stream.py", "@dataclass(frozen=False)"): "no code assigns to a Megabatch's fields or hashes one",
     ("almabench/stream.py", "return shuffled[torch.argsort(rank * num_classes + klass, stable=False)]"):
         "the keys rank·K + class are distinct, so a stable and an unstable sort give one order",
     ("almabench/run.py", "model(torch.zeros(2, channels, *size, device=device))"):
@@ -97,6 +102,13 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         '"test_seconds": round(t1 - t0, 5),', '"gap_seconds": round(t2 - t1, 5),',
         '"seconds": round(seconds + t2 - t0, 5),')},
     ("almabench/train.py", "return round(self.images / training, 2) if training > 0 else None"): _DIGITS,
+    ("almabench/train.py", "@dataclass(frozen=False)"):
+        "no code assigns to a field of a TrainStats or an SGDStep, or hashes one",
+    ("almabench/train.py", "running = None if correct is None else 100.0 * int(correct) / max(2, epoch_images)"):
+        "an epoch trains 0 images (then correct is 0: the ratio is 0 either way) or at least 2, never 1",
+    ("analysis/stats.py", "for _ in range(101):"):
+        "100 halvings of (0, π/2) already reach double precision: a 101st changes no bit of the quantile",
+    ("analysis/stats.py", "@dataclass(frozen=False)"): "no code assigns to an Interval's fields or hashes one",
     ("almabench/train.py", "@dataclass(frozen=False, eq=False)"):
         "DeviceData: no code assigns to a field of one (CellState, the other eq=False dataclass, is not frozen)",
     ("almabench/train.py", "@dataclass(frozen=True, eq=True)"): "no code compares or hashes two DeviceData",

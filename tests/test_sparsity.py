@@ -105,6 +105,8 @@ def test_drop_and_grow_swaps_one_weight_even_when_grow_scores_are_negative():
     grow = {"w": torch.tensor([5.0, -9.0, 5.0, 5.0, -2.0, -1.0])}
     assert drop_and_grow(mask, drop, grow, 0.25)["w"].tolist() == [True, False, True, True, False, True]
     assert drop_and_grow(mask, drop, grow, 0.2)["w"].tolist() == mask["w"].tolist()  # floor(0.8) = 0: unchanged
+    signed = {"w": torch.tensor([-0.1, -0.4, -0.2, -0.3, 9.0, 9.0])}  # an inactive weight is never "kept"
+    assert drop_and_grow(mask, signed, grow, 0.25)["w"].tolist() == [True, False, True, True, False, True]
 
 
 def test_density_is_measured_for_a_single_weight_and_is_one_without_prunable_weights():
