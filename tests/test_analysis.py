@@ -170,6 +170,8 @@ def test_bootstrap_is_deterministic_and_sane() -> None:
     low, high = bootstrap_ci(values)
     assert min(values) <= low < sum(values) / 4 < high <= max(values)
     assert all(math.isnan(v) for v in bootstrap_ci([3.0]))  # one seed: no interval, not a point
+    assert bootstrap_ci([1.0, 3.0]) == (1.0, 3.0)  # two values: means 1, 2, 3; the tails hold 1 and 3
+    assert bootstrap_ci([float(v) for v in range(20)]) == (6.9, 11.9)  # pinned: BOOT_SEED 0, the 2.5 and 97.5 %
 
 
 def test_corrupt_empty_partial_and_failed_files_are_skipped_with_one_warning_each(grid: Path) -> None:
@@ -289,6 +291,17 @@ def test_t_quantile_other_levels_and_the_normal_limit() -> None:
     assert t_quantile(0.975, 10**7) == pytest.approx(1.9599641, abs=1e-6)  # the normal limit
     with pytest.raises(ValueError):
         t_quantile(0.975, 0)
+    for p in (0.0, 1.0):
+        with pytest.raises(ValueError, match="0 < p < 1"):
+            t_quantile(p, 5)
+
+
+@pytest.mark.parametrize(("p", "df", "expected", "tolerance"), [  # scipy.stats.t.ppf (scipy 1.17.1)
+    (0.9, 1001, 1.2823978745810514, 1e-12), (0.975, 1001, 1.9623367052808798, 3e-12),
+    (0.995, 1500, 2.579110932109593, 5e-12)])
+def test_t_quantile_past_the_exact_sum_is_the_expansion_to_twelve_digits(p, df, expected, tolerance) -> None:
+    """Every term of A&S 26.7.5 counts here: the 1/df³ term alone is 3e-12 to 3e-9 at df = 1001."""
+    assert t_quantile(p, df) == pytest.approx(expected, abs=tolerance)
 
 
 def test_t_interval_is_the_textbook_one() -> None:

@@ -1,3 +1,4 @@
+import hashlib
 import subprocess
 import sys
 import warnings
@@ -87,9 +88,23 @@ def test_image_folder_tree_loads_into_uint8_tensors(tmp_path):
 
 
 def test_embedded_digits_split_is_fixed():
+    from sklearn.datasets import load_digits
+
     data = load_dataset("digits")
     assert (data.n_train, len(data.y_test), data.num_classes, data.channels) == (1437, 360, 10, 1)
-    assert data.fingerprint == load_dataset("digits").fingerprint
+    digits = load_digits()  # every fifth image (index % 5 == 0) tests, in order; the others train
+    assert data.y_test.tolist() == digits.target[::5].tolist()
+    assert data.y_train.tolist() == np.delete(digits.target, np.s_[::5]).tolist()
+    assert data.fingerprint == "0e680e36e077b083"  # pinned: any change to the images, labels or split shows here
+
+
+def test_fingerprint_is_sha256_over_dtype_shape_and_bytes():
+    from almabench.data import fingerprint
+
+    x, y = torch.tensor([[1, 2], [3, 4]], dtype=torch.uint8), torch.tensor([0, 1])
+    expected = hashlib.sha256(b"uint8(2, 2)\x01\x02\x03\x04int64(2,)" + np.array([0, 1], np.int64).tobytes())
+    assert fingerprint(x, y) == expected.hexdigest()[:16]
+    assert fingerprint(x, y) != fingerprint(x.T, y) != fingerprint(x, y.to(torch.int32))
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "build-cifar10.py").is_file(), reason="../shared/data is not beside this clone")

@@ -11,6 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from torch.fx.experimental.optimization import fuse
+
+from almabench import allocator, inference
 from almabench.inference import (CPU_BUDGET_BYTES, FOLD_FROM_IMAGES, eval_batch_size, inference_model,
                                  largest_activation_bytes)
 from almabench.models import build_model
@@ -49,7 +52,9 @@ def test_folded_model_predicts_what_the_trained_model_predicts_and_leaves_it_alo
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-def test_small_evaluations_and_untraceable_models_use_the_model_as_it_is():
+def test_small_evaluations_and_untraceable_models_use_the_model_as_it_is(monkeypatch):
+    traced = []
+    monkeypatch.setattr(inference, "fuse", lambda m: traced.append(m) or fuse(m))
     model = model_with_batch_norm_statistics()
     assert inference_model(model, FOLD_FROM_IMAGES - 1) is model
 
@@ -64,7 +69,8 @@ def test_small_evaluations_and_untraceable_models_use_the_model_as_it_is():
 
     odd = DataDependent().eval()
     assert inference_model(odd, FOLD_FROM_IMAGES) is odd
-    assert inference_model(odd, FOLD_FROM_IMAGES) is odd  # remembered, not retraced
+    assert inference_model(odd, FOLD_FROM_IMAGES) is odd
+    assert traced == [odd]  # tried once (the small evaluation never was); the failure is remembered, not retraced
 
 
 def test_count_correct_with_folding_equals_the_plain_count():
@@ -122,5 +128,32 @@ def test_reused_memory_ends_the_page_fault_storm_of_large_evaluation_batches():
     assert tuned < 1
 
 
-def test_reuse_freed_memory_is_applied_once():
-    assert reuse_freed_memory() is reuse_freed_memory()
+class FakeLibc:
+    """A C library that records mallopt calls and answers them as told (glibc returns 1 on success, 0 on refusal)."""
+
+    def __init__(self, answers: dict[int, int], glibc: bool = True) -> None:
+        self.answers, self.calls = answers, []
+        if glibc:
+            self.gnu_get_libc_version = lambda: b"2.39"
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return self.answers[param]
+
+
+@pytest.mark.parametrize("answers, glibc, expected, calls", [
+    ({-3: 1, -1: 1}, True, True, [(-3, 1 << 30), (-1, 1 << 30)]),  # M_MMAP_THRESHOLD, then M_TRIM_THRESHOLD: 1 GiB
+    ({-3: 1, -1: 0}, True, False, [(-3, 1 << 30), (-1, 1 << 30)]),  # one refusal is a refusal
+    ({-3: 0, -1: 1}, True, False, [(-3, 1 << 30)]),
+    ({-3: 1, -1: 1}, False, False, []),  # not glibc (musl, macOS): mallopt's numbers mean something else there
+])
+def test_reuse_freed_memory_tunes_both_thresholds_once(monkeypatch, answers, glibc, expected, calls):
+    libc = FakeLibc(answers, glibc)
+    monkeypatch.setattr(allocator.ctypes.util, "find_library", lambda name: "libc.so.6")
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: libc)
+    reuse_freed_memory.cache_clear()
+    try:
+        assert reuse_freed_memory() is expected and reuse_freed_memory() is expected
+        assert libc.calls == calls  # the second call asked the library nothing
+    finally:
+        reuse_freed_memory.cache_clear()  # the next caller tunes the real allocator (idempotent)

@@ -5,7 +5,9 @@ import torch.nn.functional as F
 
 from almabench.config import RunConfig
 from almabench.data import load_dataset
-from almabench.sparsity import PRUNERS, Masks, app_density, prunable_parameters, snip_scores, top_k_masks
+from almabench.errors import AlmabenchError
+from almabench.sparsity import (PRUNERS, Masks, app_density, drop_and_grow, erk_densities, prunable_parameters,
+                                snip_scores, top_k_masks)
 from almabench.stream import make_stream
 from almabench.methods.dense import Dense
 from almabench.train import CellState, DeviceData, train_step
@@ -70,6 +72,52 @@ def test_restricted_masks_only_shrink_and_hit_the_density_of_all_weights():
     assert all(bool((new[n] & ~old[n]).sum() == 0) for n in scores)  # new ⊆ old
 
 
+def test_restricted_masks_never_keep_a_weight_outside_the_old_mask_even_when_every_score_is_negative():
+    """GraSP scores are signed: a weight already pruned must lose to any score, however negative (−inf, not 0)."""
+    scores = {"a": torch.tensor([-1.0, -2.0, -3.0, -4.0]), "b": torch.tensor([-0.5, -6.0])}
+    old = {"a": torch.tensor([False, True, True, True]), "b": torch.tensor([False, True])}
+    new = top_k_masks(scores, 3 / 6, within=old)
+    assert new["a"].tolist() == [False, True, True, True] and new["b"].tolist() == [False, False]
+    layer = top_k_masks(scores, 1 / 2, scope="layer", within=old)  # 2 of a, 1 of b: b's only survivor at -6
+    assert layer["a"].tolist() == [False, True, True, False] and layer["b"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("density", [0.0, -0.1, 1.5])
+def test_top_k_refuses_a_density_outside_zero_to_one(density):
+    with pytest.raises(AlmabenchError, match=r"density must be in \(0, 1\]"):
+        top_k_masks({"a": torch.rand(10)}, density)
+
+
+def test_erk_at_density_one_keeps_every_layer_dense():
+    """One 8×8×3×3 layer: ε·ratio lands a rounding error above 1, so the layer is made dense and no sparse layer
+    is left to solve ε over (the loop's own exit)."""
+    assert erk_densities({"a": (8, 8, 3, 3)}, 1.0) == {"a": 1.0}
+    both = erk_densities({"a": (4, 1, 3, 3), "b": (8, 4, 3, 3)}, 1.0)
+    assert both == pytest.approx({"a": 1.0, "b": 1.0}, rel=1e-12)
+
+
+def test_drop_and_grow_swaps_one_weight_even_when_grow_scores_are_negative():
+    """4 active weights at fraction 0.25: floor(1) = one goes (the lowest drop score among the active) and one
+    comes (the highest grow score among the others); a kept weight is never "grown" again, however low the
+    inactive weights' grow scores (signed scores, or gradients exactly 0 at dead units)."""
+    mask = {"w": torch.tensor([True, True, True, True, False, False])}
+    drop = {"w": torch.tensor([0.4, 0.1, 0.3, 0.2, 9.0, 9.0])}
+    grow = {"w": torch.tensor([5.0, -9.0, 5.0, 5.0, -2.0, -1.0])}
+    assert drop_and_grow(mask, drop, grow, 0.25)["w"].tolist() == [True, False, True, True, False, True]
+    assert drop_and_grow(mask, drop, grow, 0.2)["w"].tolist() == mask["w"].tolist()  # floor(0.8) = 0: unchanged
+    signed = {"w": torch.tensor([-0.1, -0.4, -0.2, -0.3, 9.0, 9.0])}  # an inactive weight is never "kept"
+    assert drop_and_grow(mask, signed, grow, 0.25)["w"].tolist() == [True, False, True, True, False, True]
+
+
+def test_density_is_measured_for_a_single_weight_and_is_one_without_prunable_weights():
+    weight = nn.Parameter(torch.tensor([[[[0.5]]]]))
+    masks = Masks({"w": weight})
+    assert masks.density() == 1.0
+    masks.set({"w": torch.zeros(1, 1, 1, 1, dtype=torch.bool)})
+    assert masks.density() == 0.0 and masks.layer_density() == {"w": 0.0}
+    assert Masks({}).density() == 1.0
+
+
 def test_masks_zero_weights_and_density_is_measured_from_them():
     model = tiny_model()
     masks = Masks(prunable_parameters(model))
@@ -119,6 +167,7 @@ def test_grasp_scores_equal_weight_times_hessian_gradient_product_from_autograd(
     weights = tuple(p.detach() for p in params.values())
     g = torch.autograd.grad(loss(*[w.requires_grad_() for w in weights]), weights)
     _, hg = hvp(loss, tuple(w.detach() for w in weights), g)
+    assert GRASP_TEMPERATURE == 200.0  # the released library's T (README: grasp, T = 200)
     scores = grasp_scores(model, params, x, y, torch.Generator(), batch_size=3)  # batches add up
     for name, w, h in zip(names, weights, hg):
         torch.testing.assert_close(scores[name].float(), (w * h).float(), rtol=1e-4, atol=1e-9)

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
-from almabench.stream import Megabatch, make_stream, megabatch_size, step_data
+from almabench.errors import AlmabenchError
+from almabench.stream import Megabatch, check_stream, make_stream, megabatch_size, step_data
 
 
 def hand_made_stream() -> list[Megabatch]:
@@ -46,3 +48,38 @@ def test_the_released_layout_takes_train_parts_from_the_head_and_validation_from
     assert all(torch.equal(m.train, o.train) for m, o in zip(stream, make_stream(50_000, 8, 4, layout="dataset-order")))
     small = make_stream(n_train=103, megabatches=4, seed=0, layout="dataset-order")  # 3 left over: dropped
     assert [m.val.tolist() for m in small] == [[88, 89, 90], [91, 92, 93], [94, 95, 96], [97, 98, 99]]
+
+
+def test_the_validation_part_is_at_least_one_and_leaves_at_least_one_to_train():
+    """Megabatches of 10: 0.95 · 10 rounds to 10 and 0.01 · 10 to 0; both are held inside 1..9."""
+    assert [(len(m.train), len(m.val)) for m in make_stream(20, 2, 0, val_fraction=0.95)] == [(1, 9)] * 2
+    assert [(len(m.train), len(m.val)) for m in make_stream(20, 2, 0, val_fraction=0.01)] == [(9, 1)] * 2
+    assert [(len(m.train), len(m.val)) for m in make_stream(4, 2, 0, val_fraction=0.5)] == [(1, 1)] * 2
+
+
+@pytest.mark.parametrize("n_train, megabatches, val_fraction, stream_images", [
+    (2, 1, 0.1, None),  # T = 1, two examples: one to train, one to validate
+    (4, 2, 0.99, None),
+    (100, 2, 0.01, 4),  # stream_images = 2T: the smallest stream
+    (100, 1, 0.5, 2),
+    (100, 3, 0.1, 100),  # the whole training set
+])
+def test_the_smallest_valid_streams_pass_the_checks(n_train, megabatches, val_fraction, stream_images):
+    check_stream(n_train, megabatches, val_fraction, stream_images)
+
+
+@pytest.mark.parametrize("n_train, megabatches, val_fraction, stream_images, message", [
+    (10, 0, 0.1, None, "megabatches must be at least 1, got 0"),
+    (10, 2, 0.0, None, r"val_fraction must be in \(0, 1\), got 0.0"),
+    (10, 2, 1.0, None, r"val_fraction must be in \(0, 1\), got 1.0"),
+    (3, 2, 0.1, None, "2 megabatches need at least 4 training examples"),
+    (100, 2, 0.1, 3, "stream_images = 3 cut into 2 megabatches leaves fewer than 2 images per megabatch .*; use at "
+                     "least 4$"),
+    (100, 1, 0.1, 1, "stream_images = 1 cut into 1 megabatches leaves fewer than 2"),
+    (100, 1, 0.1, 0, r"stream_images must be in 1..100 \(the training images the dataset holds\), got 0"),
+    (100, 1, 0.1, 101, "stream_images must be in 1..100"),
+])
+def test_streams_that_cannot_be_cut_are_named_in_one_line(n_train, megabatches, val_fraction, stream_images,
+                                                          message):
+    with pytest.raises(AlmabenchError, match=message):
+        check_stream(n_train, megabatches, val_fraction, stream_images)

@@ -1,10 +1,17 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
-from almabench.data import Dataset
+from almabench.config import RunConfig
+from almabench.data import Dataset, load_dataset
+from almabench.methods.dense import Dense
 from almabench.models import build_model
 from almabench.sparsity import Masks, prunable_parameters, top_k_masks
-from almabench.train import DeviceData, augment, train_batches
+from almabench.stream import Megabatch, make_stream
+from almabench.errors import AlmabenchError
+from almabench.methods.base import Method
+from almabench.train import (CellState, DeviceData, SGDStep, TrainStats, accuracy, augment, batches_per_epoch,
+                             count_correct, resolve_precision, train_batches, train_step)
 
 
 def per_image_augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -20,16 +27,26 @@ def per_image_augment(x: torch.Tensor, padding: int, generator: torch.Generator)
     return torch.stack(out)
 
 
-def test_vectorised_crop_and_flip_equal_the_per_image_path_exactly():
+@pytest.mark.parametrize("padding", [1, 4])  # 1: the digits default
+def test_vectorised_crop_and_flip_equal_the_per_image_path_exactly(padding):
     x = torch.randint(0, 256, (37, 3, 12, 10), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    fast = augment(x, 4, True, torch.Generator().manual_seed(5))
-    plain = per_image_augment(x, 4, torch.Generator().manual_seed(5))
+    fast = augment(x, padding, True, torch.Generator().manual_seed(5))
+    plain = per_image_augment(x, padding, torch.Generator().manual_seed(5))
     assert fast.dtype == torch.uint8 and torch.equal(fast, plain)
+    assert not torch.equal(fast, x)
 
 
 def test_no_padding_and_no_flip_leave_the_batch_unchanged():
     x = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
     assert torch.equal(augment(x, 0, False, torch.Generator()), x)
+
+
+def test_flips_alone_draw_only_the_flips():
+    """Without padding no crop offsets are drawn: the flips are the generator's first draws."""
+    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    flips = torch.rand(16, generator=torch.Generator().manual_seed(3)) < 0.5
+    expected = torch.where(flips[:, None, None, None], x.flip(3), x)
+    assert torch.equal(augment(x, 0, True, torch.Generator().manual_seed(3)), expected)
 
 
 def _cifar_shaped(n: int = 96) -> Dataset:
@@ -110,3 +127,138 @@ def test_channels_last_and_bf16_stay_close_to_the_plain_path():
         ours = _almabench_weights(dataset, channels_last, precision)
         worst = max(float((ours[n].float() - plain[n].float()).abs().max()) for n in plain if plain[n].is_floating_point())
         assert worst < tolerance, (channels_last, precision, worst)
+
+
+class WorseAfter(torch.nn.Module):
+    """A small net that, in eval mode, predicts class 0 for every image once it has trained on more than
+    `batches` batches: its validation falls to the share of class 0 from then on. The count is a buffer, so the
+    state train_step loads back says which epoch it was saved after."""
+
+    def __init__(self, batches: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                       torch.nn.Linear(8 * 8 * 8, 10))
+        self.register_buffer("trained_batches", torch.zeros((), dtype=torch.int64))
+        self.batches = batches
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.trained_batches += 1
+        elif int(self.trained_batches) > self.batches:
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.int64), 10).float()
+        return self.net(x)
+
+
+def _train_worse_after(spoil_after_epochs: int, validate_without_zeros: bool = False
+                       ) -> tuple[WorseAfter, TrainStats, float, float, int]:
+    """Three epochs of train_step on the first digits megabatch; the net spoils after `spoil_after_epochs`.
+    validate_without_zeros leaves the images of class 0 out of validation (a spoiled net scores 0 % there)."""
+    dataset = load_dataset("digits")
+    stream = make_stream(dataset.n_train, 2, seed=0)
+    if validate_without_zeros:
+        val = stream[0].val[dataset.y_train[stream[0].val] != 0]
+        stream[0] = Megabatch(stream[0].train, val)
+    per_epoch = batches_per_epoch(len(stream[0].train), 64)
+    torch.manual_seed(0)
+    model = WorseAfter(spoil_after_epochs * per_epoch)
+    data = DeviceData.from_dataset(dataset, torch.device("cpu"))
+    config = RunConfig(epochs=3, batch_size=64, flip=False, milestones=(2,))
+    masks = Masks(prunable_parameters(model))
+    cell = CellState(config, model, masks, data, Dense(), torch.Generator().manual_seed(0))
+    stats = train_step(cell, stream[0].train, stream[0].val)
+    assert stats.images == 3 * len(stream[0].train)  # 646 = 10 · 64 + 6: no batch of one to drop
+    x_val, y_val = data.x_train[stream[0].val], data.y_train[stream[0].val]
+    class_zero = 100.0 * float((y_val == 0).double().mean())
+    return model, stats, accuracy(model, data, x_val, y_val), class_zero, per_epoch
+
+
+def test_train_step_loads_back_the_best_validation_epoch_not_the_last():
+    """Epoch 1 learns, epochs 2 and 3 validate at the share of class 0: the model left is epoch 1's."""
+    model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(1)
+    assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch  # the state saved after epoch 1
+    assert val_accuracy == stats.best_val_accuracy > class_zero + 20
+
+
+def test_train_step_keeps_the_earliest_of_equally_good_epochs():
+    model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(0)  # every epoch predicts class 0
+    assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch
+    assert val_accuracy == stats.best_val_accuracy == class_zero
+
+
+def test_an_epoch_at_zero_validation_accuracy_is_still_kept():
+    model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(0, validate_without_zeros=True)
+    assert (stats.best_epoch, int(model.trained_batches), stats.best_val_accuracy, class_zero) == (1, per_epoch, 0, 0)
+
+
+class CountsSteps(Method):
+    """Records what the training hook is told at every SGD step."""
+
+    name = "counts-steps"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, float]] = []
+
+    def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
+        self.seen.append((sgd.iteration, sgd.total, sgd.progress))
+
+
+def test_the_training_hook_counts_sgd_steps_across_epochs_and_a_last_batch_of_one_is_dropped():
+    """129 training images = 2 · 64 + 1: two SGD steps an epoch (batch norm cannot train on one image)."""
+    dataset = load_dataset("digits")
+    stream = make_stream(dataset.n_train, 4, seed=0)
+    torch.manual_seed(0)
+    model = build_model("convnet", 10, 1, 8)
+    method = CountsSteps()
+    config = RunConfig(epochs=2, batch_size=64, flip=False, milestones=(2,))
+    cell = CellState(config, model, Masks(prunable_parameters(model)), DeviceData.from_dataset(dataset,
+                     torch.device("cpu")), method, torch.Generator().manual_seed(0))
+    stats = train_step(cell, stream[0].train[:129], stream[0].val)
+    assert method.seen == [(i, 4, i / 4) for i in range(1, 5)]
+    assert stats.images == 2 * 128
+
+
+@pytest.mark.parametrize("n, batches", [(1, 0), (63, 1), (64, 1), (65, 1), (66, 2), (128, 2), (129, 2), (130, 3)])
+def test_an_epoch_drops_only_a_last_batch_of_one_image(n, batches):
+    assert batches_per_epoch(n, 64) == batches
+
+
+def test_images_per_second_leave_validation_out():
+    assert TrainStats(1, 90.0, None, images=100, seconds=3.0, validation_seconds=1.0).images_per_second == 50.0
+    assert TrainStats(1, 90.0, None, images=100, seconds=3.0, validation_seconds=2.25).images_per_second == 133.3
+    assert TrainStats(0, -1.0, None, images=0, seconds=1.0, validation_seconds=1.0).images_per_second is None
+
+
+def test_precision_auto_is_bf16_on_cuda_and_fp32_elsewhere():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [resolve_precision(p, cpu) for p in ("auto", "fp32", "bf16")] == ["fp32", "fp32", "bf16"]
+    assert [resolve_precision(p, cuda) for p in ("auto", "fp32", "bf16")] == ["bf16", "fp32", "bf16"]
+    with pytest.raises(AlmabenchError, match="unknown precision 'fp16'; choose from: auto, fp32, bf16"):
+        resolve_precision("fp16", cpu)
+
+
+def test_channels_last_on_cpu_only_from_16_pixels():
+    small = Dataset("small", torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
+                    torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), 2, (0.5,), (0.25,),
+                    1, False, "test")
+    assert DeviceData.from_dataset(small, torch.device("cpu")).channels_last is False
+    assert DeviceData.from_dataset(_cifar_shaped(), torch.device("cpu")).channels_last is True
+
+    def sized(height: int, width: int) -> Dataset:
+        x = torch.zeros(4, 1, height, width, dtype=torch.uint8)
+        return Dataset("sized", x, torch.zeros(4, dtype=torch.int64), x, torch.zeros(4, dtype=torch.int64), 2, (0.5,),
+                       (0.25,), 1, False, "test")
+
+    assert [DeviceData.from_dataset(sized(h, w), torch.device("cpu")).channels_last
+            for h, w in ((16, 16), (15, 16), (16, 40))] == [True, False, True]  # the smaller side decides
+
+
+def test_count_correct_counts_every_image_whatever_the_batch():
+    class ClassZero(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.int64), 3).float()
+
+    y = torch.tensor([0, 0, 1, 0, 2, 0, 0])
+    x = torch.zeros(7, 1, 4, 4, dtype=torch.uint8)
+    data = DeviceData(x, y, x, y, torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1))
+    assert [count_correct(ClassZero(), data, x, y, batch_size) for batch_size in (1, 3, 7, 1024)] == [5] * 4
+    assert accuracy(ClassZero(), data, x, y) == 100.0 * 5 / 7
