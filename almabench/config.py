@@ -119,13 +119,14 @@ class RunConfig:
     protocol: str = "paper"
 
     def __post_init__(self) -> None:
-        # Coerce types so that 4 and 4.0, or [20, 40] and (20, 40), name the same cell.
+        # Coerce types so that 4 and 4.0, or [20, 40] and (20, 40), name the same cell. f.type is the
+        # annotation's text (`from __future__ import annotations`), the key of _COERCE and _KIND.
         for f in fields(self):
             value = getattr(self, f.name)
             try:
-                value = _COERCE[f.type](value)
+                value = _COERCE[str(f.type)](value)
             except (TypeError, ValueError):
-                raise AlmabenchError(f"{f.name} must be {_KIND[f.type]}, got {value!r}") from None
+                raise AlmabenchError(f"{f.name} must be {_KIND[str(f.type)]}, got {value!r}") from None
             object.__setattr__(self, f.name, value)
         if self.dataset:  # a path names its data once: ./data/x.npz and data/x.npz are one cell (names are kept)
             object.__setattr__(self, "dataset", os.path.normpath(self.dataset))
@@ -170,6 +171,20 @@ class RunConfig:
         """Whether every setting that defaults to the dataset's, the method's or the epochs' has its value."""
         return (self.flip is not None and self.crop_padding >= 0 and self.milestones is not None
                 and self.scope is not None)
+
+    @property
+    def run_flip(self) -> bool:
+        """flip as a run uses it; only a resolved config (resolve()) has it."""
+        if self.flip is None:
+            raise AlmabenchError("flip is unset: a run uses a resolved config (RunConfig.resolve)")
+        return self.flip
+
+    @property
+    def run_scope(self) -> str:
+        """scope as a run uses it; only a resolved config (resolve()) has it."""
+        if self.scope is None:
+            raise AlmabenchError("scope is unset: a run uses a resolved config (RunConfig.resolve)")
+        return self.scope
 
     def resolve(self, flip: bool, crop_padding: int, *, scope: str) -> RunConfig:
         """The config with the values a run uses: the dataset's flip and crop padding, the method's scope

@@ -113,18 +113,18 @@ class GridProgress:
             left = sum(self.passes[h]) - self.counted.pop(h)
             if done["status"] == "ok":  # steps no message reached us for (another machine): done all the same
                 self.finished += 1
-                if self.shown:
-                    self.bar.update(left)
+                if (bar := self._drawn()) is not None:
+                    bar.update(left)
             else:  # failed, busy, or done by another run: that work is not this run's to do
                 self.failed += done["status"] == "failed"
-                if self.shown:
-                    self.bar.total -= left
+                if (bar := self._drawn()) is not None:
+                    bar.total -= left
             self._postfix()
 
     def close(self) -> None:
-        if self.shown:
-            self.bar.refresh()
-            self.bar.close()
+        if (bar := self._drawn()) is not None:
+            bar.refresh()
+            bar.close()
 
     def __enter__(self) -> GridProgress:
         return self
@@ -144,21 +144,25 @@ class GridProgress:
         if h not in self.counted:
             return
         self.counted[h] += passes
-        if self.shown:
+        if (bar := self._drawn()) is not None:
             if earlier:
-                self.bar.initial += passes  # tqdm's rate is (n - initial) / elapsed with smoothing=0
-            self.bar.update(passes)
+                bar.initial += passes  # tqdm's rate is (n - initial) / elapsed with smoothing=0
+            bar.update(passes)
 
     @property
     def shown(self) -> bool:
         """Whether there is a bar to draw (tqdm's disabled bar, off a terminal, keeps no counts)."""
-        return self.bar is not None and not self.bar.disable
+        return self._drawn() is not None
+
+    def _drawn(self) -> tqdm | None:
+        """The bar, where there is one to draw (see shown)."""
+        return self.bar if self.bar is not None and not self.bar.disable else None
 
     def _postfix(self) -> None:
-        if self.shown:
+        if (bar := self._drawn()) is not None:
             left = len(self.counted) - len(self.running)
             failed = f", {self.failed} failed" if self.failed else ""
-            self.bar.set_postfix_str(f"cells: {self.finished} done, {len(self.running)} running, {left} left{failed}",
+            bar.set_postfix_str(f"cells: {self.finished} done, {len(self.running)} running, {left} left{failed}",
                                      refresh=True)
 
 

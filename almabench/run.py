@@ -221,6 +221,8 @@ def evaluate_step(cell: CellState, ctx: StepContext, stats: TrainStats, flops: d
     test_correct = count_correct(model, data, data.x_test, data.y_test, eval_batch_size)  # int: synchronised
     t1 = time.perf_counter()
     if PROTOCOLS.get(config.protocol).gap == "running":
+        if stats.best_running_accuracy is None:
+            raise AlmabenchError(f"protocol {config.protocol}: its gap needs the running accuracy, not tracked")
         train_acc, val_acc = stats.best_running_accuracy, stats.best_val_accuracy
     else:
         train_acc = accuracy(model, data, data.x_train[indices.train], data.y_train[indices.train], eval_batch_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -22,7 +23,8 @@ from almabench.registry import Registry
 def prunable_parameters(model: nn.Module, include_linear: bool = False) -> dict[str, nn.Parameter]:
     """name -> weight of every Conv2d (and, if asked, Linear) layer, in module order."""
     kinds = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
-    return {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, kinds)}
+    # torch's stubs declare Conv2d.weight and Linear.weight as Tensor; they are the layers' Parameters
+    return {f"{name}.weight": cast(nn.Parameter, m.weight) for name, m in model.named_modules() if isinstance(m, kinds)}
 
 
 def app_density(step: int, megabatches: int, tau: float) -> float:
@@ -243,10 +245,16 @@ def loss_gradients(model: nn.Module, params: dict[str, nn.Parameter], images: Te
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         loss = F.cross_entropy(model(x), y, reduction="sum") / n
         loss.backward()
-    grads = {name: p.grad.detach().clone() for name, p in params.items()}
+    grads = {name: _grad_of(name, p).detach().clone() for name, p in params.items()}
     for p in model.parameters():
         p.grad = None
     return grads
+
+
+def _grad_of(name: str, p: Tensor) -> Tensor:
+    if p.grad is None:
+        raise AlmabenchError(f"{name} got no gradient: the model's forward pass does not use it")
+    return p.grad
 
 
 GRASP_TEMPERATURE = 200.0  # logits are divided by it before the loss (GraSP's T, as in the released library)
@@ -277,6 +285,7 @@ def grasp_scores(model, params, images, labels, generator, batch_size: int = 256
     for start in starts:  # Hg = ∇(g · ∇L), batch by batch
         grads = torch.autograd.grad(batch_loss(start), weights, create_graph=True)
         dot = sum((gi * part).sum() for gi, part in zip(g, grads))
+        assert isinstance(dot, Tensor)  # sum's start 0 is left only for no weights at all
         for total, part in zip(hg, torch.autograd.grad(dot, weights)):
             total += part
     return {name: (h * w.detach()) for name, h, w in zip(params, hg, weights)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -95,7 +96,7 @@ def datasets_apart(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(dataset=frame["dataset"].map(labels))
 
 
-def block_label(block: dict[str, object]) -> str:
+def block_label(block: dict[str, Any]) -> str:
     """Human-readable block name, e.g. 'cifar10 / resnet18 / T=8 / snip / tau=4.5'."""
     parts = []
     for key, value in block.items():

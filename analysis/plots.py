@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -97,9 +98,9 @@ def _style() -> Iterator[None]:
     """Paper-sized fonts, a light grid, editable text in PDFs; restored afterwards. A glyph no installed
     font has is drawn as a box; matplotlib's warning for it (one per glyph and figure) is silenced, since the
     file names and report.md carry the full names anyway."""
-    rc = {"pdf.fonttype": 42, "savefig.dpi": 200, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
-          "legend.title_fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7}
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper"), plt.rc_context(rc), warnings.catch_warnings():
+    rc = plt.rc_context({"pdf.fonttype": 42, "savefig.dpi": 200, "axes.titlesize": 8, "axes.labelsize": 8,
+                         "legend.fontsize": 7, "legend.title_fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7})
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"), rc, warnings.catch_warnings():
         plt.rcParams["font.family"] = _font_family()
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
         yield
@@ -178,8 +179,8 @@ def density_figure(rows: pd.DataFrame, block: dict, colours: dict) -> plt.Figure
     method's own colour) would vanish under the measured line."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     handles = _mean_lines(ax, rows, "density", method_order(rows["method"]), colours, (0.0, 1.0))
-    style = {"color": TARGET_COLOUR, "linestyle": (0, (3, 2)), "linewidth": 0.9, "marker": "x", "markersize": 3.5,
-             "markeredgewidth": 0.8}
+    style: dict[str, Any] = {"color": TARGET_COLOUR, "linestyle": (0, (3, 2)), "linewidth": 0.9, "marker": "x",
+                             "markersize": 3.5, "markeredgewidth": 0.8}
     target = rows.groupby(["method", "step"])["target_density"].mean().reset_index()
     for _, t in target.groupby("method"):
         ax.plot(t["step"], t["target_density"], zorder=5, gid="target", **style)

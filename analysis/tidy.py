@@ -26,7 +26,7 @@ INT, FLOAT, BOOL, TEXT, TIME, LIST = "Int64", "float64", "boolean", "string", "d
 _FIELD_DTYPES = {"str": TEXT, "str | None": TEXT, "int": INT, "float": FLOAT, "bool": BOOL, "bool | None": BOOL,
                  "int | None": INT,
                  "tuple[int, ...] | None": LIST}
-CONFIG_COLUMNS: dict[str, str] = {f.name: _FIELD_DTYPES[f.type] for f in fields(RunConfig)}
+CONFIG_COLUMNS: dict[str, str] = {f.name: _FIELD_DTYPES[str(f.type)] for f in fields(RunConfig)}
 
 # One row per cell. seconds_<part> are the result's seconds_by_part; data_* and env_* its `data` and
 # `environment` objects.

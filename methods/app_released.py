@@ -46,7 +46,7 @@ class APPReleased(Method):
     def before_step(self, ctx: StepContext) -> None:
         sample = ctx.step_data.train[: ctx.sample_size]
         scores = ctx.scores(sample) if ctx.step == 1 else released_scores(ctx, sample)
-        new = top_k_masks(scores, self.target_density(ctx.step, ctx.config), ctx.config.scope)
+        new = top_k_masks(scores, self.target_density(ctx.step, ctx.config), ctx.config.run_scope)
         ctx.masks.set({name: mask & ctx.masks.masks[name] for name, mask in new.items()})
 
 

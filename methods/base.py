@@ -73,13 +73,13 @@ class StepContext:
         idx = indices.to(self.data.x_train.device)
         images, labels = self.data.x_train[idx], self.data.y_train[idx]
         if PROTOCOLS.get(self.config.protocol).augment_eval:  # the released code reads π_t augmented
-            images = augment(images.cpu(), self.crop_padding, self.config.flip, self.generator).to(images.device)
+            images = augment(images.cpu(), self.crop_padding, self.config.run_flip, self.generator).to(images.device)
         return self.data.normalise(images), labels
 
     def prune(self, scores: dict[str, Tensor], density: float, within_current: bool) -> None:
         """Set the masks to the top round(density·n) scores; within_current keeps new mask ⊆ old mask."""
         within = self.masks.masks if within_current else None
-        self.masks.set(top_k_masks(scores, density, self.config.scope, within=within))
+        self.masks.set(top_k_masks(scores, density, self.config.run_scope, within=within))
 
 
 HOOKS = ("before_step", "after_sgd_step")

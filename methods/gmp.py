@@ -55,7 +55,7 @@ class GradualMagnitude(Method):
         s_i, s_f = 1.0 - self.start, 1.0 - self.final
         density = 1.0 - (s_f + (s_i - s_f) * (1.0 - p) ** 3)
         magnitude = {n: w.detach().abs() for n, w in cell.masks.params.items()}
-        cell.masks.set(top_k_masks(magnitude, density, cell.config.scope, within=cell.masks.masks))
+        cell.masks.set(top_k_masks(magnitude, density, cell.config.run_scope, within=cell.masks.masks))
         self.schedule = {"sgd_steps": sgd.total, "first": first, "last": last, "every": every}
         self.updates.append({"iteration": i, "target_density": density, "nonzero": cell.masks.nonzero()})
 

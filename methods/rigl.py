@@ -56,7 +56,9 @@ class RigL(Method):
     def before_step(self, ctx: StepContext) -> None:
         self.updates = []
         if ctx.step == 1:
-            random = PRUNERS.get("random")(ctx.model, ctx.masks.params, None, None, ctx.generator)
+            no_sample = torch.empty(0)  # the random criterion reads neither images nor labels
+            random = PRUNERS.get("random")(ctx.model, ctx.masks.params, no_sample, no_sample.long(), ctx.generator,
+                                           ctx.score_batch_size)
             ctx.prune(random, self.target_density(1, ctx.config), within_current=False)
 
     def grow_scores(self, cell: CellState) -> dict[str, Tensor]:

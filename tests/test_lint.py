@@ -1,4 +1,4 @@
-"""The package's shape is checked with the tests: ruff's lint (config in pyproject.toml) must be clean."""
+"""The package's shape is checked with the tests: ruff's lint and mypy (configs in pyproject.toml) must be clean."""
 
 import subprocess
 import sys
@@ -11,4 +11,10 @@ PACKAGES = ["almabench", "analysis", "methods"]
 def test_ruff_finds_nothing():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", *PACKAGES], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_finds_nothing():
+    """mypy checks almabench, analysis and methods ([tool.mypy] files); its cache makes a rerun take seconds."""
+    done = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
