@@ -292,7 +292,7 @@ def test_t_quantile_other_levels_and_the_normal_limit() -> None:
     with pytest.raises(ValueError):
         t_quantile(0.975, 0)
     for p in (0.0, 1.0):
-        with pytest.raises(ValueError, match="0 < p < 1"):
+        with pytest.raises(ValueError, match=f"needs 0 < p < 1 and a positive integer df, got p={p}, df=5"):
             t_quantile(p, 5)
 
 
