@@ -107,7 +107,7 @@ def _open_run(target: LogTarget, config: RunConfig) -> Any:
     from almabench.analysis.export import WRITERS
 
     module = WRITERS.get(target.kind).load(target.kind, flag="--log")
-    return module.CellRun(target.dest, config.to_dict(), config.hash())
+    return module.LIVE_RUN(target.dest, config.to_dict(), config.hash())
 
 
 def _checkpoint_steps(path: Path) -> tuple[str, list[dict[str, Any]]]:

@@ -2,8 +2,8 @@
 
 One module per format, each an optional extra; the registry below says which module writes a format, which
 package it needs and how to look at what it wrote. Formats that can also follow a running grid
-(`almabench run --log`) have a `CellRun` class: one cell's run, fed step by step, the same class the export
-feeds from the finished files, so a live log and an export look alike.
+(`almabench run --log`) name a class as `LIVE_RUN` (a runs.CellRun): one cell's run, fed step by step, the
+same class the export feeds from the finished files, so a live log and an export look alike.
 """
 
 from __future__ import annotations

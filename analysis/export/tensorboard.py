@@ -24,7 +24,7 @@ from .runs import export_runs, final_metrics, hparams, run_name, step_scalars
 EVENT_FILES = "events.out.tfevents.*"
 
 
-class CellRun:
+class TensorBoardRun:
     """One cell's TensorBoard run directory under dest."""
 
     def __init__(self, dest: Path, config: dict[str, Any], config_hash: str, replace: bool = False) -> None:
@@ -57,5 +57,8 @@ class CellRun:
 
 
 def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -> str:
-    n = export_runs(CellRun, results, dest)
+    n = export_runs(TensorBoardRun, results, dest)
     return f"{n} run directories"
+
+
+LIVE_RUN = TensorBoardRun  # what `almabench run --log` opens for each cell (almabench.watch)

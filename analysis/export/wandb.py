@@ -20,7 +20,7 @@ from .runs import export_runs, final_metrics, group_name, hparams, leaf_name, st
 PROJECT = "almabench"
 
 
-class CellRun:
+class WandbRun:
     """One cell's offline W&B run under dest/wandb."""
 
     def __init__(self, dest: Path, config: dict[str, Any], config_hash: str, replace: bool = False) -> None:
@@ -51,9 +51,12 @@ class CellRun:
 
 
 def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -> str:
-    n = export_runs(CellRun, results, dest)
+    n = export_runs(WandbRun, results, dest)
     if n:
         import wandb
 
         wandb.teardown()  # finish() can return before W&B's service has flushed the run files; teardown waits
     return f"{n} offline runs in {dest / 'wandb'}"
+
+
+LIVE_RUN = WandbRun  # what `almabench run --log` opens for each cell (almabench.watch)
