@@ -75,6 +75,7 @@ _AS_A_SET = "topk's indices are used as a set: sorted or not, the same weights a
 _BATCH_DEFAULT = "every caller passes batch_size (ctx.scores: the protocol's); the default is never used"
 _DIGITS = "the rounding of a timing field: no contract fixes its digits (timing is outside repeatability)"
 _EVAL_BATCH = "a default never used (run_cell passes the cell's batch), and the count does not depend on the batch"
+_SWITCH = "where the exact sum hands over to the expansion: at df 1000-1001 both agree with scipy to 1.3e-11"
 EQUIVALENT: dict[tuple[str, str], str] = {
     ("almabench/sparsity.py", "over = [name for name in sparse if eps * ratio[name] >= 1.0]"):
         "a layer at exactly d_l = 1 is dense either way; solving ε over the others then gives the same ε",
@@ -86,6 +87,9 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "order-free: densifying any layer that is over raises ε, so every layer over once stays over and all end "
         "dense; the same dense set gives the same ε (RigL takes the largest ratio first, to the same end)",
     ("almabench/sparsity.py", "kept[torch.topk(grow, n, sorted=True).indices] = True"): _AS_A_SET,
+    **{("almabench/sparsity.py", line): _BATCH_DEFAULT for line in (
+        "def random_scores(model, params, images, labels, generator, batch_size: int = 257) -> dict[str, Tensor]:",
+        "batch_size: int = 257) -> dict[str, Tensor]:")},  # random ignores it; loss_gradients' callers pass it
     ("almabench/stream.py", "@dataclass(frozen=False)"): "no code assigns to a Megabatch's fields or hashes one",
     ("almabench/stream.py", "return shuffled[torch.argsort(rank * num_classes + klass, stable=False)]"):
         "the keys rank·K + class are distinct, so a stable and an unstable sort give one order",
@@ -108,7 +112,24 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "an epoch trains 0 images (then correct is 0: the ratio is 0 either way) or at least 2, never 1",
     ("analysis/stats.py", "for _ in range(101):"):
         "100 halvings of (0, π/2) already reach double precision: a 101st changes no bit of the quantile",
+    ("analysis/stats.py", "LARGE_DF = 1001  # beyond this many degrees of freedom an expansion around the normal "
+                          "quantile (A&S 26.7.5)"): _SWITCH,
+    ("analysis/stats.py", "if df >= LARGE_DF:"): _SWITCH,
+    ("analysis/stats.py", "lo, hi = 0.0, math.pi * 2"):
+        "tan has period π: bisecting (0, 2π) converges to θ + π, whose tangent is θ's (to 1e-16)",
+    ("analysis/stats.py", "lo, hi = (mid, hi) if t_central_mass(math.sqrt(df) * math.tan(mid), int(df)) <= mass "
+                          "else (lo, mid)"): "differs only where the central mass equals the target exactly",
     ("analysis/stats.py", "@dataclass(frozen=False)"): "no code assigns to an Interval's fields or hashes one",
+    ("almabench/train.py", "channels_last: bool = True"):
+        "DeviceData's default: the harness always passes it (from_dataset); the layout changes no value",
+    ("almabench/train.py", "@dataclass(eq=True)"): "no code compares or hashes two CellStates",
+    ("almabench/train.py", "crop_padding: int = 1"): "CellState's default: run_cell always passes the config's",
+    ("almabench/train.py", "track_accuracy: bool = True,"): "train_step always passes track_accuracy",
+    ("almabench/train.py", "optimiser.zero_grad(set_to_none=False)"):
+        "zeroed or unset, a gradient is replaced by the next backward; they differ only for a parameter that "
+        "gets no gradient (SGD then applies weight decay to it), and every parameter of every model gets one",
+    ("almabench/train.py", "loss_sum -= loss.detach()"):
+        "the summed loss is only tested for finiteness, which its sign does not change",
     ("almabench/train.py", "@dataclass(frozen=False, eq=False)"):
         "DeviceData: no code assigns to a field of one (CellState, the other eq=False dataclass, is not frozen)",
     ("almabench/train.py", "@dataclass(frozen=True, eq=True)"): "no code compares or hashes two DeviceData",

@@ -172,6 +172,9 @@ def test_bootstrap_is_deterministic_and_sane() -> None:
     assert all(math.isnan(v) for v in bootstrap_ci([3.0]))  # one seed: no interval, not a point
     assert bootstrap_ci([1.0, 3.0]) == (1.0, 3.0)  # two values: means 1, 2, 3; the tails hold 1 and 3
     assert bootstrap_ci([float(v) for v in range(20)]) == (6.9, 11.9)  # pinned: BOOT_SEED 0, the 2.5 and 97.5 %
+    uneven = [3.7, 0.233, 1.409, 2.4, 3.273, 4.063, 4.789, 0.465, 1.1, 1.7, 2.272, 2.817, 3.341, 3.844, 4.33, 4.8,
+              0.255, 0.698, 1.128, 1.547]  # pinned too: N_BOOT = 2000 resamples (2001 moves the ends by 2e-5)
+    assert bootstrap_ci(uneven) == pytest.approx((1.7493275, 3.06971125), abs=1e-9)
 
 
 def test_corrupt_empty_partial_and_failed_files_are_skipped_with_one_warning_each(grid: Path) -> None:
@@ -315,9 +318,9 @@ def test_t_interval_is_the_textbook_one() -> None:
 
 
 def test_bootstrap_only_from_twenty_values_on() -> None:
-    few = [float(v) for v in range(BOOTSTRAP_MIN_N - 1)]
+    few = [float(v) for v in range(19)]
     assert mean_interval(few).kind == "t" and mean_interval(few) == t_interval(few)
-    many = [float(v) for v in range(BOOTSTRAP_MIN_N)]
+    many = [float(v) for v in range(20)]  # README: a bootstrap from 20 seeds on
     interval = mean_interval(many)
     assert interval.kind == "bootstrap" and (interval.low, interval.high) == bootstrap_ci(many)
     assert interval.low < 9.5 < interval.high

@@ -112,9 +112,9 @@ def test_drop_and_grow_swaps_one_weight_even_when_grow_scores_are_negative():
 def test_density_is_measured_for_a_single_weight_and_is_one_without_prunable_weights():
     weight = nn.Parameter(torch.tensor([[[[0.5]]]]))
     masks = Masks({"w": weight})
-    assert masks.density() == 1.0
+    assert (masks.density(), masks.kept()) == (1.0, 1)
     masks.set({"w": torch.zeros(1, 1, 1, 1, dtype=torch.bool)})
-    assert masks.density() == 0.0 and masks.layer_density() == {"w": 0.0}
+    assert masks.density() == 0.0 and masks.layer_density() == {"w": 0.0} and masks.kept() == 0
     assert Masks({}).density() == 1.0
 
 

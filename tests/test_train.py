@@ -149,7 +149,20 @@ class WorseAfter(torch.nn.Module):
         return self.net(x)
 
 
-def _train_worse_after(spoil_after_epochs: int, validate_without_zeros: bool = False
+class PrunesAtTheEnd(Method):
+    """A training hook that halves the masks at the megabatch's last SGD step."""
+
+    name = "prunes-at-the-end"
+    masks: Masks | None = None
+
+    def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
+        self.masks = cell.masks
+        if sgd.iteration == sgd.total:
+            cell.masks.set({n: torch.arange(m.numel()).view_as(m) < m.numel() // 2
+                            for n, m in cell.masks.masks.items()})
+
+
+def _train_worse_after(spoil_after_epochs: int, validate_without_zeros: bool = False, method: Method | None = None
                        ) -> tuple[WorseAfter, TrainStats, float, float, int]:
     """Three epochs of train_step on the first digits megabatch; the net spoils after `spoil_after_epochs`.
     validate_without_zeros leaves the images of class 0 out of validation (a spoiled net scores 0 % there)."""
@@ -164,9 +177,10 @@ def _train_worse_after(spoil_after_epochs: int, validate_without_zeros: bool = F
     data = DeviceData.from_dataset(dataset, torch.device("cpu"))
     config = RunConfig(epochs=3, batch_size=64, flip=False, milestones=(2,))
     masks = Masks(prunable_parameters(model))
-    cell = CellState(config, model, masks, data, Dense(), torch.Generator().manual_seed(0))
+    cell = CellState(config, model, masks, data, method or Dense(), torch.Generator().manual_seed(0))
     stats = train_step(cell, stream[0].train, stream[0].val)
     assert stats.images == 3 * len(stream[0].train)  # 646 = 10 · 64 + 6: no batch of one to drop
+    assert 0 < stats.validation_seconds < stats.seconds
     x_val, y_val = data.x_train[stream[0].val], data.y_train[stream[0].val]
     class_zero = 100.0 * float((y_val == 0).double().mean())
     return model, stats, accuracy(model, data, x_val, y_val), class_zero, per_epoch
@@ -177,6 +191,15 @@ def test_train_step_loads_back_the_best_validation_epoch_not_the_last():
     model, stats, val_accuracy, class_zero, per_epoch = _train_worse_after(1)
     assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch  # the state saved after epoch 1
     assert val_accuracy == stats.best_val_accuracy > class_zero + 20
+
+
+def test_a_kept_epoch_brings_back_its_masks_too():
+    """A hook halves the masks at the last step; epoch 1 (dense masks) is kept, so its masks come back."""
+    method = PrunesAtTheEnd()
+    model, stats, _, _, per_epoch = _train_worse_after(1, method=method)
+    assert stats.best_epoch == 1 and int(model.trained_batches) == per_epoch
+    assert method.masks is not None and method.masks.kept() == method.masks.total  # epoch 1's masks: all kept
+    assert method.masks.nonzero() == method.masks.total  # and its weights, none zeroed
 
 
 def test_train_step_keeps_the_earliest_of_equally_good_epochs():
@@ -191,15 +214,21 @@ def test_an_epoch_at_zero_validation_accuracy_is_still_kept():
 
 
 class CountsSteps(Method):
-    """Records what the training hook is told at every SGD step."""
+    """Records what the training hook is told at every SGD step, and what settled() is asked (never settled:
+    no epoch may be kept, the megabatch ends as it began)."""
 
     name = "counts-steps"
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, int, float]] = []
+        self.asked: list[tuple[int, int]] = []
 
     def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
         self.seen.append((sgd.iteration, sgd.total, sgd.progress))
+
+    def settled(self, iteration: int, total: int) -> bool:
+        self.asked.append((iteration, total))
+        return False
 
 
 def test_the_training_hook_counts_sgd_steps_across_epochs_and_a_last_batch_of_one_is_dropped():
@@ -212,9 +241,22 @@ def test_the_training_hook_counts_sgd_steps_across_epochs_and_a_last_batch_of_on
     config = RunConfig(epochs=2, batch_size=64, flip=False, milestones=(2,))
     cell = CellState(config, model, Masks(prunable_parameters(model)), DeviceData.from_dataset(dataset,
                      torch.device("cpu")), method, torch.Generator().manual_seed(0))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     stats = train_step(cell, stream[0].train[:129], stream[0].val)
     assert method.seen == [(i, 4, i / 4) for i in range(1, 5)]
+    assert method.asked == [(2, 4), (4, 4)]  # at the end of each epoch
     assert stats.images == 2 * 128
+    assert stats.best_epoch == 0 and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("unset", [{"flip": False}, {"milestones": (1,)}])
+def test_train_step_refuses_a_config_left_unresolved(unset):
+    dataset = _cifar_shaped()
+    model = build_model("convnet", 10, 3, 32)
+    cell = CellState(RunConfig(epochs=1, **unset), model, Masks(prunable_parameters(model)),
+                     DeviceData.from_dataset(dataset, torch.device("cpu")), Dense(), torch.Generator())
+    with pytest.raises(ValueError, match="train_step needs a resolved config"):
+        train_step(cell, torch.arange(64), torch.arange(64, 96))
 
 
 @pytest.mark.parametrize("n, batches", [(1, 0), (63, 1), (64, 1), (65, 1), (66, 2), (128, 2), (129, 2), (130, 3)])
