@@ -20,15 +20,11 @@ from typing import IO, Any
 from tqdm.auto import tqdm
 
 from almabench.config import RunConfig, RunOptions
+from almabench.data import load_dataset
+from almabench.specs import describe
 from almabench.stream import REPLAYS, make_stream
 
 STEP_KEYS = ("step", "test_accuracy", "density", "seconds", "train_size")  # what an event carries of a step
-
-
-def describe(config: RunConfig) -> str:
-    from almabench.specs import describe as spec_describe
-
-    return spec_describe(config)
 
 
 def step_line(config: RunConfig, step: dict[str, Any]) -> str:
@@ -167,6 +163,4 @@ class GridProgress:
 
 
 def _n_train(config: RunConfig, options: RunOptions) -> int:
-    from almabench.data import load_dataset
-
     return load_dataset(config.dataset, options.data_root, options.download).n_train

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from almabench.config import NAMED_WITHOUT, RunConfig
+from almabench.specs import DESCRIBED_WHEN_SET as NAMED_WHEN_SET  # a run's name shows what a run's lines show
 
-NAMED_WHEN_SET = ("stream_images", "pruner", "tau", "scope", "replay", "protocol")  # specs.DESCRIBED_WHEN_SET
 DEFAULTS = {**RunConfig().to_dict(), **NAMED_WITHOUT}  # a global scope is named as the hash names it: not at all
 
 
