@@ -125,6 +125,29 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def test_a_rerun_writer_sorts_after_an_earlier_event_file_of_the_same_second_so_tensorboard_keeps_its_steps(spec, tmp_path):
+    """The killed process's file may be from the rerun's own second (or, with clock skew, the next): TensorBoard reads
+    files in name order, so a rerun file that sorted first would have its steps purged by the older file's step 1."""
+    pytest.importorskip("tensorboard")
+    from almabench.analysis.export.tensorboard import EVENT_FILES, TensorBoardRun
+
+    config = load_spec(str(spec)).configs()[0].resolve(False, 1, scope="global").to_dict()
+    steps = [{"step": t, "test_accuracy": 10.0 * t, "train_accuracy": 0,
+        "val_accuracy": 0, "gap": 0, "density": 1, "target_density": 1, "params_remaining": 1, "flops_remaining": 1,
+        "seconds": 1, "images_per_second": 1} for t in (1, 2, 3)]
+    killed = TensorBoardRun(tmp_path, config, "abc")
+    killed.step({**steps[0], "test_accuracy": 99.0}, 0)
+    killed.close()
+    (old,) = killed.dir.glob(EVENT_FILES)
+    second = int(time.time()) + 1  # the next second, on a host name that sorts after any other
+    old.rename(old.with_name(f"events.out.tfevents.{second:010d}.~~~.1.1"))
+    rerun = TensorBoardRun(tmp_path, config, "abc")
+    for step in steps:
+        rerun.step(step, 0)
+    rerun.close()
+    assert scalars(rerun.dir)["accuracy/test"] == [(1, 10.0), (2, 20.0), (3, 30.0)]
+
+
 def test_a_cell_killed_after_a_megabatch_and_resumed_has_each_step_once_in_its_live_tensorboard_log(spec, tmp_path):
     pytest.importorskip("tensorboard")
     out, logdir = tmp_path / "out", tmp_path / "tb"

@@ -8,11 +8,15 @@ subfolder SummaryWriter.add_hparams would make.
 
 Each step is in the log once: a run opened to go on after a resume (or to start a cell again) writes with
 purge_step = 1 and logs every recorded step again, so TensorBoard drops whatever an earlier process had
-written of this run; an export first removes the earlier event files of the cells it writes.
+written of this run; an export first removes the earlier event files of the cells it writes. TensorBoard reads a
+run's event files in name order, and a name starts with the second its writer opened: a new writer therefore waits
+until its second is past every earlier file's, or a rerun opened in the killed process's second could sort first and
+have its steps purged by the older file's.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,20 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from .runs import export_runs, final_metrics, hparams, run_name, step_scalars
 
 EVENT_FILES = "events.out.tfevents.*"
+
+
+def opened_second(event_file: Path) -> int:
+    """The whole second an event file's writer opened (events.out.tfevents.SECOND.host.pid.uid)."""
+    return int(event_file.name.split(".")[3])
+
+
+def wait_to_sort_last(run_dir: Path) -> None:
+    """Sleep (under a second, or as long as a file from the future needs) until a writer opened now sorts after every
+    event file already in run_dir."""
+    newest = max((opened_second(f) for f in run_dir.glob(EVENT_FILES)), default=None)
+    if newest is not None:
+        while time.time() < newest + 1:
+            time.sleep(newest + 1 - time.time())
 
 
 class TensorBoardRun:
@@ -34,6 +52,7 @@ class TensorBoardRun:
             for old in self.dir.glob(EVENT_FILES):
                 old.unlink()
         self.config, self.config_hash = config, config_hash
+        wait_to_sort_last(self.dir)
         # purge_step=1: every earlier event of this run is superseded by what this writer logs
         self.writer = SummaryWriter(str(self.dir), purge_step=None if replace else 1, flush_secs=3600)
 
