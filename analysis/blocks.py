@@ -42,7 +42,9 @@ def parse_group_by(spec: str | None, columns: Sequence[str]) -> list[str]:
 
 # Any setting that changes what a cell computes splits the rows it varies in (two epoch budgets of a scale
 # ladder, the paper's and the released harness, ...): a table row averages seeds and nothing else.
-SPLIT_WHEN_VARYING: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k not in ("method", "seed"))
+# scope is not among them: a cell at another scope than the paper's is its own method (scope_in_method).
+SPLIT_WHEN_VARYING: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k not in ("method", "seed", "scope"))
+PAPER_SCOPE = "global"  # the paper's (SPEC.md): one threshold over every prunable layer
 
 
 # Settings a reader must see in every block title once any cell sets them, even where all cells agree: a stream of
@@ -58,6 +60,18 @@ def with_varying_splits(keys: Sequence[str], frame: pd.DataFrame) -> list[str]:
             return False
         return frame[k].nunique() > 1 or (k in SHOWN_WHEN_SET and frame[k].notna().any())
     return [*keys, *(k for k in SPLIT_WHEN_VARYING if split(k))]
+
+
+def scope_in_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every pruning cell whose scope is not the paper's named as its own method, e.g.
+    'rigl (erk-dense-first)': RigL as its authors run it then sits in the same block as APP and RigL at global
+    scope, each with its own row and delta. A scope a result does not record (older files) was global."""
+    if "scope" not in frame.columns:
+        return frame
+    other = frame["prunes"] & frame["scope"].notna() & (frame["scope"] != PAPER_SCOPE)
+    if not other.any():
+        return frame
+    return frame.assign(method=frame["method"].where(~other, frame["method"] + " (" + frame["scope"].astype(str) + ")"))
 
 
 def assign_blocks(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

@@ -14,9 +14,15 @@ import pandas as pd
 METHOD_ORDER: tuple[str, ...] = ("dense", "osp", "app", "app-released")
 
 
+def base_method(method: str) -> str:
+    """The registered method of a report label: 'rigl (erk-dense-first)' -> 'rigl' (blocks.scope_in_method)."""
+    return method.split(" (", 1)[0]
+
+
 def is_app(method: str) -> bool:
-    """APP and its variants (the paper version and the released-code reproduction)."""
-    return method == "app" or method.startswith("app-")
+    """APP and its variants (the paper version, the released-code reproduction, either at another scope)."""
+    base = base_method(method)
+    return base == "app" or base.startswith("app-")
 
 
 def method_order(methods: list[str] | pd.Series) -> list[str]:

@@ -329,6 +329,39 @@ def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, 
     return Plot("gap_vs_T", label, writer.save(fig, f"gap_vs_T_{block_slug(group)}"))
 
 
+def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dict) -> plt.Figure:
+    """Final test accuracy and mean gap against final density, one line per method through its τ values (log x):
+    whether pruning more helps, and whether it closes the gap. Dense is its one point at density 1, with a
+    dotted line at its mean accuracy."""
+    rows = group_cells.drop_duplicates("config_hash")  # a dense cell joins every τ's block; draw it once
+    order = method_order(rows["method"])
+    fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.8, HEIGHT))
+    for ax, (col, name) in zip(axes, [("final_test_accuracy", "final test accuracy (%)"),
+                                      ("mean_gap", "mean gap over steps (points)")]):
+        sns.lineplot(data=rows, x="final_density", y=col, hue="method", hue_order=order, palette=colours,
+                     style="method", style_order=order, markers={m: style(m).marker for m in order},
+                     dashes={m: _dash(m) for m in order}, errorbar="sd", err_style="bars", err_kws={"capsize": 2},
+                     markersize=4, linewidth=1.2, ax=ax, legend=ax is axes[-1])
+        dense = rows.loc[rows["method"] == "dense", col]
+        if not dense.empty:
+            ax.axhline(dense.mean(), color=colours["dense"], linestyle=":", linewidth=0.8, zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("final density (log)")
+        ax.set_ylabel(name)
+    _legend_outside(axes[-1])
+    note = _seed_note(rows, "point: mean, whisker: {}")
+    fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_density(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, colours: dict) -> Plot:
+    """accuracy_density_figure, saved as accuracy_vs_density_<group> (the block keys but τ)."""
+    fig = accuracy_density_figure(group_cells, group, colours)
+    return Plot("accuracy_vs_density", block_label(group),
+                writer.save(fig, f"accuracy_vs_density_{block_slug(group)}"))
+
+
 def _dash(method: str) -> str | tuple:
     """seaborn's dash spec of the method's line style: '' for solid, the on/off lengths otherwise."""
     linestyle = style(method).linestyle
@@ -365,6 +398,10 @@ def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str]
         for group, rows in (iter_blocks(cell_rows, t_keys) if t_keys else [({}, cell_rows)]):
             if rows["megabatches"].nunique() > 1:
                 plots.append(plot_gap_vs_T(rows, group, writer, colours))
+        tau_keys = [k for k in keys if k != "tau"]
+        for group, rows in (iter_blocks(cell_rows, tau_keys) if tau_keys else [({}, cell_rows)]):
+            if rows.loc[rows["prunes"], "tau"].nunique() > 1:
+                plots.append(plot_accuracy_vs_density(rows, group, writer, colours))
     return plots
 
 

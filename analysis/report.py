@@ -16,7 +16,7 @@ import pandas as pd
 
 import almabench
 
-from .blocks import BLOCK_KEYS, assign_blocks, check_environment, check_homogeneous
+from .blocks import BLOCK_KEYS, assign_blocks, check_environment, check_homogeneous, scope_in_method
 from .load import CONFIG_KEYS, Warn, cells, warn_stderr
 from .paper import method_order
 from .plots import Plot, make_plots
@@ -55,6 +55,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         warn(message)
 
     keys = list(keys)
+    frame = scope_in_method(frame)
     cell_rows = assign_blocks(cells(frame), keys)
     check_homogeneous(cell_rows, keys, record)
     check_environment(cell_rows, keys, record)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import seaborn as sns
 
+from .paper import base_method
+
 _CB = sns.color_palette("colorblind", 10)  # blue, orange, green, red, purple, brown, pink, grey, yellow, cyan
 SOLID, DASHED, DOTTED = "-", (0, (4, 2)), (0, (1, 1.5))
 
@@ -34,9 +36,13 @@ _OTHERS = [MethodStyle(c, m, DOTTED) for c, m in zip((_CB[3], _CB[6], _CB[8]), (
 
 
 def style(method: str) -> MethodStyle:
-    """The method's look; a method added later gets a dotted one picked by its name, the same every time."""
+    """The method's look; a method added later gets a dotted one picked by its name, the same every time, and a
+    method at another scope ('rigl (erk-dense-first)') its own method's colour and marker, dotted."""
     if method in STYLES:
         return STYLES[method]
+    base = base_method(method)
+    if base != method and base in STYLES:
+        return MethodStyle(STYLES[base].colour, STYLES[base].marker, DOTTED)
     return _OTHERS[sum(method.encode()) % len(_OTHERS)]
 
 

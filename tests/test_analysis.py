@@ -19,8 +19,9 @@ from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, block_slug, par
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, filter_results, load_results
 from almabench.analysis.paper import comparisons
-from almabench.analysis.plots import (FigureWriter, cer_figure, curve_figure, density_figure, layer_figure,
-                                      layer_labels, palette)
+from almabench.analysis.plots import (FigureWriter, accuracy_density_figure, cer_figure, curve_figure,
+                                      density_figure, layer_figure, layer_labels, palette)
+from almabench.analysis.style import style
 from almabench.analysis.stats import (BOOTSTRAP_MIN_N, bootstrap_ci, mean_interval, paired_differences,
                                       t_interval, t_quantile)
 from almabench.analysis.tables import delta_table, summary_table
@@ -139,7 +140,8 @@ def test_deltas_and_paper_figures_in_headline_setting(grid: Path) -> None:
     assert deltas.loc[("dense", "final_test_accuracy"), "paper"] == pytest.approx(17.97)
     assert deltas.loc[("osp", "cer"), "paper"] == pytest.approx(-5533)
     assert deltas.loc[("osp", "final_gap"), "paper"] == pytest.approx(-14.79)
-    assert (deltas["method"] == "app").all() and len(deltas) == 6
+    assert deltas.loc[("dense", "mean_gap"), "delta"] == pytest.approx(-8.0)
+    assert (deltas["method"] == "app").all() and len(deltas) == 8
 
 
 def test_paper_figures_absent_outside_headline_setting(tmp_path: Path) -> None:
@@ -147,7 +149,7 @@ def test_paper_figures_absent_outside_headline_setting(tmp_path: Path) -> None:
     write_result(tmp_path, "dense", 0, [50] * 8, 10.0, **setting)
     write_result(tmp_path, "app", 0, [20] * 8, 2.0, 0.366, **setting)
     deltas = delta_table(cells(load_results(tmp_path)), BLOCK_KEYS)
-    assert len(deltas) == 3 and deltas["paper"].isna().all()
+    assert len(deltas) == 4 and deltas["paper"].isna().all()
     assert deltas.set_index("metric").loc["cer", "delta"] == pytest.approx(160 - 400)
 
 
@@ -508,3 +510,60 @@ def test_layer_heatmap_file_names_its_pruners(grid: Path, tmp_path: Path) -> Non
     layers = sorted(p.name for p in (tmp_path / "rep" / "figures").glob("layers_*.png"))
     assert layers == ["layers_cifar100_resnet50_T8_snip_tau4.5_app.png",
                       "layers_cifar100_resnet50_T8_snip_tau4.5_osp.png"]
+
+
+def test_the_mean_gap_delta_is_paired_by_seed_from_each_cells_mean_gap_not_its_final_gap(tmp_path: Path) -> None:
+    for method, seed, final_gap, mean_gap in (("dense", 0, 30.0, 20.0), ("dense", 1, 30.0, 24.0),
+                                               ("app", 0, 30.0, 15.0), ("app", 1, 30.0, 17.0)):
+        path = write_result(tmp_path, method, seed, [50] * 8, final_gap, 1.0 if method == "dense" else 0.366)
+        result = json.loads(path.read_text())
+        path.write_text(json.dumps({**result, "mean_gap": mean_gap}))
+    deltas = delta_table(cells(load_results(tmp_path)), BLOCK_KEYS).set_index(["baseline", "metric"])
+    assert deltas.loc[("dense", "mean_gap"), "delta"] == pytest.approx(-6.0)  # paired: (-5 + -7) / 2
+    assert deltas.loc[("dense", "mean_gap"), "n_pairs"] == 2
+    assert deltas.loc[("dense", "final_gap"), "delta"] == pytest.approx(0.0)
+
+
+def test_a_method_at_another_scope_is_its_own_row_in_the_block_of_app_at_global_scope(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        write_result(tmp_path, "dense", seed, [50] * 8, 10.0)
+        write_result(tmp_path, "app", seed, [30] * 8, 4.0, 0.366)
+        write_result(tmp_path, "rigl", seed, [40] * 8, 6.0, 0.366)
+        write_result(tmp_path, "rigl", seed, [35 + seed] * 8, 5.0, 0.366, scope="erk-dense-first")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(report, [str(tmp_path), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "tables.csv")
+    summary = table[table["kind"] == "summary"]
+    assert summary["method"].drop_duplicates().tolist() == ["dense", "app", "rigl", "rigl (erk-dense-first)"]
+    assert summary[["dataset", "tau"]].drop_duplicates().shape[0] == 1  # one block: scope did not split it
+    acc = table[(table["kind"] == "delta") & (table["metric"] == "final_test_accuracy")].set_index("baseline")
+    assert acc.loc["rigl", "mean"] == pytest.approx(10.0)  # 40 vs 30 errors of 100 at the last step
+    assert acc.loc["rigl (erk-dense-first)", "mean"] == pytest.approx(5.5)  # 35 and 36 vs 30
+    assert "app - rigl (erk-dense-first)" in result.output
+
+
+def test_accuracy_against_density_draws_each_method_through_its_tau_values_and_dense_once(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        write_result(tmp_path, "dense", seed, [20 + 10 * seed] * 8, 10.0)  # accuracies 80 and 70: std 7.07
+        for tau, density, app_errors, osp_errors in ((4.5, 0.366, 30, 40), (1.0, 0.8, 25, 35)):
+            write_result(tmp_path, "app", seed, [app_errors] * 8, 4.0, density, tau=tau)
+            write_result(tmp_path, "osp", seed, [osp_errors] * 8, 4.0, density, tau=tau)
+    rows = assign_blocks(cells(load_results(tmp_path)), BLOCK_KEYS)
+    assert (rows["method"] == "dense").sum() == 4  # the two dense cells, one copy in each τ's block
+    colours = palette(["dense", "osp", "app"])
+    fig = accuracy_density_figure(rows, {"dataset": "digits"}, colours)
+    accuracy = fig.axes[0]
+    lines = {m: [tuple(xy) for xy in line.get_xydata()] for m in ("dense", "osp", "app")
+             for line in accuracy.lines if line.get_color() == colours[m] and line.get_marker() == style(m).marker}
+    assert lines["app"] == [(0.366, 70.0), (0.8, 75.0)]
+    assert lines["osp"] == [(0.366, 60.0), (0.8, 65.0)]
+    assert lines["dense"] == [(1.0, 75.0)]
+    (whisker,) = [c for c in accuracy.collections if tuple(c.get_colors()[0][:3]) == tuple(colours["dense"])]
+    (segment,) = whisker.get_segments()  # mean ± std of the two dense cells, each counted once
+    assert [y for _, y in segment] == pytest.approx([75.0 - math.sqrt(50), 75.0 + math.sqrt(50)])
+    plt.close(fig)
+    result = CliRunner().invoke(report, [str(tmp_path), "--out", str(tmp_path / "r"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "r" / "figures").glob("accuracy_vs_density_*")] == [
+        "accuracy_vs_density_digits_convnet_T8_snip.png"]
