@@ -19,7 +19,6 @@ matmul on the same cores.
 
 from __future__ import annotations
 
-import copy
 import resource
 import shutil
 import tempfile
@@ -150,7 +149,8 @@ def released_style_cell(root: Path, size: CellSize, arch: str, device: torch.dev
 
     watch = Stopwatch(device)
     with watch.part("startup"):
-        augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+        augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                             T.Normalize(MEAN, STD)])
         plain = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
         train_set = cifar10_any_copy(root, train=True, transform=augment)
         train_plain = cifar10_any_copy(root, train=True, transform=plain)
@@ -165,14 +165,15 @@ def released_style_cell(root: Path, size: CellSize, arch: str, device: torch.dev
         train_idx = list(range(t * per_train))
         val_idx = list(range(n_train, n_train + t * (size.images - per_train)))
         with watch.part("pruning"):
-            sample = torch.utils.data.Subset(train_set, train_idx[(t - 1) * per_train:][: int(SAMPLE_FRACTION * size.images)])
+            sample_idx = train_idx[(t - 1) * per_train:][: int(SAMPLE_FRACTION * size.images)]
+            sample = torch.utils.data.Subset(train_set, sample_idx)
             masks = snip_masks_from_disk(arch, work / ("randinit.pt" if t == 1 else f"{t - 1}best.pt"), sample,
                                          app_density(t, size.megabatches, TAU), device)
             apply_prune_hooks(model, masks)
         optimiser = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(default_milestones(size.epochs)), 0.1)
         best = -1.0
-        for epoch in range(size.epochs):
+        for _ in range(size.epochs):
             with watch.part("training"):
                 images += train_epoch(model, loader(torch.utils.data.Subset(train_set, train_idx), device, True),
                                       optimiser, device)

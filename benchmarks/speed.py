@@ -316,7 +316,8 @@ def main() -> None:
                 print(f"{arch:10} bs {batch_size:5}  almabench {row['almabench_img_s']:9.1f} img/s  "
                       f"reference {row['reference_img_s']:9.1f} img/s  ratio {row['ratio']:5.2f}x  "
                       f"{row['tflops']:.3f} TFLOP/s"
-                      + (f" ({100 * row['fraction_of_bf16_peak']:.1f} % of bf16 peak)" if "fraction_of_bf16_peak" in row else "")
+                      + (f" ({100 * row['fraction_of_bf16_peak']:.1f} % of bf16 peak)"
+                         if "fraction_of_bf16_peak" in row else "")
                       + f"  pruning {100 * row['prune_fraction_step1']:.3f} % of step 1"
                       + f"  paper short grid ≈ {row['paper_short_grid_hours']} h at this rate", flush=True)
 

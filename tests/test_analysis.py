@@ -19,11 +19,24 @@ from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, block_slug, par
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, filter_results, load_results
 from almabench.analysis.paper import comparisons
-from almabench.analysis.plots import (FigureWriter, accuracy_density_figure, cer_figure, curve_figure,
-                                      density_figure, layer_figure, layer_labels, palette)
+from almabench.analysis.plots import (
+    FigureWriter,
+    accuracy_density_figure,
+    cer_figure,
+    curve_figure,
+    density_figure,
+    layer_figure,
+    layer_labels,
+    palette,
+)
+from almabench.analysis.stats import (
+    bootstrap_ci,
+    mean_interval,
+    paired_differences,
+    t_interval,
+    t_quantile,
+)
 from almabench.analysis.style import style
-from almabench.analysis.stats import (BOOTSTRAP_MIN_N, bootstrap_ci, mean_interval, paired_differences,
-                                      t_interval, t_quantile)
 from almabench.analysis.tables import delta_table, summary_table
 from almabench.config import RunConfig
 from almabench.errors import AlmabenchError
@@ -413,7 +426,8 @@ def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_fig
     result = CliRunner().invoke(report, [str(tmp_path / "results"), "--out", str(out), "--format", "png"])
     assert result.exit_code == 0, result.output
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert "12 figures" in result.stdout and len(pngs) == 12  # 5 per block (paired differences included), one heatmap each
+    # 5 per block (paired differences included), one heatmap each
+    assert "12 figures" in result.stdout and len(pngs) == 12
     assert "cer_数据.npz_convnet_T2_snip_tau4.5.png" in pngs and "cer_データ.npz_convnet_T2_snip_tau4.5.png" in pngs
     assert "layers_数据.npz_convnet_T2_snip_tau4.5_app.png" in pngs
     report_md = (out / "report.md").read_text()

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from almabench.config import RunConfig
-from almabench.models import init_seed
 from almabench.methods import StepContext
+from almabench.methods.app_released import fresh_conv_weights, released_scores
+from almabench.models import init_seed
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.stream import Megabatch
 from almabench.train import DeviceData
-from almabench.methods.app_released import fresh_conv_weights, released_scores
 
 
 def tiny_net() -> nn.Module:
@@ -39,7 +39,8 @@ def context(pruner: str, step: int = 2) -> StepContext:
     masks.set(old)
     config = RunConfig(method="app-released", pruner=pruner, megabatches=2, epochs=1, seed=3, flip=False,
                        crop_padding=0, milestones=(1,))
-    stream = [Megabatch(torch.arange(0, 12), torch.arange(12, 15)), Megabatch(torch.arange(15, 27), torch.arange(27, 30))]
+    stream = [Megabatch(torch.arange(0, 12), torch.arange(12, 15)),
+              Megabatch(torch.arange(15, 27), torch.arange(27, 30))]
     step_data = Megabatch(torch.cat([m.train for m in stream]), torch.cat([m.val for m in stream]))
     return StepContext(step, config, model, masks, data, stream, step_data, torch.Generator().manual_seed(0))
 

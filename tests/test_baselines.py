@@ -14,16 +14,15 @@ import torch.nn.functional as F
 
 from almabench.config import RunConfig
 from almabench.data import Dataset, load_dataset
-from almabench.specs import GridSpec
 from almabench.methods import METHODS, Method
 from almabench.methods.gmp import span
 from almabench.methods.imp import LotteryRewind, rewind_iteration
 from almabench.models import build_model
 from almabench.run import run_cell
 from almabench.sparsity import Masks, app_density, erk_densities, prunable_parameters, top_k_masks
+from almabench.specs import GridSpec
 from almabench.store import without_timing
-from almabench.train import (CellState, DeviceData, SGDStep, batches_per_epoch, new_optimiser, train_batches,
-                             train_step)
+from almabench.train import CellState, DeviceData, SGDStep, batches_per_epoch, new_optimiser, train_batches, train_step
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=2, milestones=(1,), flip=False)
 

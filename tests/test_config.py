@@ -9,7 +9,6 @@ from click.testing import CliRunner
 
 from almabench.cli import main
 from almabench.config import RunConfig, default_milestones
-
 from conftest import write_cifar_layout
 
 

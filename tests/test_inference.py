@@ -10,15 +10,19 @@ import textwrap
 import pytest
 import torch
 import torch.nn as nn
-
 from torch.fx.experimental.optimization import fuse
 
 from almabench import allocator, inference
-from almabench.inference import (CPU_BUDGET_BYTES, FOLD_FROM_IMAGES, eval_batch_size, inference_model,
-                                 largest_activation_bytes)
+from almabench.allocator import reuse_freed_memory
+from almabench.inference import (
+    CPU_BUDGET_BYTES,
+    FOLD_FROM_IMAGES,
+    eval_batch_size,
+    inference_model,
+    largest_activation_bytes,
+)
 from almabench.models import build_model
 from almabench.train import DeviceData, count_correct
-from almabench.allocator import reuse_freed_memory
 
 CPU = torch.device("cpu")
 

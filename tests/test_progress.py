@@ -20,8 +20,8 @@ from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
 from almabench.execute import run_grid
 from almabench.plan import image_passes
-from almabench.specs import load_spec
 from almabench.progress import GridProgress, step_passes
+from almabench.specs import load_spec
 from almabench.store import checkpoint_path, result_path
 from almabench.watch import LogTarget
 
@@ -125,7 +125,7 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_a_rerun_writer_sorts_after_an_earlier_event_file_of_the_same_second_so_tensorboard_keeps_its_steps(spec, tmp_path):
+def test_a_rerun_writer_sorts_after_an_earlier_event_file_of_its_second_so_tensorboard_keeps_its_steps(spec, tmp_path):
     """The killed process's file may be from the rerun's own second (or, with clock skew, the next): TensorBoard reads
     files in name order, so a rerun file that sorted first would have its steps purged by the older file's step 1."""
     pytest.importorskip("tensorboard")

@@ -6,13 +6,13 @@ import torch
 
 from almabench.config import RunConfig, RunOptions
 from almabench.data import DATASETS, Dataset, _load_cached, channel_stats, load_dataset
+from almabench.methods.dense import Dense
 from almabench.models import ARCHS, build_model
 from almabench.run import run_cell
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import without_timing
-from almabench.methods.dense import Dense
-from almabench.train import CellState, DeviceData, new_optimiser, train_step
 from almabench.stream import make_stream
+from almabench.train import CellState, DeviceData, new_optimiser, train_step
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=2, milestones=(1,), flip=False)
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
+from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
-from almabench.errors import AlmabenchError
 from almabench.run import resolve_device, run_cell, seconds_by_part, summarise
 from almabench.store import without_timing
 from almabench.stream import make_stream
@@ -202,7 +202,8 @@ def test_cli_run_writes_three_results_that_follow_their_schedules(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--methods", "app,nope"], "unknown method 'nope'; choose from: app, app-released, dense, gmp, imp, osp, rigl, set"),
+    (["--methods", "app,nope"],
+     "unknown method 'nope'; choose from: app, app-released, dense, gmp, imp, osp, rigl, set"),
     (["--datasets", "mnist"], "unknown dataset 'mnist'; choose from: cifar10, cifar100, digits"),
     (["--archs", "resnet9"], "unknown architecture 'resnet9'; choose from: convnet,"),
     (["--pruner", "grasp2"], "unknown pruner 'grasp2'; choose from: grasp, magnitude, random, snip, synflow"),

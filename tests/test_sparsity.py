@@ -6,10 +6,18 @@ import torch.nn.functional as F
 from almabench.config import RunConfig
 from almabench.data import load_dataset
 from almabench.errors import AlmabenchError
-from almabench.sparsity import (PRUNERS, Masks, app_density, drop_and_grow, erk_densities, prunable_parameters,
-                                snip_scores, top_k_masks)
-from almabench.stream import make_stream
 from almabench.methods.dense import Dense
+from almabench.sparsity import (
+    PRUNERS,
+    Masks,
+    app_density,
+    drop_and_grow,
+    erk_densities,
+    prunable_parameters,
+    snip_scores,
+    top_k_masks,
+)
+from almabench.stream import make_stream
 from almabench.train import CellState, DeviceData, train_step
 
 

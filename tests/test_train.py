@@ -4,14 +4,25 @@ import torch.nn.functional as F
 
 from almabench.config import RunConfig
 from almabench.data import Dataset, load_dataset
+from almabench.errors import AlmabenchError
+from almabench.methods.base import Method
 from almabench.methods.dense import Dense
 from almabench.models import build_model
 from almabench.sparsity import Masks, prunable_parameters, top_k_masks
 from almabench.stream import Megabatch, make_stream
-from almabench.errors import AlmabenchError
-from almabench.methods.base import Method
-from almabench.train import (CellState, DeviceData, SGDStep, TrainStats, accuracy, augment, batches_per_epoch,
-                             count_correct, resolve_precision, train_batches, train_step)
+from almabench.train import (
+    CellState,
+    DeviceData,
+    SGDStep,
+    TrainStats,
+    accuracy,
+    augment,
+    batches_per_epoch,
+    count_correct,
+    resolve_precision,
+    train_batches,
+    train_step,
+)
 
 
 def per_image_augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -125,7 +136,8 @@ def test_channels_last_and_bf16_stay_close_to_the_plain_path():
     plain = _plain_loop_weights(dataset)
     for channels_last, precision, tolerance in ((True, "fp32", 5e-3), (True, "bf16", 5e-2)):
         ours = _almabench_weights(dataset, channels_last, precision)
-        worst = max(float((ours[n].float() - plain[n].float()).abs().max()) for n in plain if plain[n].is_floating_point())
+        worst = max(float((ours[n].float() - plain[n].float()).abs().max())
+                    for n in plain if plain[n].is_floating_point())
         assert worst < tolerance, (channels_last, precision, worst)
 
 
