@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from .paper import comparisons, method_order
 from .stats import t_interval
@@ -39,6 +40,10 @@ def pairs(methods: list[str] | pd.Series) -> tuple[list[tuple[str, str]], list[t
     return versus_dense, versus_app
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def paired_figure(rows: pd.DataFrame, title: str, width: float, height: float) -> plt.Figure:
     """Two panels of per-megabatch paired differences in test accuracy, each line in its method's style
     (the left panel's line is the first method's; the right panel's the baseline's, with app's marker)."""
@@ -56,9 +61,10 @@ def paired_figure(rows: pd.DataFrame, title: str, width: float, height: float) -
             kwargs = line_kwargs(shown)
             ax.fill_between(d["step"], d["low"], d["high"], color=kwargs["color"], alpha=0.18, linewidth=0, zorder=2)
             ax.plot(d["step"], d["mean"], markersize=3.5, linewidth=1.2, zorder=3,
-                    label=f"{a} − {b}" + (f" ({int(d['n'].max())} seeds)" if d["n"].max() != seeds.max() else ""),
+                    label=f"{a} − {b}" + (f" ({_seeds(int(d['n'].max()))})" if d["n"].max() != seeds.max() else ""),
                     **kwargs)
         ax.set_xlabel("megabatch t")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # megabatches are whole
         ax.set_ylabel("paired difference in\ntest accuracy (points)")
         ax.set_title(name)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=6)

@@ -55,8 +55,8 @@ def test_paired_differences_per_megabatch_have_the_textbook_t_interval():
     assert pairs(frame["method"]) == ([("osp", "dense"), ("app", "dense")], [("app", "osp")])
     fig = paired_figure(frame, "block", 3.5, 2.5)
     left, right = fig.axes
-    assert [t.get_text() for t in left.get_legend().get_texts()] == ["osp − dense (1 seeds)", "app − dense"]
-    assert [t.get_text() for t in right.get_legend().get_texts()] == ["app − osp (1 seeds)"]
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["osp − dense (1 seed)", "app − dense"]
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["app − osp (1 seed)"]
     mean_line = [line for line in left.get_lines() if line.get_label() == "app − dense"][0]
     assert list(mean_line.get_ydata()) == pytest.approx([7 / 3, 0])
     plt.close(fig)
