@@ -5,7 +5,7 @@
 # so rerunning this script finishes what is missing and skips what is done. 1 torch thread per cell (the thread
 # count is part of what makes files repeatable: see the README), JOBS cells at a time (default 2). Two copies with
 # JOBS=1 into the same folder share the cells through their locks and keep both cores busy where a line has an odd
-# number of cells left. The baselines' lines pin --set scope=global: the study ran rigl and set with the global
+# number of cells left. The baselines' lines pin --set scope=global (but the last line): the study ran rigl and set with the global
 # scope, before their own default became ERK with a dense first layer (the other methods' scope is global either way).
 set -uo pipefail
 OUT=${1:-docs/results}
@@ -21,3 +21,4 @@ $RUN --methods dense,osp,app --epochs 4 --out "$OUT/cifar10-t8"                 
 $RUN --methods app --pruner magnitude --out "$OUT/cifar10-t8"                         # pruner ablation, seeds 1-2
 $RUN --methods app-released --epochs 1 --out "$OUT/cifar10-t8"                        # ladder rung: 1 epoch, released
 $RUN --methods app-released --epochs 4 --out "$OUT/cifar10-t8"                        # ladder rung: 4 epochs, released
+$RUN --methods rigl,set --out "$OUT/cifar10-t8"                                       # baselines as their authors run them (erk-dense-first), seeds 0-2 (not run yet)
