@@ -86,19 +86,24 @@ def test_names_follow_the_scope_used_and_global_keeps_the_old_names():
 
 
 def test_every_committed_result_keeps_its_name():
-    """The published study: each file's recorded config, expanded as a grid would from its axes, is its name: for
-    the paper's methods (and gmp, imp) with scope unset, for rigl and set (run global) with --set scope=global."""
+    """The published study: each file's recorded config, expanded as a grid would from its axes, is its name: with
+    scope unset where the file ran at its method's own scope (global for the paper's methods, gmp and imp;
+    erk-dense-first for the rigl and set cells run since), with --set scope=global for the rigl and set cells that
+    ran global."""
     files = sorted(RESULTS.glob("*/*.json"))
     assert len(files) >= 54  # the published study, and the overfitting rung as it lands
-    methods = set()
+    methods, scopes = set(), set()
     for path in files:
         config = json.loads(path.read_text())["config"]
-        assert config["scope"] == "global"
-        unset = {k: v for k, v in config.items() if k != "scope" or config["method"] in ("rigl", "set")}
+        scopes.add((config["method"] in ("rigl", "set"), config["scope"]))
+        own = config["scope"] == METHODS.get(config["method"]).default_scope
+        unset = {k: v for k, v in config.items() if k != "scope" or not own}
         (resolved,) = resolve_configs(GridSpec({}, unset).configs(), RunOptions())
         assert resolved.hash() == path.stem, path
         methods.add(config["method"])
     assert methods >= {*PAPER_METHODS, "rigl", "set"}
+    assert scopes <= {(False, "global"), (True, "global"), (True, "erk-dense-first")}
+    assert (True, "global") in scopes  # rigl and set at both scopes are covered
 
 
 def test_status_still_counts_the_published_study_as_done():
