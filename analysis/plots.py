@@ -335,7 +335,7 @@ def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dic
     dotted line at its mean accuracy."""
     rows = group_cells.drop_duplicates("config_hash")  # a dense cell joins every τ's block; draw it once
     order = method_order(rows["method"])
-    fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.8, HEIGHT))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH, HEIGHT))
     for ax, (col, name) in zip(axes, [("final_test_accuracy", "final test accuracy (%)"),
                                       ("mean_gap", "mean gap over steps (points)")]):
         sns.lineplot(data=rows, x="final_density", y=col, hue="method", hue_order=order, palette=colours,
@@ -349,7 +349,10 @@ def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dic
         ax.set_xlabel("final density (log)")
         ax.set_ylabel(name)
     _legend_outside(axes[-1])
-    note = _seed_note(rows, "point: mean, whisker: {}")
+    per_point = rows.groupby(["method", "tau"])["seed"].nunique()
+    lo, hi = per_point.min(), per_point.max()
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    note = "one seed per point (no spread shown)" if hi < 2 else f"point: mean, whisker: std over {seeds} seeds"
     fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}", fontsize=8)
     fig.tight_layout()
     return fig
