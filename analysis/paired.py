@@ -40,8 +40,9 @@ def pairs(methods: list[str] | pd.Series) -> tuple[list[tuple[str, str]], list[t
     return versus_dense, versus_app
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
+def counted(n: int, noun: str) -> str:
+    """'1 seed', '3 seeds': a count with its noun (the figures' legends and titles)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def paired_figure(rows: pd.DataFrame, title: str, width: float, height: float) -> plt.Figure:
@@ -61,7 +62,8 @@ def paired_figure(rows: pd.DataFrame, title: str, width: float, height: float) -
             kwargs = line_kwargs(shown)
             ax.fill_between(d["step"], d["low"], d["high"], color=kwargs["color"], alpha=0.18, linewidth=0, zorder=2)
             ax.plot(d["step"], d["mean"], markersize=3.5, linewidth=1.2, zorder=3,
-                    label=f"{a} − {b}" + (f" ({_seeds(int(d['n'].max()))})" if d["n"].max() != seeds.max() else ""),
+                    label=f"{a} − {b}" + (f" ({counted(int(d['n'].max()), 'seed')})"
+                                          if d["n"].max() != seeds.max() else ""),
                     **kwargs)
         ax.set_xlabel("megabatch t")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # megabatches are whole

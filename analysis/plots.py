@@ -29,7 +29,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .load import layer_densities  # noqa: E402
-from .paired import paired_figure, pairs  # noqa: E402
+from .paired import counted, paired_figure, pairs  # noqa: E402
 from .paper import method_order  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
 
@@ -268,7 +268,7 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
                     annot_kws={"fontsize": 5}, cbar=i == len(pruners) - 1, yticklabels=layer_labels(names),
                     cbar_kws={"label": "density (kept fraction)", "shrink": min(1.0, 4.0 / height)},
                     linewidths=0.3, linecolor="white")
-        ax.set_title(f"{pruner} ({_count(seeds[pruner], 'seed')})")
+        ax.set_title(f"{pruner} ({counted(seeds[pruner], 'seed')})")
         ax.set_xlabel("megabatch t")
         ax.set_ylabel("layer (weight name)" if i == 0 else "")
         ax.tick_params(axis="y", labelsize=6 if len(names) <= 30 else 4, rotation=0)
@@ -278,10 +278,6 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
                  fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def plot_curve(rows: pd.DataFrame, y: str, ylabel: str, block: dict, kind: str, writer: FigureWriter,
