@@ -119,17 +119,18 @@ def _legend_outside(ax: plt.Axes, title: str | None = "method") -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title=title)
 
 
-def _seed_counts(rows: pd.DataFrame) -> str:
-    """How many seeds (cells) each method has: '3', or '2-3' where methods differ."""
-    n = rows.groupby("method")["config_hash"].nunique()
+def _seed_counts(rows: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> str:
+    """How many seeds (cells) each group (a method, by default) has: '3', or '2-3' where groups differ."""
+    n = rows.groupby(list(by))["config_hash"].nunique()
     return str(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"
 
 
-def _seed_note(rows: pd.DataFrame, spread: str) -> str:
-    """E.g. 'band: mean ± std over 3 seeds' (spread names what shows it), or a note that nothing can."""
-    if rows.groupby("method")["config_hash"].nunique().max() < 2:
-        return "one seed per method (no spread shown)"
-    return spread.format(f"std over {_seed_counts(rows)} seeds")
+def _seed_note(rows: pd.DataFrame, spread: str, by: tuple[str, ...] = ("method",), unit: str = "method") -> str:
+    """E.g. 'band: mean ± std over 3 seeds' (spread names what shows it), or a note that nothing can; the
+    seeds are counted per group of `by` (a figure's unit: a method's line, or a (method, τ) point)."""
+    if rows.groupby(list(by))["config_hash"].nunique().max() < 2:
+        return f"one seed per {unit} (no spread shown)"
+    return spread.format(f"std over {_seed_counts(rows, by)} seeds")
 
 
 def _steps_axis(ax: plt.Axes, megabatches: int) -> None:
@@ -345,10 +346,7 @@ def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dic
         ax.set_xlabel("final density (log)")
         ax.set_ylabel(name)
     _legend_outside(axes[-1])
-    per_point = rows.groupby(["method", "tau"])["seed"].nunique()
-    lo, hi = per_point.min(), per_point.max()
-    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    note = "one seed per point (no spread shown)" if hi < 2 else f"point: mean, whisker: std over {seeds} seeds"
+    note = _seed_note(rows, "point: mean, whisker: {}", by=("method", "tau"), unit="point")
     fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}", fontsize=8)
     fig.tight_layout()
     return fig
