@@ -10,14 +10,22 @@ import click
 DEFAULT_GROUP_BY = "dataset,arch,megabatches,pruner,tau"
 
 
+def _shared_folder(folders: tuple[Path, ...]) -> Path:
+    """The deepest folder that holds every one of folders (a report over several lands in its report/)."""
+    import os
+
+    return Path(os.path.commonpath([f.resolve() for f in folders]))
+
+
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
 @click.command("report")
-@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.argument("results_dirs", metavar="RESULTS_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Report folder (default: RESULTS_DIR/report).")
+              help="Report folder (default: RESULTS_DIR/report; with several folders, report/ in the folder "
+                   "they share).")
 @click.option("--format", "formats", default="png,pdf", show_default=True,
               help="Figure formats, comma-separated: png, pdf, svg.")
 @click.option("--group-by", default=DEFAULT_GROUP_BY, show_default=True,
@@ -27,9 +35,11 @@ def _split(value: str | None) -> list[str]:
 @click.option("--dataset", default=None, help="Only cells on this dataset.")
 @click.option("--arch", default=None, help="Only cells with this architecture.")
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
-def report(results_dir: Path, out: Path | None, formats: str, group_by: str, methods: str | None,
+def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group_by: str, methods: str | None,
            dataset: str | None, arch: str | None, megabatches: int | None) -> None:
-    """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR."""
+    """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR (and
+    its subfolders). Several folders, or a folder of folders, make one report: where their blocks differ in
+    stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
     from almabench.errors import AlmabenchError
     from almabench.names import quoted
 
@@ -38,8 +48,10 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     from .plots import FORMATS
     from .report import build_report
 
-    if not results_dir.is_dir():
-        raise click.ClickException(f"results folder {results_dir} does not exist")
+    missing = [d for d in results_dirs if not d.is_dir()]
+    if missing:
+        raise click.ClickException(f"results folder {quoted(missing[0])} does not exist")
+    results_dir = results_dirs[0] if len(results_dirs) == 1 else _shared_folder(results_dirs)
     fmts = _split(formats)
     bad = [f for f in fmts if f not in FORMATS]
     if not fmts or bad:
@@ -54,9 +66,10 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
         notes.append(message)
         echo_warning(message)
 
-    frame = load_results(results_dir, warn)
+    frame = load_results(results_dirs, warn)
     if frame.empty:
-        raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
+        raise click.ClickException(f"no finished results (*.json with status ok) found under "
+                                   f"{', '.join(map(str, results_dirs))}")
     found = sorted(frame["method"].unique())
     frame = filter_results(frame, _split(methods), dataset, arch, megabatches)
     if frame.empty:
@@ -68,7 +81,8 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
         if group_by == DEFAULT_GROUP_BY or group_by.startswith("+"):  # an explicit list is taken as given
             keys = with_varying_splits(keys, frame)
         target = out or results_dir / "report"
-        result = build_report(frame, target, fmts, keys, warn=echo_warning, source=results_dir, notes=notes)
+        source = results_dir if len(results_dirs) == 1 else ", ".join(map(str, results_dirs))
+        result = build_report(frame, target, fmts, keys, warn=echo_warning, source=source, notes=notes)
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
     except OSError as err:  # a read-only results folder (an archive, a mount), a quota, a full disk

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -113,10 +113,12 @@ def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[
     return out
 
 
-def load_results(root: str | Path, warn: Warn = warn_stderr) -> pd.DataFrame:
-    """One row per (cell, step) for every valid result file under root; an empty frame if there are none."""
-    root = Path(root)
-    rows = [row for path, result in read_results(result_files(root), warn) for row in _rows(result, path)]
+def load_results(root: str | Path | Sequence[str | Path], warn: Warn = warn_stderr) -> pd.DataFrame:
+    """One row per (cell, step) for every valid result file under root (a folder, or several: a cell found in
+    two of them is read once, with a warning); an empty frame if there are none."""
+    roots = [Path(root)] if isinstance(root, str | Path) else [Path(r) for r in root]
+    files = [path for r in roots for path in result_files(r)]
+    rows = [row for path, result in read_results(files, warn) for row in _rows(result, path)]
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values(["dataset", "arch", "megabatches", "method", "seed", "config_hash", "step"],

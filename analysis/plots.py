@@ -31,6 +31,7 @@ from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .load import layer_densities  # noqa: E402
 from .paired import counted, paired_figure, pairs  # noqa: E402
 from .paper import method_order  # noqa: E402
+from .regime import regime_figure  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
 
 WIDTH, HEIGHT = 3.5, 2.5  # inches: one column of a two-column paper
@@ -399,6 +400,19 @@ def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str]
         for group, rows in (iter_blocks(cell_rows, tau_keys) if tau_keys else [({}, cell_rows)]):
             if rows.loc[rows["prunes"], "tau"].nunique() > 1:
                 plots.append(plot_accuracy_vs_density(rows, group, writer, colours))
+    return plots
+
+
+def plot_regimes(settings: Sequence[tuple[dict, pd.DataFrame]], keys: Sequence[str], out: Path,
+                 formats: Sequence[str]) -> list[Plot]:
+    """regime.regime_figure for each setting regime.drawn_settings found, saved as regime_<setting>."""
+    writer = FigureWriter(out, formats)
+    plots = []
+    with _style():
+        for setting, rows in settings:
+            label = f"regime map: {block_label(setting) if setting else 'all cells'}"
+            fig = regime_figure(rows, setting, keys, WIDTH * 1.3, HEIGHT)
+            plots.append(Plot("regime", label, writer.save(fig, f"regime_{block_slug(setting) if setting else 'all'}")))
     return plots
 
 

@@ -103,10 +103,50 @@ def _delta_display(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-LABEL_COLUMNS = ("method", "comparison", "metric", "config_hash", "fingerprint", "file")
+def regime_display(table: pd.DataFrame, rung_label: Any) -> pd.DataFrame:
+    """The regime table (regime.regime_table) for people: one row per architecture, comparison and rung, in
+    order of dense's gap, with both differences side by side. rung_label(row) names the rung."""
+    if table.empty:
+        return pd.DataFrame()
+    lines = []
+    index = ["arch", "method", "baseline", "dense_gap"]
+    for (arch, method, baseline, _), rows in table.groupby(index, sort=False):
+        first = rows.iloc[0]
+        gap = _mean_std(first["dense_gap"], first["dense_gap_std"], 2, PM)
+        line = {"arch": arch, "rung": rung_label(first), "comparison": f"{method} - {baseline}",
+                "dense mean gap": f"{gap} ({first['dense_n']})"}
+        for r in rows.itertuples():
+            name = METRIC_BY_COLUMN[r.metric].label
+            line[f"{name} delta"] = _num(r.delta, 2, signed=True)
+            line[f"{name} 95% CI"] = _interval_text(r, 2)
+        line["n"] = f"{first['n_pairs']} paired seed{'' if first['n_pairs'] == 1 else 's'}"
+        lines.append(line)
+    return pd.DataFrame(lines)
 
 
-def _aligned(frame: pd.DataFrame) -> str:
+def trends_display(trends: pd.DataFrame) -> pd.DataFrame:
+    """regime.regime_trends for people: the slope per point of dense's gap and where the line meets zero."""
+    if trends.empty:
+        return pd.DataFrame()
+    return pd.DataFrame([{"arch": r.arch, "comparison": f"{r.method} - {r.baseline}",
+                          "metric": METRIC_BY_COLUMN[r.metric].label, "rungs": r.rungs,
+                          "slope per gap point": _num(r.slope, 3, signed=True),
+                          "at gap 0": _num(r.intercept, 2, signed=True),
+                          "zero at dense gap": _zero_text(r.zero_at)}
+                         for r in trends.itertuples()])
+
+
+def _zero_text(zero_at: float) -> str:
+    """Where a trend line meets zero, or why it does not at any positive gap."""
+    if math.isnan(zero_at):
+        return "- (flat)"
+    return _num(zero_at, 1) if zero_at > 0 else "none at a positive gap"
+
+
+LABEL_COLUMNS = ("method", "comparison", "metric", "config_hash", "fingerprint", "file", "arch", "rung")
+
+
+def aligned(frame: pd.DataFrame) -> str:
     """Columns padded to their widest entry: names left-aligned, numbers right-aligned."""
     cols = list(frame.columns)
     cells = [cols] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
@@ -128,10 +168,10 @@ def to_text(tables: list[BlockTables]) -> str:
              "deltas: A - B paired by seed, mean and 95 % t-interval over the paired seeds (see tables.md)"]
     for t in tables:
         parts.append(f"== {t.label} ==")
-        parts.append(_aligned(t.methods))
+        parts.append(aligned(t.methods))
         if not t.deltas.empty:
             parts.append("")
-            parts.append(_aligned(t.deltas))
+            parts.append(aligned(t.deltas))
             if t.paper_source:
                 parts.append(f"paper: {t.paper_source}")
         parts.append("")

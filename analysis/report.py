@@ -8,7 +8,7 @@ it depends on the clock, so two reports over the same files are identical.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,11 +16,21 @@ import pandas as pd
 
 import almabench
 
-from .blocks import BLOCK_KEYS, assign_blocks, check_environment, check_homogeneous, scope_in_method
+from .blocks import BLOCK_KEYS, assign_blocks, block_label, check_environment, check_homogeneous, scope_in_method
 from .load import CONFIG_KEYS, Warn, cells, warn_stderr
 from .paper import method_order
-from .plots import Plot, make_plots
-from .render import block_tables, markdown_table, to_latex, to_markdown, to_text
+from .plots import Plot, make_plots, plot_regimes
+from .regime import drawn_settings, regime_table, regime_trends, rung_label, varying_rung_keys
+from .render import (
+    aligned,
+    block_tables,
+    markdown_table,
+    regime_display,
+    to_latex,
+    to_markdown,
+    to_text,
+    trends_display,
+)
 from .tables import csv_frame, delta_table, summary_table
 
 FIGURES = "figures"
@@ -63,21 +73,62 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys)
     tables = block_tables(summary, deltas, keys)
 
-    report = Report(out=out, text=to_text(tables))
-    for name, content in [("tables.md", to_markdown(tables, level=2)), ("tables.tex", to_latex(tables))]:
+    regime = regime_table(summary, deltas, keys)
+    settings = drawn_settings(regime, keys)
+    regime_md = _regime_markdown(settings, keys)
+
+    report = Report(out=out, text=to_text(tables) + _regime_text(settings, keys))
+    for name, content in [("tables.md", to_markdown(tables, level=2) + regime_md), ("tables.tex", to_latex(tables))]:
         (out / name).write_text(content + "\n")
         report.files.append(out / name)
     csv_frame(summary, deltas, keys).to_csv(out / "tables.csv", index=False)
     report.files.append(out / "tables.csv")
+    if settings:
+        pd.concat([rows for _, rows in settings]).to_csv(out / "regime.csv", index=False)
+        report.files.append(out / "regime.csv")
 
     report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats)
+    report.plots += plot_regimes(settings, keys, out / FIGURES, formats)
     report.files += [p for plot in report.plots for p in plot.paths]
     report.warnings = warnings
-    md = report_markdown(frame, tables_md=to_markdown(tables, level=3), plots=report.plots, out=out,
+    md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,
                          source=source, warnings=warnings)
     (out / "report.md").write_text(md)
     report.files.append(out / "report.md")
     return report
+
+
+REGIME_NOTE = ("Each rung (a block that differs from the others only in stream size, epochs or T) is placed at "
+               "dense's mean generalisation gap there (mean ± std over dense's seeds, n); the deltas are the "
+               "tables' paired deltas. The trend is the least-squares line through the rungs' mean deltas "
+               "(each rung weighs the same): where it would meet zero if it held, not a model.")
+
+
+def _namer(rows: pd.DataFrame, keys: Sequence[str]) -> Callable[[pd.Series], str]:
+    """A setting's rung labels, naming the keys that tell its rungs apart."""
+    shown = varying_rung_keys(rows, keys)
+    return lambda row: rung_label(row, shown)
+
+
+def _regime_markdown(settings: list[tuple[dict, pd.DataFrame]], keys: Sequence[str]) -> str:
+    """The regime map's tables (regime.py) as a Markdown section of tables.md; empty without two rungs."""
+    parts = []
+    for setting, rows in settings:
+        parts += [f"## Regime map: {block_label(setting) if setting else 'all cells'}", "", REGIME_NOTE, "",
+                  markdown_table(regime_display(rows, _namer(rows, keys))), ""]
+        trends = trends_display(regime_trends(rows, keys))
+        if not trends.empty:
+            parts += [markdown_table(trends), ""]
+    return "\n" + "\n".join(parts) if parts else ""
+
+
+def _regime_text(settings: list[tuple[dict, pd.DataFrame]], keys: Sequence[str]) -> str:
+    """The regime tables for the terminal, after the blocks' tables."""
+    parts = []
+    for setting, rows in settings:
+        parts += [f"== regime map: {block_label(setting) if setting else 'all cells'} ==",
+                  aligned(regime_display(rows, _namer(rows, keys))), ""]
+    return "\n".join(parts)
 
 
 def _check_fingerprints(cell_rows: pd.DataFrame, warn: Warn) -> None:

@@ -1,0 +1,177 @@
+"""The regime map (analysis/regime.py): APP's paired differences per rung against dense's mean gap there.
+
+The cells are hand-made (tests/test_analysis.write_result) so that every number is known: three rungs (1, 2 and
+3 epochs) where dense's gap is 5, 10 and 15 on average and APP − dense in final accuracy is −3, −2 and −1, so the
+trend is 0.2 points per gap point and meets zero at a dense gap of 20. The expected differences are computed here
+from the JSON files themselves, not through the analysis code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+from test_analysis import write_result
+
+from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, scope_in_method, with_varying_splits
+from almabench.analysis.cli import report
+from almabench.analysis.load import cells, load_results
+from almabench.analysis.regime import drawn_settings, regime_figure, regime_table, regime_trends
+from almabench.analysis.tables import delta_table, summary_table
+
+SEEDS = (0, 1, 2)
+DENSE_GAPS = {1: (4.0, 5.0, 6.0), 2: (9.0, 10.0, 11.0), 3: (14.0, 15.0, 16.0)}  # per epochs (rung), per seed
+APP_EXTRA_ERRORS = {1: (3, 4, 2), 2: (2, 3, 1), 3: (1, 2, 0)}  # APP's test errors above dense's: −3, −2, −1 points
+
+
+def write_rung(folder: Path, epochs: int, arch: str = "convnet") -> None:
+    """dense, osp and app at three seeds: dense 40-42 final errors (of 100), osp 5 more, app APP_EXTRA_ERRORS
+    more; mean gaps: dense DENSE_GAPS, osp 1 lower, app `epochs` lower; final gaps the same but dense's, 7 higher."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in SEEDS:
+        dense_errors, gap = 40 + seed, DENSE_GAPS[epochs][seed]
+        dense = write_result(folder, "dense", seed, [dense_errors] * 2, gap, epochs=epochs, arch=arch)
+        result = json.loads(dense.read_text())
+        dense.write_text(json.dumps({**result, "final_gap": gap + 7.0}))  # the axis is the mean gap, not the final
+        write_result(folder, "osp", seed, [dense_errors + 5] * 2, gap - 1, 0.5, epochs=epochs, arch=arch)
+        write_result(folder, "app", seed, [dense_errors + APP_EXTRA_ERRORS[epochs][seed]] * 2, gap - epochs, 0.5,
+                     epochs=epochs, arch=arch)
+
+
+@pytest.fixture
+def rungs(tmp_path: Path) -> list[Path]:
+    """Three rung folders of the conv net, and ResNet-20 at the first rung only (in the first folder)."""
+    folders = [tmp_path / "studies" / f"epochs{e}" for e in (1, 2, 3)]
+    for epochs, folder in zip((1, 2, 3), folders):
+        write_rung(folder, epochs)
+    write_rung(folders[0], 1, arch="resnet20")
+    return folders
+
+
+def expected_from_files(folders: list[Path]) -> pd.DataFrame:
+    """Per (arch, epochs, baseline, metric): dense's mean of mean_gap, and app − baseline paired by seed with
+    its 95 % t-interval, from the JSON files alone."""
+    records = []
+    for folder in folders:
+        for path in folder.glob("*.json"):
+            result = json.loads(path.read_text())
+            c = result["config"]
+            records.append({"arch": c["arch"], "epochs": c["epochs"], "method": c["method"], "seed": c["seed"],
+                            "final_test_accuracy": result["final_test_accuracy"], "final_gap": result["final_gap"],
+                            "mean_gap": result["mean_gap"]})
+    frame = pd.DataFrame(records)
+    rows = []
+    for (arch, epochs), rung in frame.groupby(["arch", "epochs"]):
+        by = rung.set_index(["method", "seed"])
+        for baseline in ("dense", "osp"):
+            for metric in ("final_test_accuracy", "final_gap"):
+                d = [by.loc[("app", s), metric] - by.loc[(baseline, s), metric] for s in SEEDS]
+                mean, sd = sum(d) / len(d), pd.Series(d).std(ddof=1)
+                half = stats.t.ppf(0.975, len(d) - 1) * sd / math.sqrt(len(d))
+                rows.append({"arch": arch, "epochs": epochs, "baseline": baseline, "metric": metric,
+                             "dense_gap": by.loc["dense", "mean_gap"].mean(), "delta": mean,
+                             "ci_low": mean - half, "ci_high": mean + half})
+    return pd.DataFrame(rows)
+
+
+def regime_of(folders: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The regime table as the report builds it."""
+    frame = load_results(folders)
+    keys = with_varying_splits(list(BLOCK_KEYS), frame)
+    cell_rows = assign_blocks(cells(scope_in_method(frame)), keys)
+    return regime_table(summary_table(cell_rows, keys), delta_table(cell_rows, keys), keys), keys
+
+
+def test_the_regime_table_holds_each_rungs_paired_differences_at_dense_gap(rungs: list[Path]) -> None:
+    table, keys = regime_of(rungs)
+    expected = expected_from_files(rungs)
+    merged = expected.merge(table, on=["arch", "epochs", "baseline", "metric"], suffixes=("", "_got"))
+    assert len(merged) == len(expected) == 4 * 4  # 4 (arch, rung) pairs x 2 baselines x 2 metrics
+    for column in ("dense_gap", "delta", "ci_low", "ci_high"):
+        assert merged[f"{column}_got"].tolist() == pytest.approx(merged[column].tolist(), abs=1e-9), column
+    app_dense = table[(table["arch"] == "convnet") & (table["baseline"] == "dense")
+                      & (table["metric"] == "final_test_accuracy")]
+    assert app_dense["dense_gap"].tolist() == pytest.approx([5.0, 10.0, 15.0])
+    assert app_dense["delta"].tolist() == pytest.approx([-3.0, -2.0, -1.0])
+
+
+def test_the_trend_meets_zero_where_the_line_through_the_rungs_does(rungs: list[Path]) -> None:
+    table, keys = regime_of(rungs)
+    trends = regime_trends(table, keys).set_index(["arch", "baseline", "metric"])
+    line = trends.loc[("convnet", "dense", "final_test_accuracy")]
+    assert (line["rungs"], line["slope"], line["intercept"], line["zero_at"]) == pytest.approx((3, 0.2, -4.0, 20.0))
+    assert ("resnet20", "dense", "final_test_accuracy") not in trends.index  # one rung: no line
+
+
+def test_the_figure_plots_each_comparisons_paired_differences_per_architecture(rungs: list[Path]) -> None:
+    table, keys = regime_of(rungs)
+    [(setting, rows)] = drawn_settings(table, keys)
+    fig = regime_figure(rows, setting, keys, 3.5, 2.5)
+    expected = expected_from_files(rungs)
+    try:
+        axes = fig.axes
+        assert [ax.get_title() for ax in axes[:2]] == ["convnet", "resnet20"]  # one column of panels per arch
+        for ax, (arch, metric) in zip(axes, [("convnet", "final_test_accuracy"), ("resnet20", "final_test_accuracy"),
+                                             ("convnet", "final_gap"), ("resnet20", "final_gap")]):
+            dodges = set()
+            for baseline in ("dense", "osp"):
+                [line] = [ln for ln in ax.get_lines() if ln.get_label() == f"app − {baseline}"]
+                want = expected[(expected["arch"] == arch) & (expected["baseline"] == baseline)
+                                & (expected["metric"] == metric)].sort_values("dense_gap")
+                assert list(line.get_ydata()) == pytest.approx(want["delta"].tolist(), abs=1e-9)
+                dodged = pd.Series(line.get_xdata()) / want["dense_gap"].to_numpy()
+                assert dodged.tolist() == pytest.approx([dodged.iloc[0]] * len(dodged))  # one dodge per line
+                assert dodged.iloc[0] == pytest.approx(1.0, abs=0.05)
+                dodges.add(round(dodged.iloc[0], 6))
+            assert len(dodges) == 2  # the comparisons sit a little apart at each rung, not on one another
+            whiskers = [seg for coll in ax.collections for seg in coll.get_segments()]
+            ends = sorted((round(seg[0][1], 9), round(seg[1][1], 9)) for seg in whiskers)
+            want = expected[(expected["arch"] == arch) & (expected["metric"] == metric)]
+            assert ends == sorted((round(lo, 9), round(hi, 9)) for lo, hi in zip(want["ci_low"], want["ci_high"]))
+    finally:
+        plt.close(fig)
+
+
+def test_report_over_several_folders_or_their_parent_draws_the_same_map(rungs: list[Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    named = runner.invoke(report, [*map(str, rungs), "--out", str(tmp_path / "a"), "--format", "png"])
+    assert named.exit_code == 0, named.output
+    parent = runner.invoke(report, [str(rungs[0].parent), "--out", str(tmp_path / "b"), "--format", "png"])
+    assert parent.exit_code == 0, parent.output
+    assert (tmp_path / "a" / "regime.csv").read_text() == (tmp_path / "b" / "regime.csv").read_text()
+    assert (tmp_path / "a" / "figures" / "regime_digits_snip_tau4.5.png").is_file()
+    tables = (tmp_path / "a" / "tables.md").read_text()
+    assert "## Regime map: digits / snip / tau=4.5" in tables
+    assert "| convnet | 1 ep | app - dense | 5.00 ± 1.00 (3) | -3.00 | [-5.48, -0.52] |" in tables
+    assert "== regime map: digits / snip / tau=4.5 ==" in named.output
+    default = runner.invoke(report, [*map(str, rungs), "--format", "png"])  # default: report/ where they meet
+    assert default.exit_code == 0, default.output
+    assert (rungs[0].parent / "report" / "regime.csv").is_file()
+
+
+def test_one_rung_is_no_map(rungs: list[Path], tmp_path: Path) -> None:
+    result = CliRunner().invoke(report, [str(rungs[1]), "--out", str(tmp_path / "one"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "one" / "regime.csv").exists()
+    assert not list((tmp_path / "one" / "figures").glob("regime_*")) and "regime map" not in result.output
+
+
+def test_a_missing_folder_among_several_is_one_line(rungs: list[Path], tmp_path: Path) -> None:
+    result = CliRunner().invoke(report, [str(rungs[0]), str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: results folder {tmp_path / 'nowhere'} does not exist"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_setting_with_one_rung_gets_no_figure_of_its_own(rungs: list[Path]) -> None:
+    for seed in SEEDS:  # APP with another pruner at the first rung only: dense joins its block, one rung
+        write_result(rungs[0], "app", seed, [45] * 2, 3.0, 0.5, epochs=1, pruner="magnitude")
+    table, keys = regime_of(rungs)
+    assert set(table["pruner"]) == {"snip", "magnitude"}
+    assert [setting["pruner"] for setting, _ in drawn_settings(table, keys)] == ["snip"]
