@@ -133,7 +133,7 @@ def _panel(ax: plt.Axes, rows: pd.DataFrame, y: dict[str, int], decimals: int) -
             continue
         xerr = np.array([[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]) if has_ci else None
         ax.errorbar([r["delta"]], [y[label]], xerr=xerr, fmt="o", color=colour, markersize=3.5, capsize=2,
-                    elinewidth=1, markerfacecolor=colour if has_ci else "white", zorder=3, gid=label)
+                    elinewidth=1, markerfacecolor=colour if has_ci else "white", zorder=3, label=label)
         if r["n_pairs"] == 1:
             ax.annotate("n = 1", (r["delta"], y[label]), xytext=(4, 0), textcoords="offset points", fontsize=5,
                         va="center")

@@ -231,7 +231,7 @@ def density_figure(rows: pd.DataFrame, block: dict, colours: dict,
             ax.plot(t["step"], t["target_density"], color=colours[method], linestyle="none", marker="x",
                     markersize=3.5, markeredgewidth=0.9, zorder=4, gid="off-target")
             ax.annotate(f"{method}: {measured:.3f}\n(target {aimed:.3f}, ×)", (t["step"].iloc[-1], measured),
-                        xytext=(-6, 2), textcoords="offset points", ha="right", va="bottom", fontsize=5.5,
+                        xytext=(-6, -3), textcoords="offset points", ha="right", va="top", fontsize=5.5,
                         color=colours[method], zorder=5)
     _steps_axis(ax, int(rows["step"].max()))
     low = float(rows["density"].clip(lower=1e-4).min())
@@ -478,7 +478,8 @@ def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dic
         ax.set_ylabel(name)
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method")
     note = _seed_note(rows, "point: mean, whisker: {}", by=("method", "tau"), unit="point")
-    fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}; points at one τ dodged sideways", fontsize=8)
+    fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}; points at one density dodged sideways",
+                 fontsize=8)
     fig.tight_layout()
     return fig
 

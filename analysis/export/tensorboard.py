@@ -61,12 +61,9 @@ def wait_to_sort_last(run_dir: Path) -> None:
             time.sleep(newest + 1 - time.time())
 
 
-def shown(value: Value) -> Value:
-    """An hparam value as TensorBoard should show it: an integer as its digits (a number would read 64.000)."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
 def _struct(value: Value) -> struct_pb2.Value:
+    """An hparam value as TensorBoard should show it: an integer as text, its digits (a number would read 64.000),
+    a float as a number, a bool as a bool."""
     if isinstance(value, bool):
         return struct_pb2.Value(bool_value=value)
     if isinstance(value, float):
@@ -90,7 +87,7 @@ def session_summaries(values: dict[str, Value]) -> list[Summary]:
     """A run's hparams values (session start) and its end, as TensorBoard's hparams plugin reads them."""
     start = plugin_data_pb2.SessionStartInfo()
     for key, value in values.items():
-        start.hparams[key].CopyFrom(_struct(shown(value)))
+        start.hparams[key].CopyFrom(_struct(value))
     end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
     return [_summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start)),
             _summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end))]
@@ -102,8 +99,9 @@ def experiment_summary(cells: list[dict[str, Value]], first: list[str]) -> Summa
     and the final metrics."""
     infos = []
     for key in cells[0]:
-        values = [shown(c[key]) for c in cells]
-        distinct = sorted(set(values), key=lambda v: (float(v), "") if str(v).lstrip("-").isdigit() else (0.0, str(v)))
+        values = [c[key] for c in cells]
+        distinct = sorted(set(values), key=lambda v: (0, float(v), "") if isinstance(v, (int, float))
+                          else (1, 0.0, str(v)))
         info = api_pb2.HParamInfo(name=key, type=_data_type(values[0]), differs=len(distinct) > 1)
         if info.type != api_pb2.DATA_TYPE_FLOAT64:
             info.domain_discrete.CopyFrom(struct_pb2.ListValue(values=[_struct(v) for v in distinct]))
