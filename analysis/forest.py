@@ -1,7 +1,8 @@
 """The forest plot: each paired comparison of a block as its delta with the 95 % interval of the tables.
 
 The figure papers use for paired comparisons, drawn from the delta table itself (tables.delta_table), so every
-point and interval is the number the report prints: rows are comparisons (app − osp, ...), sorted by their
+point and interval is the number the report prints (and "same computation" where the table marks two methods'
+cells identical): rows are comparisons (app − osp, ...), sorted by their
 final-accuracy delta, columns the blocks of a folder side by side (the epoch rungs, the τ values), one row of
 panels per metric (final accuracy, CER), each panel on its own x-scale with zero marked. A comparison of one
 paired seed has no interval: it is drawn hollow and marked n = 1.
@@ -91,7 +92,7 @@ def forest_figure(deltas: pd.DataFrame, blocks: Sequence[dict], group: dict, col
                 name = block_label({k: block[k] for k in column_keys}) if column_keys else "all cells"
                 ax.set_title(f"{name.replace(' / epochs', chr(10) + 'epochs')}\n{seeds}", fontsize=7)
     fig.suptitle(f"paired deltas: {block_label(group) if group else 'all cells'}\npoint: mean of the per-seed "
-                 "differences, whisker: its 95 % interval (the tables' deltas); hollow: 1 paired seed, no interval; "
+                 "differences, whisker: its 95 % interval (the tables' deltas)\nhollow: 1 paired seed, no interval; "
                  "▶ at an edge: off this panel's scale, numbers written", fontsize=8)
     return fig
 
@@ -115,7 +116,7 @@ def _panel(ax: plt.Axes, rows: pd.DataFrame, y: dict[str, int], decimals: int) -
     low = min(0.0, float(core[["delta", "ci_low"]].min().min())) if not core.empty else 0.0
     high = max(0.0, float(core[["delta", "ci_high"]].max().max())) if not core.empty else 0.0
     low, high = (low, high) if high > low else (low - 1, high + 1)
-    pad = 0.06 * (high - low)
+    pad = 0.1 * (high - low)
     low, high = low - (4 if (off["delta"] < 0).any() else 1) * pad, high + (4 if (off["delta"] > 0).any() else 1) * pad
     number = (lambda v: f"{v:+,.0f}") if decimals == 0 else (lambda v: f"{v:+.{decimals}f}")
     for _, r in rows.iterrows():
@@ -134,8 +135,10 @@ def _panel(ax: plt.Axes, rows: pd.DataFrame, y: dict[str, int], decimals: int) -
         xerr = np.array([[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]) if has_ci else None
         ax.errorbar([r["delta"]], [y[label]], xerr=xerr, fmt="o", color=colour, markersize=3.5, capsize=2,
                     elinewidth=1, markerfacecolor=colour if has_ci else "white", zorder=3, label=label)
-        if r["n_pairs"] == 1:
-            ax.annotate("n = 1", (r["delta"], y[label]), xytext=(4, 0), textcoords="offset points", fontsize=5,
+        note = "; ".join(n for n, on in (("n = 1", r["n_pairs"] == 1), ("same computation", r.get("identical")))
+                         if on)
+        if note:
+            ax.annotate(note, (r["delta"], y[label]), xytext=(4, 0), textcoords="offset points", fontsize=5,
                         va="center")
     ax.set_xlim(low, high)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=4))

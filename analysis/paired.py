@@ -98,6 +98,13 @@ def paired_panels(rows: pd.DataFrame) -> list[tuple[str, list[PairedPanel]]]:
     return groups
 
 
+def panel_title(panel: PairedPanel, seeds_max: int) -> str:
+    """'app − osp'; a scope on its own line where the title would run into the next panel's, and the seed count
+    where it is not the figure's ('app − rigl\n(erk-dense-first), 1 seed')."""
+    title = panel.label if len(panel.label) <= 22 else panel.label.replace(" (", "\n(")
+    return title + (f", {counted(panel.n, 'seed')}" if panel.n != seeds_max else "")
+
+
 def _draw(ax: plt.Axes, panel: PairedPanel, colour_of: str, seeds_max: int) -> None:
     kwargs = line_kwargs(colour_of)
     d = panel.by_step
@@ -108,7 +115,7 @@ def _draw(ax: plt.Axes, panel: PairedPanel, colour_of: str, seeds_max: int) -> N
     ax.fill_between(d["step"], d["low"], d["high"], color=kwargs["color"], alpha=0.2, linewidth=0, zorder=2)
     ax.plot(d["step"], d["mean"], markersize=3, linewidth=1.3, zorder=3, gid="mean", label=panel.label, **kwargs)
     ax.set_ylim(*panel.ylim())
-    ax.set_title(panel.label + (f" ({counted(panel.n, 'seed')})" if panel.n != seeds_max else ""), fontsize=7)
+    ax.set_title(panel_title(panel, seeds_max), fontsize=7)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))  # megabatches are whole
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.tick_params(labelsize=6, pad=1)
@@ -138,6 +145,6 @@ def paired_figure(rows: pd.DataFrame, title: str) -> plt.Figure:
                 ax.set_ylabel("Δ test accuracy\n(points)", fontsize=6)
             if i + ncols >= len(panels):
                 ax.set_xlabel("megabatch t", fontsize=6)
-    fig.suptitle(f"{title}\npaired differences by seed ({counted(seeds_max, 'seed')}): thick line = mean, "
+    fig.suptitle(f"{title}\npaired differences by seed ({counted(seeds_max, 'seed')}): thick line = mean,\n"
                  f"band = 95 % t-interval, thin lines = each seed; each panel on its own y-scale", fontsize=8)
     return fig

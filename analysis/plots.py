@@ -503,7 +503,7 @@ def plot_paired(rows: pd.DataFrame, block: dict, writer: FigureWriter) -> Plot:
     return Plot("paired", block_label(block), writer.save(fig, f"paired_{block_slug(block)}"))
 
 
-FOREST_GROUP = ("dataset", "arch", "megabatches")  # a forest figure's blocks share these; its columns differ in others
+FOREST_GROUP = ("dataset", "arch", "megabatches", "stream_images")  # a forest figure's blocks share these
 
 
 def plot_forests(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter) -> list[Plot]:

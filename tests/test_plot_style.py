@@ -55,7 +55,7 @@ def test_paired_differences_per_megabatch_have_the_textbook_t_interval():
     assert pairs(frame["method"]) == ([("osp", "dense"), ("app", "dense")], [("app", "osp")])
     fig = paired_figure(frame, "block")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert titles == ["app − osp (1 seed)", "osp − dense (1 seed)", "app − dense"]  # app's group first
+    assert titles == ["app − osp, 1 seed", "osp − dense, 1 seed", "app − dense"]  # app's group first
     app = [ax for ax in fig.axes if ax.get_title() == "app − dense"][0]
     mean_line = [line for line in app.get_lines() if line.get_gid() == "mean"][0]
     assert list(mean_line.get_ydata()) == pytest.approx([7 / 3, 0])
