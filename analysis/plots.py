@@ -30,7 +30,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .forest import MAX_COLUMNS, forest_figure  # noqa: E402
 from .load import layer_densities  # noqa: E402
-from .paired import counted, paired_figure, pairs  # noqa: E402
+from .paired import counted, paired_figure, paired_panels  # noqa: E402
 from .paper import METHOD_ORDER, base_method, method_order  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
 from .tables import delta_table  # noqa: E402
@@ -543,7 +543,7 @@ def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str]
                                     "gap", writer, colours, highlight=highlight))
             plots.append(plot_density(rows, block, writer, colours, highlight))
             plots.append(plot_cer(_select(cell_rows, block), block, writer, colours))
-            if any(pairs(rows["method"])):
+            if paired_panels(rows):  # a comparison with a seed both methods ran
                 plots.append(plot_paired(rows, block, writer))
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:

@@ -71,6 +71,19 @@ def test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale()
     plt.close(fig)
 
 
+def test_a_block_whose_methods_share_no_seed_has_no_paired_panel_and_no_paired_figure(tmp_path):
+    from almabench.analysis.paired import paired_panels
+    from almabench.analysis.plots import make_plots
+
+    frame = steps({"dense": [[50, 60], []], "app": [[], [50, 61]]})  # dense ran seed 0, app seed 1
+    assert paired_panels(frame) == []
+    frame = frame.assign(gap=1.0, density=1.0, target_density=1.0, prunes=frame["method"] == "app", dataset="d",
+                         megabatches=2, tau=4.5, cer=10, layer_density=None,
+                         **{m.column: 1.0 for m in METRICS if m.column != "cer"})
+    plots = make_plots(frame, frame[frame["step"] == 2], ["dataset"], tmp_path, ["png"])
+    assert sorted(p.kind for p in plots) == ["accuracy", "cer", "density", "gap"]  # no paired, no forest
+
+
 # ----------------------------------------------------------------------------------------------- forest
 
 
