@@ -162,9 +162,17 @@ def _data_table(cell_rows: pd.DataFrame) -> pd.DataFrame:
     return table.astype(object).where(table.notna(), "-").astype(str)
 
 
+def results_root(paths: Sequence[str], source: str | Path | None) -> Path | None:
+    """The folder report.md names the cells' files relative to: the results folder (source) where it is one,
+    else (several folders, or none given) the deepest folder holding every file."""
+    if source is not None and Path(source).is_dir():
+        return Path(source)
+    return Path(os.path.commonpath([str(Path(p).parent) for p in paths])) if len(paths) else None
+
+
 def _config_section(cell_rows: pd.DataFrame, source: str | Path | None) -> list[str]:
     """Shared config/environment values once, then one line per cell with what varies and its file (relative
-    to the results folder, as the reader finds it there; as loaded where the folder is not known)."""
+    to the results folder, as the reader finds it there, not to the report's folder)."""
     config_cols = [c for c in CONFIG_KEYS if c in cell_rows.columns]
     shared, varying = _shared_and_varying(cell_rows, config_cols)
     env_shared, env_varying = _shared_and_varying(cell_rows, ENV_COLUMNS)
@@ -179,7 +187,8 @@ def _config_section(cell_rows: pd.DataFrame, source: str | Path | None) -> list[
                                       kind="stable") if order else cell_rows
     table = cell_rows[["config_hash", *varying, *env_varying, "final_test_accuracy", "cer", "path"]].copy()
     table["final_test_accuracy"] = table["final_test_accuracy"].map(lambda v: f"{v:.2f}")
-    table["path"] = table["path"].map(lambda p: _relative(p, Path(source)) if source is not None else p)
+    root = results_root(list(table["path"]), source)
+    table["path"] = table["path"].map(lambda p: _relative(p, root) if root is not None else p)
     table = table.rename(columns={"final_test_accuracy": "final acc %", "path": "file"})
     table.columns = [c.removeprefix("env_") for c in table.columns]
     lines += [markdown_table(table.map(_fmt)), ""]

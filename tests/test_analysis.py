@@ -30,6 +30,7 @@ from almabench.analysis.plots import (
     layer_labels,
     palette,
 )
+from almabench.analysis.report import results_root
 from almabench.analysis.stats import (
     bootstrap_ci,
     mean_interval,
@@ -244,6 +245,9 @@ def test_report_writes_tables_plots_and_report_md(grid: Path, tmp_path: Path) ->
         assert f" | {path.relative_to(grid).as_posix()} |" in report_md
     assert "../" not in report_md and "cifar100/nested/" in report_md
     assert "](figures/" in report_md
+    paths = [str(grid / "a.json"), str(grid / "cifar100" / "nested" / "b.json")]
+    assert results_root(paths, grid) == results_root(paths, f"{grid}, {tmp_path}") == grid  # several: the shared
+    assert results_root(paths, None) == grid
 
 
 def test_a_highlight_naming_no_method_of_the_report_is_one_line(grid: Path, tmp_path: Path) -> None:
