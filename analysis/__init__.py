@@ -2,8 +2,8 @@
 
 Modules, one job each: load (files -> one frame, a row per cell and step), tidy (files -> typed tables of
 cells, steps and layers), export (those in other tools' formats), blocks (which cells are compared), stats (t-intervals,
-paired differences), tables (the numbers), render (text/Markdown/LaTeX), plots (figures), report (the folder),
-cli (the command).
+paired differences), tables (the numbers), render (text/Markdown/LaTeX), plots (figures), paired and forest (the
+figures of the differences: per megabatch, and the tables' deltas), report (the folder), cli (the command).
 The main names are re-exported lazily so that importing the CLI does not pull in pandas or matplotlib.
 """
 

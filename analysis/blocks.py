@@ -17,6 +17,7 @@ from almabench.errors import AlmabenchError
 from almabench.names import labels_apart
 
 from .load import CONFIG_KEYS, PRUNING_KEYS, Warn
+from .paper import comparisons, method_order
 
 BLOCK_KEYS: tuple[str, ...] = ("dataset", "arch", "megabatches", "pruner", "tau")
 SHORT = {"megabatches": "T", "tau": "tau"}
@@ -180,6 +181,60 @@ def check_environment(cells: pd.DataFrame, keys: Sequence[str], warn: Warn) -> N
             warn(f"{block_label(block)}, {method}: averages cells run with different {detail}; floating-point "
                  f"reductions differ with those, so results are only bit-repeatable at the same thread count, "
                  f"device and precision")
+
+
+def _code_of(row: pd.Series) -> str:
+    """A cell's code fingerprint as a warning names it: environment.code, with the git commit it ran at."""
+    commit = row.get("env_git_commit")
+    code = str(row["env_code"])
+    return f"{code} (commit {commit[:7]})" if isinstance(commit, str) and commit else code
+
+
+def _seeds(values: Sequence[int]) -> str:
+    """'seed 0', 'seeds 0, 1, 2'."""
+    ordered = sorted(values)
+    return f"seed{'s' if len(ordered) > 1 else ''} {', '.join(map(str, ordered))}"
+
+
+def _who(rows: pd.DataFrame) -> str:
+    """Cells named by method and seeds: 'dense, osp seed 0; rigl (erk-dense-first) seeds 0, 1, 2'."""
+    by_seeds: dict[str, list[str]] = {}
+    for method in method_order(rows["method"]):
+        by_seeds.setdefault(_seeds(list(rows.loc[rows["method"] == method, "seed"])), []).append(str(method))
+    return "; ".join(f"{', '.join(methods)} {seeds}" for seeds, methods in by_seeds.items())
+
+
+def check_code(cells: pd.DataFrame, keys: Sequence[str], warn: Warn) -> None:
+    """Warn where a table row (block, method) averages, or a paired delta pairs, cells computed by different code
+    (`environment.code`, the fingerprint of the code that computes a cell): their difference may be the code's,
+    not the method's or the seed's. The warnings name the cells (method and seeds) and the fingerprints (with the
+    commit); a cell whose code was not recorded (an older file) clashes with nothing."""
+    if "env_code" not in cells.columns:
+        return
+    for block, rows in iter_blocks(cells, keys):
+        rows = rows[rows["env_code"].notna()]
+        if rows["env_code"].nunique() < 2:
+            continue
+        rows = rows.assign(code=rows.apply(_code_of, axis=1))
+        for method in method_order(rows["method"]):
+            mine = rows[rows["method"] == method]
+            if mine["code"].nunique() > 1:
+                parts = [f"{_seeds(list(at['seed']))} at {code}" for code, at in mine.groupby("code", sort=False)]
+                warn(f"{block_label(block)}, {method}: averages cells computed by different code "
+                     f"(environment.code): {'; '.join(parts)}")
+        code = {(m, s): c for m, s, c in zip(rows["method"], rows["seed"], rows["code"])}
+        mixed: dict[str, list[str]] = {}
+        for a, b in comparisons(rows["method"]):
+            seeds = sorted({s for (m, s) in code if m == a and (b, s) in code and code[(a, s)] != code[(b, s)]})
+            if seeds:
+                mixed.setdefault(_seeds(seeds), []).append(f"{a} - {b}")
+        if mixed:
+            common = rows["code"].value_counts().index[0]
+            apart = rows[rows["code"] != common].groupby("code", sort=False)
+            others = "; ".join(f"{_who(at)} at {c}" for c, at in apart)
+            pairs = "; ".join(f"{', '.join(names)} at {seeds}" for seeds, names in mixed.items())
+            warn(f"{block_label(block)}: paired deltas compare cells computed by different code "
+                 f"(environment.code): {pairs} (cells: {others}; every other cell at {common})")
 
 
 def _by_block_method(cells: pd.DataFrame, keys: Sequence[str]):

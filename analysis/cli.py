@@ -32,18 +32,22 @@ def _split(value: str | None) -> list[str]:
               help="Config keys that define a table block; a leading '+' adds keys to the default. Unless the "
                    "list is given whole, cells of different protocols always get their own blocks.")
 @click.option("--methods", default=None, help="Only these methods, comma-separated (e.g. app,osp,dense).")
+@click.option("--highlight", default=None,
+              help="Methods the curve figures draw in colour, comma-separated (as the tables name them, e.g. "
+                   "'app,osp,rigl (erk-dense-first)'); the others grey and thin. Default: the paper's methods "
+                   "(dense, osp, app, app-released), once more than 5 methods share a figure.")
 @click.option("--dataset", default=None, help="Only cells on this dataset.")
 @click.option("--arch", default=None, help="Only cells with this architecture.")
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
 def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group_by: str, methods: str | None,
-           dataset: str | None, arch: str | None, megabatches: int | None) -> None:
+           highlight: str | None, dataset: str | None, arch: str | None, megabatches: int | None) -> None:
     """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR (and
     its subfolders). Several folders, or a folder of folders, make one report: where their blocks differ in
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
     from almabench.errors import AlmabenchError
     from almabench.names import quoted
 
-    from .blocks import datasets_apart, parse_group_by, with_varying_splits
+    from .blocks import datasets_apart, parse_group_by, scope_in_method, with_varying_splits
     from .load import filter_results, load_results
     from .plots import FORMATS
     from .report import build_report
@@ -76,13 +80,19 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         raise click.ClickException(f"no results under {results_dir} match the filters "
                                    f"(methods found there: {', '.join(found)})")
     frame = datasets_apart(frame)  # after the filters, which take the names as written
+    labels = set(scope_in_method(frame)["method"])
+    unknown = [m for m in _split(highlight) if m not in labels]
+    if unknown:
+        raise click.ClickException(f"--highlight names method(s) not in the report: {', '.join(unknown)} "
+                                   f"(its methods: {', '.join(sorted(labels))})")
     try:
         keys = parse_group_by(group_by, frame.columns)
         if group_by == DEFAULT_GROUP_BY or group_by.startswith("+"):  # an explicit list is taken as given
             keys = with_varying_splits(keys, frame)
         target = out or results_dir / "report"
         source = results_dir if len(results_dirs) == 1 else ", ".join(map(str, results_dirs))
-        result = build_report(frame, target, fmts, keys, warn=echo_warning, source=source, notes=notes)
+        result = build_report(frame, target, fmts, keys, warn=echo_warning, source=source, notes=notes,
+                              highlight=_split(highlight) if highlight is not None else None)
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
     except OSError as err:  # a read-only results folder (an archive, a mount), a quota, a full disk

@@ -2,11 +2,16 @@
 
 Cells of one seed share the stream and the initialisation, so at every megabatch t the difference
 d_s(t) = A_s(t) − B_s(t) is taken per seed (seeds only one of the two ran are left out) and drawn as its
-mean with the t-interval band mean ± t(0.975, n−1) · sd/√n (stats.t_interval). Left: every method − dense;
-right: app − every other method. A band around 0 is a difference the seeds cannot tell.
+mean with the t-interval band mean ± t(0.975, n−1) · sd/√n (stats.t_interval), each seed as a thin line.
+Small multiples, one panel per comparison, each on its own y-scale: app − each other method, then each
+method − dense. On one shared axis app − app-released (−20 points) squashed app − osp (+0.8) into a few pixels
+around zero; here each difference gets the panel height. A band around 0 is a difference the seeds cannot tell.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -16,18 +21,27 @@ from .paper import comparisons, method_order
 from .stats import t_interval
 from .style import line_kwargs
 
+COLUMNS = 5  # panels per row: five 1.6-inch panels fit a page's width
+PANEL_W, PANEL_H = 1.6, 1.3  # inches
+
+
+def paired_seeds(rows: pd.DataFrame, a: str, b: str, metric: str = "test_accuracy") -> pd.DataFrame:
+    """A − B per megabatch (index) and seed (columns), over the seeds both ran."""
+    wide = rows[rows["method"].isin([a, b])].pivot_table(index=["step", "seed"], columns="method", values=metric)
+    if a not in wide or b not in wide:
+        return pd.DataFrame()
+    return (wide[a] - wide[b]).dropna().unstack("seed")
+
 
 def paired_by_step(rows: pd.DataFrame, a: str, b: str, metric: str = "test_accuracy") -> pd.DataFrame:
     """Per megabatch: mean of A − B over the seeds both ran, its t-interval (nan below 2 seeds) and n."""
-    wide = rows[rows["method"].isin([a, b])].pivot_table(index=["step", "seed"], columns="method", values=metric)
-    if a not in wide or b not in wide:
-        return pd.DataFrame(columns=["step", "mean", "low", "high", "n"])
-    diff = (wide[a] - wide[b]).dropna()
+    seeds = paired_seeds(rows, a, b, metric)
     out = []
-    for step, d in diff.groupby(level="step"):
+    for step, d in seeds.iterrows():
+        d = d.dropna()
         interval = t_interval(d)
         out.append({"step": step, "mean": d.mean(), "low": interval.low, "high": interval.high, "n": len(d)})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["step", "mean", "low", "high", "n"])
 
 
 def pairs(methods: list[str] | pd.Series) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -45,32 +59,92 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def paired_figure(rows: pd.DataFrame, title: str, width: float, height: float) -> plt.Figure:
-    """Two panels of per-megabatch paired differences in test accuracy, each line in its method's style
-    (the left panel's line is the first method's; the right panel's the baseline's, with app's marker)."""
+@dataclass(frozen=True)
+class PairedPanel:
+    """One comparison's panel: A − B per megabatch (by_step: mean, t-interval, n) and per seed."""
+
+    a: str
+    b: str
+    by_step: pd.DataFrame
+    seeds: pd.DataFrame
+
+    @property
+    def label(self) -> str:
+        return f"{self.a} − {self.b}"
+
+    @property
+    def n(self) -> int:
+        return int(self.by_step["n"].max())
+
+    def ylim(self) -> tuple[float, float]:
+        """This panel's own y-range: its band, its seeds' lines and zero, with a margin."""
+        values = [0.0, *self.by_step[["mean", "low", "high"]].stack().dropna(), *self.seeds.stack().dropna()]
+        low, high = min(values), max(values)
+        pad = 0.08 * (high - low) if high > low else 0.5
+        return low - pad, high + pad
+
+
+def paired_panels(rows: pd.DataFrame) -> list[tuple[str, list[PairedPanel]]]:
+    """The figure's groups of panels: ('app − each other method', ...), ('each method − dense', ...); a
+    comparison without a common seed has no panel."""
     versus_dense, versus_app = pairs(rows["method"])
-    panels = [(p, name) for p, name in ((versus_dense, "method − dense"), (versus_app, "app − other method")) if p]
-    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False, sharey=False)
-    seeds = rows.groupby("method")["seed"].nunique()
-    for ax, (comparisons_, name) in zip(axes[0], panels):
-        ax.axhline(0, color="black", linewidth=0.8, zorder=1)
-        for a, b in comparisons_:
-            d = paired_by_step(rows, a, b)
-            if d.empty:
+    groups = []
+    for name, comparisons_ in ((f"{versus_app[0][0]} − each other method" if versus_app else "", versus_app),
+                               ("each method − dense", versus_dense)):
+        panels = [PairedPanel(a, b, paired_by_step(rows, a, b), paired_seeds(rows, a, b)) for a, b in comparisons_]
+        panels = [p for p in panels if not p.by_step.empty]
+        if panels:
+            groups.append((name, panels))
+    return groups
+
+
+def panel_title(panel: PairedPanel, seeds_max: int) -> str:
+    """'app − osp'; a scope on its own line where the title would run into the next panel's, and the seed count
+    where it is not the figure's ('app − rigl\n(erk-dense-first), 1 seed')."""
+    title = panel.label if len(panel.label) <= 22 else panel.label.replace(" (", "\n(")
+    return title + (f", {counted(panel.n, 'seed')}" if panel.n != seeds_max else "")
+
+
+def _draw(ax: plt.Axes, panel: PairedPanel, colour_of: str, seeds_max: int) -> None:
+    kwargs = line_kwargs(colour_of)
+    d = panel.by_step
+    ax.axhline(0, color="black", linewidth=0.8, zorder=1)
+    for seed in panel.seeds.columns:
+        ax.plot(panel.seeds.index, panel.seeds[seed], color=kwargs["color"], linewidth=0.5, alpha=0.55,
+                zorder=2, gid="seed")
+    ax.fill_between(d["step"], d["low"], d["high"], color=kwargs["color"], alpha=0.2, linewidth=0, zorder=2)
+    ax.plot(d["step"], d["mean"], markersize=3, linewidth=1.3, zorder=3, gid="mean", label=panel.label, **kwargs)
+    ax.set_ylim(*panel.ylim())
+    ax.set_title(panel_title(panel, seeds_max), fontsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))  # megabatches are whole
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.tick_params(labelsize=6, pad=1)
+
+
+def paired_figure(rows: pd.DataFrame, title: str) -> plt.Figure:
+    """Small multiples of per-megabatch paired differences in test accuracy, one panel per comparison, each
+    scaled to its own band and seeds; a panel's lines are in the style of the method compared against app (or
+    of the method compared with dense)."""
+    groups = paired_panels(rows)
+    seeds_max = int(rows.groupby("method")["seed"].nunique().max())
+    ncols = min(COLUMNS, max(len(panels) for _, panels in groups))
+    heights = [math.ceil(len(panels) / ncols) for _, panels in groups]
+    fig = plt.figure(figsize=(PANEL_W * ncols + 0.5, PANEL_H * sum(heights) + 0.35 * len(groups) + 0.6),
+                     layout="constrained")
+    subfigs = fig.subfigures(len(groups), 1, height_ratios=[h + 0.3 for h in heights], squeeze=False)[:, 0]
+    for subfig, (name, panels), nrows in zip(subfigs, groups, heights):
+        axes = subfig.subplots(nrows, ncols, squeeze=False)
+        subfig.suptitle(name, fontsize=8, x=0.0, ha="left")
+        for i, ax in enumerate(axes.flat):
+            if i >= len(panels):
+                ax.set_visible(False)
                 continue
-            shown = a if name == "method − dense" else b
-            kwargs = line_kwargs(shown)
-            ax.fill_between(d["step"], d["low"], d["high"], color=kwargs["color"], alpha=0.18, linewidth=0, zorder=2)
-            ax.plot(d["step"], d["mean"], markersize=3.5, linewidth=1.2, zorder=3,
-                    label=f"{a} − {b}" + (f" ({counted(int(d['n'].max()), 'seed')})"
-                                          if d["n"].max() != seeds.max() else ""),
-                    **kwargs)
-        ax.set_xlabel("megabatch t")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # megabatches are whole
-        ax.set_ylabel("paired difference in\ntest accuracy (points)")
-        ax.set_title(name)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=6)
-    n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    fig.suptitle(f"{title}\npaired by seed ({n} seeds): mean, band = 95 % t-interval", fontsize=8)
-    fig.tight_layout()
+            panel = panels[i]
+            _draw(ax, panel, panel.a if panel.b == "dense" else panel.b, seeds_max)
+            if i % ncols == 0:
+                ax.set_ylabel("Δ test accuracy\n(points)", fontsize=6)
+            if i + ncols >= len(panels):
+                ax.set_xlabel("megabatch t", fontsize=6)
+    fig.suptitle(f"{title}\npaired differences by seed ({counted(seeds_max, 'seed')}): thick line = mean,\n"
+                 f"band = 95 % t-interval, thin lines = each seed; each panel on its own y-scale", fontsize=8)
     return fig

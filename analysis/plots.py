@@ -28,11 +28,13 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
+from .forest import MAX_COLUMNS, forest_figure  # noqa: E402
 from .load import layer_densities  # noqa: E402
-from .paired import counted, paired_figure, pairs  # noqa: E402
-from .paper import method_order  # noqa: E402
+from .paired import counted, paired_figure, paired_panels  # noqa: E402
+from .paper import METHOD_ORDER, base_method, method_order  # noqa: E402
 from .regime import regime_figure  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
+from .tables import delta_table  # noqa: E402
 
 WIDTH, HEIGHT = 3.5, 2.5  # inches: one column of a two-column paper
 FORMATS = ("png", "pdf", "svg")
@@ -140,20 +142,45 @@ def _steps_axis(ax: plt.Axes, megabatches: int) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(megabatches, 10)))
 
 
+MANY_METHODS = 5  # more methods than this on one axis: the highlighted ones in colour, the others grey and thin
+FADED = "0.62"  # the colour of a method not highlighted
+
+
+def emphasis(methods: Sequence[str], highlight: Sequence[str] | None = None) -> set[str]:
+    """The methods a curve figure draws in grey and thin (no band): none where at most MANY_METHODS share
+    the axis and no highlight was chosen; otherwise every method but the highlighted ones (the paper's methods,
+    paper.METHOD_ORDER, by default)."""
+    if highlight is None and len(methods) <= MANY_METHODS:
+        return set()
+    chosen = set(METHOD_ORDER if highlight is None else highlight)
+    faded = {m for m in methods if m not in chosen}
+    return faded if len(faded) < len(methods) else set()
+
+
+def _faded_note(faded: set[str]) -> str:
+    return "; grey, thin, no band: other methods" if faded else ""
+
+
 def _mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], colours: dict,
-                bounds: tuple[float, float] | None) -> list[Line2D]:
+                bounds: tuple[float, float] | None, faded: frozenset[str] | set[str] = frozenset()) -> list[Line2D]:
     """Per method: mean over seeds per step (line, dots) and a mean ± std band clipped to bounds (an accuracy
-    band past 100 % or a density band below 0 shows values no run can have). Returns the legend handles."""
+    band past 100 % or a density band below 0 shows values no run can have). A faded method is grey, thin,
+    bandless and drawn below the others. Returns the legend handles."""
     stats = rows.groupby(["method", "step"])[y].agg(["mean", "std"]).reset_index()
     handles = []
     for method in order:
         m = stats[stats["method"] == method]
+        kwargs = {**line_kwargs(method), "color": colours[method]}
+        if method in faded:
+            kwargs["color"] = FADED
+            handles += ax.plot(m["step"], m["mean"], markersize=2.5, linewidth=0.7, label=method, zorder=1.5,
+                               gid="faded", **kwargs)
+            continue
         low, high = m["mean"] - m["std"].fillna(0), m["mean"] + m["std"].fillna(0)
         if bounds is not None:
             low, high = low.clip(*bounds), high.clip(*bounds)
         ax.fill_between(m["step"], low, high, color=colours[method], alpha=0.2, linewidth=0, zorder=1)
-        kwargs = {**line_kwargs(method), "color": colours[method]}
-        handles += ax.plot(m["step"], m["mean"], markersize=3.5, linewidth=1.2, label=method, zorder=2, **kwargs)
+        handles += ax.plot(m["step"], m["mean"], markersize=3.5, linewidth=1.2, label=method, zorder=3, **kwargs)
     return handles
 
 
@@ -163,34 +190,64 @@ def _legend_right(ax: plt.Axes, handles: list) -> None:
 
 
 def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: dict,
-                 bounds: tuple[float, float] | None = None) -> plt.Figure:
-    """A per-step metric vs megabatch, one line per method, band = std over seeds (clipped to bounds)."""
+                 bounds: tuple[float, float] | None = None, highlight: Sequence[str] | None = None) -> plt.Figure:
+    """A per-step metric vs megabatch, one line per method, band = std over seeds (clipped to bounds); with many
+    methods (or a highlight chosen) the others grey and thin (emphasis)."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    handles = _mean_lines(ax, rows, y, method_order(rows["method"]), colours, bounds)
+    order = method_order(rows["method"])
+    faded = emphasis(order, highlight)
+    handles = _mean_lines(ax, rows, y, order, colours, bounds, faded)
     _steps_axis(ax, int(rows["step"].max()))
     ax.set_ylabel(ylabel)
     clipped = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else ""
-    ax.set_title(f"{block_label(block)}\n{_seed_note(rows, 'band: mean ± {}' + clipped)}")
+    ax.set_title(f"{block_label(block)}\n{_seed_note(rows, 'band: mean ± {}' + clipped)}{_faded_note(faded)}")
     _legend_right(ax, handles)
     return fig
 
 
-def density_figure(rows: pd.DataFrame, block: dict, colours: dict) -> plt.Figure:
-    """Measured global density per method (coloured, band = std) under each method's target schedule, drawn
-    on top in black dashes with crosses: where a method meets its schedule, a target drawn below (or in the
-    method's own colour) would vanish under the measured line."""
+OFF_TARGET = 0.5  # a method whose final density is below this fraction of its target has its target marked
+
+
+def density_figure(rows: pd.DataFrame, block: dict, colours: dict,
+                   highlight: Sequence[str] | None = None) -> plt.Figure:
+    """Measured global density per method (coloured, band = std) over the target schedules, drawn once each in
+    black dashes under the measured lines (a method on schedule hides its target). A method that falls far below
+    its target (app-released's compounding) gets its target marked in its colour with crosses and its final
+    numbers written. A log axis where the densities span a decade."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    handles = _mean_lines(ax, rows, "density", method_order(rows["method"]), colours, (0.0, 1.0))
-    style: dict[str, Any] = {"color": TARGET_COLOUR, "linestyle": (0, (3, 2)), "linewidth": 0.9, "marker": "x",
-                             "markersize": 3.5, "markeredgewidth": 0.8}
+    order = method_order(rows["method"])
+    faded = emphasis(order, highlight)
+    handles = _mean_lines(ax, rows, "density", order, colours, (0.0, 1.0), faded)
+    dashes: dict[str, Any] = {"color": TARGET_COLOUR, "linestyle": (0, (3, 2)), "linewidth": 0.8}
     target = rows.groupby(["method", "step"])["target_density"].mean().reset_index()
-    for _, t in target.groupby("method"):
-        ax.plot(t["step"], t["target_density"], zorder=5, gid="target", **style)
-    handles.append(Line2D([], [], label="target\n(schedule)", **style))
+    schedules = {tuple(t["target_density"].round(6)): t for _, t in target.groupby("method", sort=False)}
+    for t in schedules.values():
+        ax.plot(t["step"], t["target_density"], zorder=0.5, gid="target", **dashes)
+    handles.append(Line2D([], [], label="target\n(schedule)", **dashes))
+    for method in order:
+        per_step = rows.loc[rows["method"] == method].groupby("step")[["density", "target_density"]].mean()
+        measured, aimed = per_step.iloc[-1]
+        if aimed > 0 and measured < OFF_TARGET * aimed:
+            t = target[target["method"] == method]
+            ax.plot(t["step"], t["target_density"], color=colours[method], linestyle="none", marker="x",
+                    markersize=3.5, markeredgewidth=0.9, zorder=4, gid="off-target")
+            ax.annotate(f"{method}: {measured:.3f}\n(target {aimed:.3f}, ×)", (t["step"].iloc[-1], measured),
+                        xytext=(-6, -3), textcoords="offset points", ha="right", va="top", fontsize=5.5,
+                        color=colours[method], zorder=5)
     _steps_axis(ax, int(rows["step"].max()))
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("density (fraction of\nprunable weights kept)")
-    ax.set_title(f"{block_label(block)}\n{_seed_note(rows, 'coloured: measured mean, band: {}')}")
+    low = float(rows["density"].clip(lower=1e-4).min())
+    if low < 0.1 * float(rows["density"].max()):
+        ax.set_yscale("log")
+        ticks = [v for v in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0) if low / 1.5 <= v]
+        ax.set_yticks(ticks, [f"{v:g}" for v in ticks])
+        ax.set_ylim(low / 1.5, 1.15)
+        scale = ", log scale"
+    else:
+        ax.set_ylim(0, 1.05)
+        scale = ""
+    ax.set_ylabel(f"density{scale}\n(fraction of prunable weights kept)")
+    note = _seed_note(rows, "coloured: measured mean, band: {}")
+    ax.set_title(f"{block_label(block)}\n{note}{_faded_note(faded)}")
     _legend_right(ax, handles)
     return fig
 
@@ -203,7 +260,10 @@ def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Fig
     order = method_order(block_cells["method"])
     stats = block_cells.groupby("method")["cer"].agg(["mean", "std"]).reindex(order)
     reference = stats.loc["dense", "mean"] if "dense" in stats.index else None
-    fig, ax = plt.subplots(figsize=(max(WIDTH, 0.55 * len(order) + 1.6), HEIGHT))
+    seeds = block_cells.groupby("method")["config_hash"].nunique()
+    ticks = [tick_label(m, int(seeds[m])) for m in order]
+    column = max(0.55, 0.065 * max(len(line) for t in ticks for line in t.split("\n")))  # inches: a tick's width
+    fig, ax = plt.subplots(figsize=(max(WIDTH, column * len(order) + 1.6), HEIGHT))
     if reference is not None:
         ax.axhline(reference, color=colours["dense"], linestyle=":", linewidth=0.8, zorder=1)
     for i, method in enumerate(order):  # seeds spread evenly, not jittered at random: same file every run
@@ -221,7 +281,7 @@ def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Fig
         ax.annotate(f"{mean:,.0f}{diff}", (i, mean), xytext=(-6, 2 if on_line else 0), textcoords="offset points",
                     ha="right", va="bottom" if on_line else "center", fontsize=6, linespacing=1.0, zorder=4,
                     bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"})
-    ax.set_xticks(range(len(order)), order)
+    ax.set_xticks(range(len(order)), ticks)
     ax.set_xlim(-0.8, len(order) - 0.4)
     ax.margins(y=0.2)
     steps = int(block_cells["megabatches"].iloc[0])
@@ -229,8 +289,13 @@ def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Fig
     note = _seed_note(block_cells, "mean ± {} (small dots: seeds)")
     labels = "label: mean (its difference to dense, dotted)" if reference is not None else "label: mean"
     ax.set_title(f"{block_label(block)}\n{note}\n{labels}; y-axis does not start at 0")
-    ax.tick_params(axis="x", labelrotation=20)
     return fig
+
+
+def tick_label(method: str, seeds: int) -> str:
+    """A method's tick under a column of points: its scope on a line of its own ('rigl\n(erk-dense-first)'), so
+    neighbouring labels do not run into each other, and 'n = 1' where one seed is all it has."""
+    return method.replace(" (", "\n(") + ("\nn = 1" if seeds == 1 else "")
 
 
 def pruner_order(pruners: Sequence[str] | pd.Series) -> list[str]:
@@ -250,9 +315,22 @@ def layer_labels(names: Sequence[str]) -> list[str]:
     return labels
 
 
+def uses_pruner(method: str) -> bool:
+    """Whether a method's masks come from the config's pruner (osp, app: yes; gmp, imp, rigl, set: no, they
+    ignore it; dense prunes nothing). A method almabench does not know is taken to use it."""
+    from almabench.methods import METHODS
+
+    name = base_method(method)
+    if name not in METHODS.names():
+        return True
+    cls = METHODS.get(name)
+    return bool(cls.prunes) and "pruner" not in cls.ignores
+
+
 def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
     """Per-layer density (layer x megabatch, mean over seeds), one panel per pruner, shared colour scale.
-    Every row is labelled with its layer (seaborn would thin the labels of a tall heatmap)."""
+    Every row is labelled with its layer (seaborn would thin the labels of a tall heatmap). A group without a
+    `pruner` (a method that ignores it) titles its one panel by its seed count alone."""
     pruners = pruner_order(layers["pruner"])
     names = list(dict.fromkeys(layers["layer"]))  # model order, as the result file lists them
     steps = int(layers["step"].max())
@@ -270,7 +348,8 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
                     annot_kws={"fontsize": 5}, cbar=i == len(pruners) - 1, yticklabels=layer_labels(names),
                     cbar_kws={"label": "density (kept fraction)", "shrink": min(1.0, 4.0 / height)},
                     linewidths=0.3, linecolor="white")
-        ax.set_title(f"{pruner} ({counted(seeds[pruner], 'seed')})")
+        ax.set_title(f"{pruner} ({counted(seeds[pruner], 'seed')})" if "pruner" in group
+                     else counted(seeds[pruner], "seed"))
         ax.set_xlabel("megabatch t")
         ax.set_ylabel("layer (weight name)" if i == 0 else "")
         ax.tick_params(axis="y", labelsize=6 if len(names) <= 30 else 4, rotation=0)
@@ -283,15 +362,17 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
 
 
 def plot_curve(rows: pd.DataFrame, y: str, ylabel: str, block: dict, kind: str, writer: FigureWriter,
-               colours: dict, bounds: tuple[float, float] | None = None) -> Plot:
+               colours: dict, bounds: tuple[float, float] | None = None,
+               highlight: Sequence[str] | None = None) -> Plot:
     """curve_figure, saved as <kind>_<block>."""
-    fig = curve_figure(rows, y, ylabel, block, colours, bounds)
+    fig = curve_figure(rows, y, ylabel, block, colours, bounds, highlight)
     return Plot(kind, block_label(block), writer.save(fig, f"{kind}_{block_slug(block)}"))
 
 
-def plot_density(rows: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict) -> Plot:
+def plot_density(rows: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
+                 highlight: Sequence[str] | None = None) -> Plot:
     """density_figure, saved as density_<block>."""
-    fig = density_figure(rows, block, colours)
+    fig = density_figure(rows, block, colours, highlight)
     return Plot("density", block_label(block), writer.save(fig, f"density_{block_slug(block)}"))
 
 
@@ -327,28 +408,79 @@ def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, 
     return Plot("gap_vs_T", label, writer.save(fig, f"gap_vs_T_{block_slug(group)}"))
 
 
+DODGE = 0.035  # log10 units between the points of methods at one τ (about 8 % of a density apart)
+
+
+NEAR = 1.15  # densities within this factor of each other share a tick and are dodged around it
+
+
+def density_clusters(density: pd.Series) -> pd.Series:
+    """A cluster number per point: points whose densities lie within NEAR of the cluster's smallest share one."""
+    cluster, first, out = -1, None, {}
+    for i, d in density.sort_values(kind="stable").items():
+        if first is None or d > first * NEAR:
+            cluster, first = cluster + 1, d
+        out[i] = cluster
+    return pd.Series(out).reindex(density.index)
+
+
+def dodged(points: pd.DataFrame) -> pd.Series:
+    """x of each (method, τ) point: its mean density, moved sideways (on the log axis) where several points sit
+    at one density, in the frame's (method) order around their mean, so that no point or whisker hides another."""
+    x = points["density"].copy()
+    for _, at in points.groupby(density_clusters(points["density"])):
+        if len(at) > 1:
+            offsets = (np.arange(len(at)) - (len(at) - 1) / 2) * DODGE
+            x[at.index] = at["density"].mean() * 10 ** offsets
+    return x
+
+
 def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dict) -> plt.Figure:
     """Final test accuracy and mean gap against final density, one line per method through its τ values (log x):
-    whether pruning more helps, and whether it closes the gap. Dense is its one point at density 1, with a
-    dotted line at its mean accuracy."""
+    whether pruning more helps, and whether it closes the gap. Each point is the mean over its seeds (whisker: std)
+    in the method's marker, dodged where methods share a τ; the ticks are the densities measured, each τ written
+    above its points. Dense is its one point at density 1, with a dotted line at its mean."""
     rows = group_cells.drop_duplicates("config_hash")  # a dense cell joins every τ's block; draw it once
     order = method_order(rows["method"])
-    fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH, HEIGHT))
-    for ax, (col, name) in zip(axes, [("final_test_accuracy", "final test accuracy (%)"),
-                                      ("mean_gap", "mean gap over steps (points)")]):
-        sns.lineplot(data=rows, x="final_density", y=col, hue="method", hue_order=order, palette=colours,
-                     style="method", style_order=order, markers={m: style(m).marker for m in order},
-                     dashes={m: _dash(m) for m in order}, errorbar="sd", err_style="bars", err_kws={"capsize": 2},
-                     markersize=4, linewidth=1.2, ax=ax, legend=ax is axes[-1])
+    columns = [("final_test_accuracy", "final test accuracy (%)"), ("mean_gap", "mean gap over steps (points)")]
+    rank = {m: i for i, m in enumerate(order)}
+    tau = rows["tau"].where(rows["prunes"])  # dense's τ means nothing: it is its own column at density 1
+    points = (rows.assign(tau=tau, density=rows["final_density"])
+              .groupby(["method", "tau"], dropna=False)
+              .agg(density=("density", "mean"), **{f"{c}_mean": (c, "mean") for c, _ in columns},
+                   **{f"{c}_std": (c, "std") for c, _ in columns})
+              .reset_index())
+    points = points.assign(_r=points["method"].map(rank)).sort_values(["_r", "density"]).drop(columns="_r")
+    points = points.reset_index(drop=True)
+    points["x"] = dodged(points)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH, HEIGHT + 0.2))
+    handles = []
+    for ax, (col, name) in zip(axes, columns):
+        for method in order:
+            p = points[points["method"] == method]
+            kwargs = {**line_kwargs(method), "color": colours[method]}
+            container = ax.errorbar(p["x"], p[f"{col}_mean"], yerr=p[f"{col}_std"].fillna(0), markersize=4,
+                                    linewidth=1.2, capsize=2, elinewidth=0.9, label=method, **kwargs)
+            if ax is axes[-1]:
+                handles.append(container)
         dense = rows.loc[rows["method"] == "dense", col]
         if not dense.empty:
             ax.axhline(dense.mean(), color=colours["dense"], linestyle=":", linewidth=0.8, zorder=0)
         ax.set_xscale("log")
-        ax.set_xlabel("final density (log)")
+        ticks = sorted(points.groupby(density_clusters(points["density"]))["density"].mean())
+        ax.set_xticks(ticks, [f"{t:.3g}" if i == 0 or t / ticks[i - 1] > 1.3 else "" for i, t in enumerate(ticks)])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.tick_params(axis="x", labelsize=6)
+        ax.set_xlim(min(ticks) / 1.5, max(ticks) * 1.5)
+        for t, at in points[points["tau"].notna()].groupby("tau"):
+            ax.annotate(f"τ={t:g}", (at["density"].median(), 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=6)
+        ax.set_xlabel("final density (log; ticks: as measured)")
         ax.set_ylabel(name)
-    _legend_outside(axes[-1])
+    axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method")
     note = _seed_note(rows, "point: mean, whisker: {}", by=("method", "tau"), unit="point")
-    fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}", fontsize=8)
+    fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}; points at one density dodged sideways",
+                 fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -368,25 +500,51 @@ def _dash(method: str) -> str | tuple:
 
 def plot_paired(rows: pd.DataFrame, block: dict, writer: FigureWriter) -> Plot:
     """paired.paired_figure, saved as paired_<block>."""
-    fig = paired_figure(rows, block_label(block), WIDTH, HEIGHT)
+    fig = paired_figure(rows, block_label(block))
     return Plot("paired", block_label(block), writer.save(fig, f"paired_{block_slug(block)}"))
 
 
+FOREST_GROUP = ("dataset", "arch", "megabatches", "stream_images")  # a forest figure's blocks share these
+
+
+def plot_forests(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter) -> list[Plot]:
+    """forest.forest_figure for each (dataset, arch, T) of the deltas, its blocks side by side (at most
+    MAX_COLUMNS to a figure), saved as forest_<group>[-k]."""
+    deltas = deltas[deltas["delta"].notna()]
+    if deltas.empty:
+        return []
+    group_keys = [k for k in keys if k in FOREST_GROUP]
+    column_keys = [k for k in keys if k not in FOREST_GROUP]
+    plots = []
+    for group, rows in (iter_blocks(deltas, group_keys) if group_keys else [({}, deltas)]):
+        blocks = [block for block, _ in iter_blocks(rows, keys)]
+        for start in range(0, len(blocks), MAX_COLUMNS):
+            fig = forest_figure(rows, blocks[start:start + MAX_COLUMNS], group, column_keys)
+            name = f"forest_{block_slug(group) if group else 'all'}"
+            label = block_label(group) if group else "all cells"
+            plots.append(Plot("forest", label, writer.save(fig, name)))
+    return plots
+
+
 def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str], out: Path,
-               formats: Sequence[str]) -> list[Plot]:
-    """Every figure, from step rows and cell rows already assigned to blocks (blocks.assign_blocks)."""
+               formats: Sequence[str], deltas: pd.DataFrame | None = None,
+               highlight: Sequence[str] | None = None) -> list[Plot]:
+    """Every figure, from step rows and cell rows already assigned to blocks (blocks.assign_blocks); deltas are
+    the report's delta table (computed here where not given)."""
+    deltas = delta_table(cell_rows, keys) if deltas is None else deltas
     colours = palette(method_order(steps["method"]))
     writer = FigureWriter(out, formats)
     plots: list[Plot] = []
     with _style():
+        plots += plot_forests(deltas, keys, writer)
         for block, rows in iter_blocks(steps, keys):
             plots.append(plot_curve(rows, "test_accuracy", "test accuracy (%)", block, "accuracy", writer,
-                                    colours, bounds=(0.0, 100.0)))
+                                    colours, bounds=(0.0, 100.0), highlight=highlight))
             plots.append(plot_curve(rows, "gap", "generalisation gap\n(train - val accuracy, points)", block,
-                                    "gap", writer, colours))
-            plots.append(plot_density(rows, block, writer, colours))
+                                    "gap", writer, colours, highlight=highlight))
+            plots.append(plot_density(rows, block, writer, colours, highlight))
             plots.append(plot_cer(_select(cell_rows, block), block, writer, colours))
-            if any(pairs(rows["method"])):
+            if paired_panels(rows):  # a comparison with a seed both methods ran
                 plots.append(plot_paired(rows, block, writer))
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
@@ -418,7 +576,10 @@ def plot_regimes(settings: Sequence[tuple[dict, pd.DataFrame]], keys: Sequence[s
 
 def _with_pruners(group: dict, keys: Sequence[str], pruners: pd.Series) -> dict:
     """A heatmap's group with the pruners of its panels ('snip+magnitude') where the block keys have `pruner`
-    (at the end otherwise), so its title and file name say which pruners it shows."""
+    (at the end otherwise), so its title and file name say which pruners it shows; without one for a method that
+    ignores the pruner (rigl's heatmap is not a SNIP heatmap)."""
+    if not uses_pruner(str(group["method"])):
+        return {k: v for k, v in group.items() if k != "pruner"}
     order = [*keys, "method"] if "pruner" in keys else [*keys, "method", "pruner"]
     joined = {**group, "pruner": "+".join(pruner_order(pruners))}
     return {k: joined[k] for k in order if k in joined}

@@ -84,6 +84,8 @@ def _pairs_text(r: Any) -> str:
         text += f" (of {r.n} vs {r.n_baseline})"
     if r.interval == "bootstrap":
         text += ", bootstrap"
+    if getattr(r, "identical", False):
+        text += "; same computation (identical results at every seed)"
     return text
 
 

@@ -16,7 +16,15 @@ import pandas as pd
 
 import almabench
 
-from .blocks import BLOCK_KEYS, assign_blocks, block_label, check_environment, check_homogeneous, scope_in_method
+from .blocks import (
+    BLOCK_KEYS,
+    assign_blocks,
+    block_label,
+    check_code,
+    check_environment,
+    check_homogeneous,
+    scope_in_method,
+)
 from .load import CONFIG_KEYS, Warn, cells, warn_stderr
 from .paper import method_order
 from .plots import Plot, make_plots, plot_regimes
@@ -51,10 +59,11 @@ class Report:
 
 def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf"),
                  keys: Sequence[str] = BLOCK_KEYS, warn: Warn = warn_stderr, source: str | Path | None = None,
-                 notes: Sequence[str] = ()) -> Report:
+                 notes: Sequence[str] = (), highlight: Sequence[str] | None = None) -> Report:
     """Write tables, figures and report.md for a loaded results frame (load.load_results) into out.
 
-    notes are earlier warnings (e.g. files the loader skipped) to list in report.md next to the new ones.
+    notes are earlier warnings (e.g. files the loader skipped) to list in report.md next to the new ones;
+    highlight the methods the curve figures draw in colour (plots.emphasis; None: the default rule).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,6 +78,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     cell_rows = assign_blocks(cells(frame), keys)
     check_homogeneous(cell_rows, keys, record)
     check_environment(cell_rows, keys, record)
+    check_code(cell_rows, keys, record)
     _check_fingerprints(cells(frame), record)
     summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys)
     tables = block_tables(summary, deltas, keys)
@@ -87,7 +97,8 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         pd.concat([rows for _, rows in settings]).to_csv(out / "regime.csv", index=False)
         report.files.append(out / "regime.csv")
 
-    report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats)
+    report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats, deltas,
+                              highlight)
     report.plots += plot_regimes(settings, keys, out / FIGURES, formats)
     report.files += [p for plot in report.plots for p in plot.paths]
     report.warnings = warnings
@@ -158,8 +169,9 @@ def _fmt(value: object) -> str:
 
 
 def _relative(path: str, start: Path) -> str:
+    """path relative to start, with '/' on every system."""
     try:
-        return os.path.relpath(path, start)
+        return Path(os.path.relpath(path, start)).as_posix()
     except ValueError:  # another drive on Windows
         return path
 
@@ -193,7 +205,7 @@ def report_markdown(frame: pd.DataFrame, tables_md: str, plots: Sequence[Plot], 
                 parts += [f"![{plot.kind}: {title}]({link})" + (f" ({others})" if others else ""), ""]
         parts.append("")
     parts += ["## Data", "", markdown_table(_data_table(cell_rows)), ""]
-    parts += _config_section(cell_rows, out)
+    parts += _config_section(cell_rows, source)
     if warnings:
         parts += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
     return "\n".join(parts)
@@ -209,8 +221,17 @@ def _data_table(cell_rows: pd.DataFrame) -> pd.DataFrame:
     return table.astype(object).where(table.notna(), "-").astype(str)
 
 
-def _config_section(cell_rows: pd.DataFrame, out: Path) -> list[str]:
-    """Shared config/environment values once, then one line per cell with what varies and its file."""
+def results_root(paths: Sequence[str], source: str | Path | None) -> Path | None:
+    """The folder report.md names the cells' files relative to: the results folder (source) where it is one,
+    else (several folders, or none given) the deepest folder holding every file."""
+    if source is not None and Path(source).is_dir():
+        return Path(source)
+    return Path(os.path.commonpath([str(Path(p).parent) for p in paths])) if len(paths) else None
+
+
+def _config_section(cell_rows: pd.DataFrame, source: str | Path | None) -> list[str]:
+    """Shared config/environment values once, then one line per cell with what varies and its file (relative
+    to the results folder, as the reader finds it there, not to the report's folder)."""
     config_cols = [c for c in CONFIG_KEYS if c in cell_rows.columns]
     shared, varying = _shared_and_varying(cell_rows, config_cols)
     env_shared, env_varying = _shared_and_varying(cell_rows, ENV_COLUMNS)
@@ -225,7 +246,8 @@ def _config_section(cell_rows: pd.DataFrame, out: Path) -> list[str]:
                                       kind="stable") if order else cell_rows
     table = cell_rows[["config_hash", *varying, *env_varying, "final_test_accuracy", "cer", "path"]].copy()
     table["final_test_accuracy"] = table["final_test_accuracy"].map(lambda v: f"{v:.2f}")
-    table["path"] = table["path"].map(lambda p: _relative(p, out))
+    root = results_root(list(table["path"]), source)
+    table["path"] = table["path"].map(lambda p: _relative(p, root) if root is not None else p)
     table = table.rename(columns={"final_test_accuracy": "final acc %", "path": "file"})
     table.columns = [c.removeprefix("env_") for c in table.columns]
     lines += [markdown_table(table.map(_fmt)), ""]

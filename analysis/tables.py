@@ -53,7 +53,18 @@ def summary_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 
 DELTA_COLUMNS = ("method", "baseline", "metric", "delta", "ci_low", "ci_high", "interval", "n_pairs", "n",
-                 "n_baseline", "paper", "paper_source")
+                 "n_baseline", "paper", "paper_source", "identical")
+
+
+def identical_results(per_seed: pd.DataFrame, a: str, b: str) -> bool:
+    """Whether two methods' cells are one computation: at every seed both ran, every metric of the tables is
+    equal to the last bit (app and osp at τ = 1, where APP's schedule is 0.8 at every megabatch: it prunes once
+    before megabatch 1, as OSP does). Their zero deltas then say nothing about the methods."""
+    if a not in per_seed.index or b not in per_seed.index:
+        return False
+    x, y = per_seed.loc[a], per_seed.loc[b]
+    common = x.index.intersection(y.index)
+    return len(common) > 0 and bool((x.loc[common] == y.loc[common]).all().all())
 
 
 def delta_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -64,13 +75,16 @@ def delta_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     a t-interval with n_pairs - 1 degrees of freedom below 20 pairs). Several cells of one method and seed
     (warned about by blocks.check_homogeneous) are averaged into one value first. n and n_baseline count each
     side's seeds, so n_pairs < n says seeds were left out. `paper` is the published delta where the block is
-    the paper's headline setting.
+    the paper's headline setting; `identical` says the two methods' cells gave the same results at every paired
+    seed (identical_results).
     """
     rows = []
     for block, block_cells in iter_blocks(cells, keys):
         headline = headline_for(block_cells)
         per_seed = block_cells.groupby(["method", "seed"])[list(DELTA_METRICS)].mean()
+        every = block_cells.groupby(["method", "seed"])[[m.column for m in METRICS]].mean()
         for app, base in comparisons(block_cells["method"]):
+            same = identical_results(every, app, base)
             for metric in DELTA_METRICS:
                 a, b = per_seed.loc[app, metric].dropna(), per_seed.loc[base, metric].dropna()
                 d = paired_differences(a, b)
@@ -80,7 +94,7 @@ def delta_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
                              "ci_high": interval.high, "interval": interval.kind, "n_pairs": len(d),
                              "n": len(a), "n_baseline": len(b),
                              "paper": headline.deltas.get((base, metric)) if headline else None,
-                             "paper_source": headline.source if headline else None})
+                             "paper_source": headline.source if headline else None, "identical": same})
     return pd.DataFrame(rows, columns=[*keys, *DELTA_COLUMNS])
 
 
@@ -89,7 +103,7 @@ def csv_frame(summary: pd.DataFrame, deltas: pd.DataFrame, keys: Sequence[str]) 
     s = summary.assign(kind="summary", baseline=None)
     d = deltas.rename(columns={"delta": "mean"}).assign(kind="delta", std=float("nan"))
     columns = ["kind", *keys, "method", "baseline", "metric", "mean", "std", "n", "n_baseline", "n_pairs",
-               "ci_low", "ci_high", "interval", "paper", "paper_source"]
+               "ci_low", "ci_high", "interval", "paper", "paper_source", "identical"]
     return pd.concat([s, d], ignore_index=True).reindex(columns=columns)
 
 

@@ -4,8 +4,17 @@
 keyed by `config_hash`, for export (parquet) and for pandas users. Every column has a declared dtype, so an
 export of two cells and one of two hundred read back alike: integers are nullable `Int64` (a key a method or an
 older almabench did not record is <NA>, not a switch to float), booleans `boolean`, text `string`, times
-UTC timestamps, and the few list values (milestones, image size, mean, std, notes) lists. A key this module
-does not know (a field added later) is typed from its values by the same rules, or kept as JSON text.
+UTC timestamps. The lists of numbers (milestones, data_image_size, data_mean, data_std) are text, the
+numbers joined by commas ("1,2"; <NA> where unset), so that they compare, group and drop_duplicates like any
+other setting (a column of arrays makes `groupby` raise and `drop_duplicates` keep a row per cell); the free-text
+data_notes stays a list. A key this module does not know (a field added later) is typed from its values by the
+same rules, or kept as JSON text.
+
+`cells` also holds what the report names a cell by: `label`, its method as the report's tables write it (with its
+scope where that is not the paper's global one: 'rigl (erk-dense-first)', blocks.scope_in_method), and `block`,
+the title of the report's block of the folder (blocks.block_label of the block keys and the settings that vary
+across the cells; a dense cell, which the report puts in every pruner's and τ's block, is given the one its own
+settings name).
 """
 
 from __future__ import annotations
@@ -20,12 +29,14 @@ import pandas as pd
 
 from almabench.config import RunConfig
 
+from .blocks import BLOCK_KEYS, block_label, scope_in_method, with_varying_splits
 from .load import Warn, read_results, result_files, warn_stderr
 
 INT, FLOAT, BOOL, TEXT, TIME, LIST = "Int64", "float64", "boolean", "string", "datetime64[ns, UTC]", "list"
+NUMBERS = "numbers"  # a list of numbers, stored as text: "1,2"
 _FIELD_DTYPES = {"str": TEXT, "str | None": TEXT, "int": INT, "float": FLOAT, "bool": BOOL, "bool | None": BOOL,
                  "int | None": INT,
-                 "tuple[int, ...] | None": LIST}
+                 "tuple[int, ...] | None": NUMBERS}
 CONFIG_COLUMNS: dict[str, str] = {f.name: _FIELD_DTYPES[str(f.type)] for f in fields(RunConfig)}
 
 # One row per cell. seconds_<part> are the result's seconds_by_part; data_* and env_* its `data` and
@@ -39,7 +50,8 @@ CELL_COLUMNS: dict[str, str] = {
     **{f"seconds_{part}": FLOAT for part in ("startup", "pruning", "training", "validation", "gap", "test",
                                               "checkpoint")},
     "data_name": TEXT, "data_source": TEXT, "data_fingerprint": TEXT, "data_n_train": INT, "data_n_test": INT,
-    "data_num_classes": INT, "data_channels": INT, "data_image_size": LIST, "data_mean": LIST, "data_std": LIST,
+    "data_num_classes": INT, "data_channels": INT, "data_image_size": NUMBERS, "data_mean": NUMBERS,
+    "data_std": NUMBERS,
     "data_flip": BOOL, "data_checksum_ok": BOOL, "data_notes": LIST,
     **{f"env_{k}": TEXT for k in ("almabench", "code", "git_commit", "python", "torch", "torchvision", "numpy",
                                   "click", "joblib", "pandas", "scikit-learn", "platform", "device",
@@ -98,10 +110,39 @@ def tables_of(results: Iterable[tuple[Path, dict[str, Any]]], root: Path) -> Res
     cells = typed(cell_rows, CELL_COLUMNS)
     if not cells.empty:
         cells = cells.sort_values(SORT, kind="stable").reset_index(drop=True)
+    cells = with_labels(cells, {r["config_hash"]: _prunes(r) for _, r in results})
     rank = {h: i for i, h in enumerate(cells["config_hash"])}
     steps = _in_cell_order(typed(step_rows, STEP_COLUMNS), rank, ["step"])
     layers = _in_cell_order(typed(layer_rows, LAYER_COLUMNS), rank, ["step"])  # layers keep the model's order
     return ResultTables(cells, steps, layers)
+
+
+def _prunes(result: dict[str, Any]) -> bool:
+    """Whether a cell pruned anything (load._rows' rule): a dense cell joins every pruning block."""
+    return any(s["target_density"] < 1 or s["density"] < 1 for s in result["steps"])
+
+
+def with_labels(cells: pd.DataFrame, prunes: dict[str, bool]) -> pd.DataFrame:
+    """cells with `label` and `block` after `method` (see the module's docstring)."""
+    if cells.empty:
+        return cells.assign(label=pd.Series(dtype=TEXT), block=pd.Series(dtype=TEXT))
+    frame = cells.astype(object).where(cells.notna(), None)
+    for column, dtype in CELL_COLUMNS.items():  # the values as the report's loader holds them: lists as tuples
+        if dtype == NUMBERS:
+            frame[column] = frame[column].map(lambda v: None if v is None else tuple(_number(x) for x in v.split(",")))
+    frame = frame.assign(prunes=frame["config_hash"].map(prunes).astype(bool))
+    labels = scope_in_method(frame)["method"]
+    keys = [k for k in with_varying_splits(list(BLOCK_KEYS), frame) if k in frame.columns]
+    blocks = frame[keys].apply(lambda row: block_label(dict(row)), axis=1)
+    at = list(cells.columns).index("method") + 1
+    out = cells.copy()
+    out.insert(at, "label", labels.astype(TEXT))
+    out.insert(at + 1, "block", blocks.astype(TEXT))
+    return out
+
+
+def _number(text: str) -> int | float:
+    return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
 def _in_cell_order(frame: pd.DataFrame, rank: dict[str, int], within: list[str]) -> pd.DataFrame:
@@ -172,6 +213,8 @@ def as_dtype(values: pd.Series, dtype: str) -> pd.Series:
     values = values.astype(object).where(values.notna(), None) if values.dtype != object else values
     if dtype == LIST:
         return pd.Series([None if v is None else list(v) for v in values], dtype=object)
+    if dtype == NUMBERS:
+        return pd.Series([None if v is None else ",".join(map(str, v)) for v in values], dtype=object).astype(TEXT)
     if dtype == "json":
         return pd.Series([None if v is None else json.dumps(v, sort_keys=True) for v in values], dtype=TEXT)
     if dtype == TIME:

@@ -20,6 +20,7 @@ from almabench.analysis.cli import report
 from almabench.analysis.load import cells, filter_results, load_results
 from almabench.analysis.paper import comparisons
 from almabench.analysis.plots import (
+    DODGE,
     FigureWriter,
     accuracy_density_figure,
     cer_figure,
@@ -29,6 +30,7 @@ from almabench.analysis.plots import (
     layer_labels,
     palette,
 )
+from almabench.analysis.report import results_root
 from almabench.analysis.stats import (
     bootstrap_ci,
     mean_interval,
@@ -239,7 +241,21 @@ def test_report_writes_tables_plots_and_report_md(grid: Path, tmp_path: Path) ->
     assert "feedc0ffee" in report_md
     for path in grid.rglob("*.json"):
         assert path.stem in report_md  # every cell is named by its config hash
+        # and by its file, relative to the results folder (not to the report's, ../results/...)
+        assert f" | {path.relative_to(grid).as_posix()} |" in report_md
+    assert "../" not in report_md and "cifar100/nested/" in report_md
     assert "](figures/" in report_md
+    paths = [str(grid / "a.json"), str(grid / "cifar100" / "nested" / "b.json")]
+    assert results_root(paths, grid) == results_root(paths, f"{grid}, {tmp_path}") == grid  # several: the shared
+    assert results_root(paths, None) == grid
+
+
+def test_a_highlight_naming_no_method_of_the_report_is_one_line(grid: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "rep"), "--highlight", "app,apx"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [
+        "Error: --highlight names method(s) not in the report: apx (its methods: app, dense, osp)"]
+    assert not (tmp_path / "rep").exists()
 
 
 def test_filters_and_group_by(grid: Path, tmp_path: Path) -> None:
@@ -426,8 +442,9 @@ def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_fig
     result = CliRunner().invoke(report, [str(tmp_path / "results"), "--out", str(out), "--format", "png"])
     assert result.exit_code == 0, result.output
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    # 5 per block (paired differences included), one heatmap each
-    assert "12 figures" in result.stdout and len(pngs) == 12
+    # 5 per block (paired differences included), one heatmap and one forest plot each
+    assert "14 figures" in result.stdout and len(pngs) == 14
+    assert "forest_数据.npz_convnet_T2.png" in pngs
     assert "cer_数据.npz_convnet_T2_snip_tau4.5.png" in pngs and "cer_データ.npz_convnet_T2_snip_tau4.5.png" in pngs
     assert "layers_数据.npz_convnet_T2_snip_tau4.5_app.png" in pngs
     report_md = (out / "report.md").read_text()
@@ -475,7 +492,7 @@ def test_accuracy_band_is_clipped_to_100() -> None:
     plt.close(fig)
 
 
-def test_density_target_is_drawn_on_top_and_named_in_the_legend() -> None:
+def test_density_target_is_drawn_under_the_measured_lines_and_named_in_the_legend() -> None:
     rows = _steps([(m, 0, t, d) for m, ds in (("app", (0.8, 0.5)), ("dense", (1.0, 1.0))) for t, d in
                    zip((1, 2), ds)], "density")
     rows["target_density"] = rows["density"]  # measured exactly on schedule: the target used to vanish
@@ -484,8 +501,9 @@ def test_density_target_is_drawn_on_top_and_named_in_the_legend() -> None:
     targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
     measured = [line for line in ax.get_lines() if line.get_gid() != "target"]
     assert len(targets) == 2 and len(measured) == 2
-    assert min(t.get_zorder() for t in targets) > max(m.get_zorder() for m in measured)
-    assert all(t.get_color() == "black" and t.get_linestyle() == "--" and t.get_marker() == "x" for t in targets)
+    assert max(t.get_zorder() for t in targets) < min(m.get_zorder() for m in measured)
+    assert all(t.get_color() == "black" and t.get_linestyle() == "--" for t in targets)
+    assert ax.get_yscale() == "linear"  # 0.5 to 1: no decade
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dense", "app", "target\n(schedule)"]
     plt.close(fig)
 
@@ -570,13 +588,15 @@ def test_accuracy_against_density_draws_each_method_through_its_tau_values_and_d
     accuracy = fig.axes[0]
     lines = {m: [tuple(xy) for xy in line.get_xydata()] for m in ("dense", "osp", "app")
              for line in accuracy.lines if line.get_color() == colours[m] and line.get_marker() == style(m).marker}
-    assert lines["app"] == [(0.366, 70.0), (0.8, 75.0)]
-    assert lines["osp"] == [(0.366, 60.0), (0.8, 65.0)]
+    shift = 10 ** (DODGE / 2)  # osp and app share each density: dodged apart around it
+    assert lines["app"] == [pytest.approx((0.366 * shift, 70.0)), pytest.approx((0.8 * shift, 75.0))]
+    assert lines["osp"] == [pytest.approx((0.366 / shift, 60.0)), pytest.approx((0.8 / shift, 65.0))]
     assert lines["dense"] == [(1.0, 75.0)]
     (whisker,) = [c for c in accuracy.collections if tuple(c.get_colors()[0][:3]) == tuple(colours["dense"])]
     (segment,) = whisker.get_segments()  # mean ± std of the two dense cells, each counted once
     assert [y for _, y in segment] == pytest.approx([75.0 - math.sqrt(50), 75.0 + math.sqrt(50)])
-    assert fig._suptitle.get_text().endswith("std over 2 seeds")  # a point's seeds, not a method's cells (4)
+    assert fig._suptitle.get_text().endswith("std over 2 seeds; points at one density dodged sideways")  # a point's
+    # seeds, not a method's cells (4)
     plt.close(fig)
     result = CliRunner().invoke(report, [str(tmp_path), "--out", str(tmp_path / "r"), "--format", "png"])
     assert result.exit_code == 0, result.output

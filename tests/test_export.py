@@ -63,7 +63,12 @@ def test_parquet_tables_have_one_row_per_observation_known_values_and_stable_dty
     assert row["params_kept"] == pytest.approx(100 * app["steps"][-1]["params_remaining"] / app["params_total"])
     one = cells.set_index("config_hash").loc[CELLS["imp"]]
     assert one["method"] == "imp" and one["file"] == f"nested/{CELLS['imp']}.json" and one["cer"] == doc("imp")["cer"]
-    assert list(one["milestones"]) == [1, 2]
+    assert one["milestones"] == "1,2" and one["data_image_size"] == "32,32"  # text: hashable, groupable
+    assert cells.groupby("milestones").size().to_dict() == {"1,2": 4}
+    assert len(cells.drop_duplicates(["milestones", "epochs"])) == 1
+    block = "cifar10 / convnet / T=8 / snip / tau=4.5"  # what the report titles their block (one epoch budget)
+    assert cells.set_index("config_hash")[["label", "block"]].loc[CELLS["imp"]].tolist() == ["imp", block]
+    assert list(cells.columns[list(cells.columns).index("method"):][:3]) == ["method", "label", "block"]
     first = layers[(layers["config_hash"] == CELLS["app"]) & (layers["step"] == 1)]
     assert dict(zip(first["layer"], first["layer_density"])) == app["steps"][0]["layer_density"]
     # method-specific keys: a column for every cell, <NA> where the method records nothing
@@ -76,8 +81,7 @@ def test_parquet_tables_have_one_row_per_observation_known_values_and_stable_dty
     assert {c: str(steps[c].dtype) for c in expected} == expected
     assert str(cells["flip"].dtype) == "boolean" and str(cells["stream_images"].dtype) == "Int64"
     assert str(cells["started_at"].dtype).startswith("datetime64") and str(cells["method"].dtype) == "string"
-    lists = {"milestones", "data_image_size", "data_mean", "data_std", "data_notes"}
-    assert {c for c in cells.columns if cells[c].dtype == object} == lists
+    assert {c for c in cells.columns if cells[c].dtype == object} == {"data_notes"}  # free text stays a list
     assert not [c for c in [*steps.columns, *layers.columns] if steps.get(c, layers.get(c)).dtype == object]
 
 
@@ -115,9 +119,10 @@ def test_tensorboard_runs_hold_every_scalar_of_a_cell_at_every_step_and_its_hpar
     export(results, "tensorboard", dest)
     export(results, "tensorboard", dest)  # again: the run is replaced, never doubled
     app = doc("app")
-    run_dir = dest / run_name(app["config"], app["config_hash"])
-    assert run_dir.relative_to(dest).parts[:5] == ("cifar10", "convnet", "T=8", "epochs=2", "app")
-    assert len(list(dest.rglob("events.out.tfevents.*"))) == 4  # one file per cell, hparams included
+    run_dir = dest / f"app/seed=0-{CELLS['app'][:8]}"  # without cifar10/convnet/T=8/epochs=2/, which all share
+    assert run_dir.relative_to(dest).as_posix() == run_name(app["config"], app["config_hash"]).removeprefix(
+        "cifar10/convnet/T=8/epochs=2/")
+    assert len(list(dest.rglob("events.out.tfevents.*"))) == 5  # one file per cell, one experiment config
     assert not [p for p in run_dir.iterdir() if p.is_dir()]  # no timestamped hparams subfolder
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
@@ -141,8 +146,33 @@ def test_tensorboard_runs_hold_every_scalar_of_a_cell_at_every_step_and_its_hpar
     hparams = start.session_start_info.hparams
     assert hparams["method"].string_value == "app" and hparams["lr"].number_value == pytest.approx(0.1)
     assert hparams["config_hash"].string_value == app["config_hash"] and hparams["milestones"].string_value == "[1, 2]"
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} >= {"final/test_accuracy", "final/cer"}
+    assert hparams["batch_size"].string_value == "64" and hparams["seed"].string_value == "0"  # not 64.000
+    assert "_hparams_/experiment" not in content  # one experiment config for the export, at its top
+
+
+def test_tensorboard_export_has_one_hparams_config_with_the_varying_keys_first(results, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    shutil.copy(DOCS / "ab55cc86e8883f73.json", results)  # app at seed 1: method and seed vary
+    dest = tmp_path / "tb"
+    export(results, "tensorboard", dest)
+    top = EventAccumulator(str(dest))
+    top.Reload()
+    content = top.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    infos = list(experiment.hparam_infos)
+    assert [(i.name, i.differs) for i in infos[:3]] == [("method", True), ("seed", True), ("config_hash", True)]
+    assert not any(i.differs for i in infos[3:]) and {"arch", "dataset", "batch_size", "tau"} <= {
+        i.name for i in infos[3:]}
+    seed = infos[1]
+    assert seed.type == api_pb2.DATA_TYPE_STRING and [v.string_value for v in seed.domain_discrete.values] == ["0", "1"]
+    assert [v.string_value for v in infos[0].domain_discrete.values] == ["app", "dense", "gmp", "imp"]
+    assert [m.name.tag for m in experiment.metric_infos] == ["final/test_accuracy", "final/cer", "final/density",
+                                                             "final/gap", "final/mean_gap"]
+    assert sorted(p.parent.relative_to(dest).as_posix() for p in dest.rglob("events.out.tfevents.*"))[:3] == [
+        ".", f"app/seed=0-{CELLS['app'][:8]}", f"app/seed=1-{'ab55cc86'}"]
 
 
 # ----------------------------------------------------------------------------------------------- mlflow
@@ -164,6 +194,7 @@ def test_mlflow_store_holds_each_cells_metric_history_params_and_block_tags(resu
     run = next(r for r in runs if r.data.tags["config_hash"] == CELLS["app"])
     assert run.data.tags["block"] == "cifar10/convnet/T=8/epochs=2" and run.data.tags["seed"] == "0"
     assert run.data.params["lr"] == "0.1" and run.data.params["method"] == "app"
+    assert run.data.params["epochs"] == "2"
     history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "accuracy/test"))
     assert history == [(s["step"], s["test_accuracy"]) for s in app["steps"]]
     layer = client.get_metric_history(run.info.run_id, "layer_density/8.weight")
@@ -218,6 +249,7 @@ def test_wandb_runs_log_every_step_with_its_megabatch_config_group_and_summary(r
     run = next(r for r in fake_wandb if r.kwargs["id"] == app["config_hash"])
     assert run.kwargs["group"] == "cifar10/convnet/T=8/epochs=2" and run.kwargs["name"].startswith("app/seed=0-")
     assert run.kwargs["config"]["method"] == "app" and run.kwargs["config"]["epochs"] == 2
+    assert list(run.kwargs["config"])[:2] == ["method", "config_hash"]  # what varies across the export first
     assert [step for step, _ in run.logged] == list(range(1, 9))
     assert [data["accuracy/test"] for _, data in run.logged] == [s["test_accuracy"] for s in app["steps"]]
     assert run.logged[-1][1]["cer_so_far"] == app["cer"]
@@ -266,6 +298,18 @@ def test_a_real_offline_wandb_run_holds_the_history(results, tmp_path, monkeypat
 
 
 # ------------------------------------------------------------------------------------------- bad input
+
+
+def test_the_default_format_needs_no_package_the_base_install_lacks():
+    import tomllib
+
+    from almabench.analysis.export import WRITERS
+    from almabench.analysis.export.cli import export as command
+
+    default = next(p.default for p in command.params if p.name == "to")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    base = {dep.split(">")[0].split("=")[0].split("[")[0].strip() for dep in project["dependencies"]}
+    assert default == "parquet" and WRITERS.get(default).requires in base  # `pip install -e .` can export
 
 
 def test_a_missing_extra_or_an_unknown_format_is_one_line(results, monkeypatch):

@@ -1,9 +1,10 @@
 """--to mlflow: one MLflow run per cell in a local SQLite store, DEST/mlflow.db (MLflow has deprecated its
 file store), in the experiment "almabench".
 
-Params are the cell's config, metrics the per-megabatch scalars (step = megabatch t, timestamps rebuilt from
-the record) and the final metrics, tags the block (`block`, and dataset, arch, T, method, seed, config hash and
-file). Exporting a cell again replaces its earlier run (found by its config-hash tag).
+Params are the cell's config (logged with the keys that vary across the export first), metrics the
+per-megabatch scalars (step = megabatch t, timestamps rebuilt from the record) and the final metrics, tags the
+block (`block`, and dataset, arch, T, method, seed, config hash and file). Exporting a cell again replaces its
+earlier run (found by its config-hash tag).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .runs import final_metrics, group_name, hparams, run_name, step_scalars, step_wall_times
+from .runs import final_metrics, group_name, hparams, run_name, step_scalars, step_wall_times, varying_keys
 
 EXPERIMENT = "almabench"
 METRIC_BATCH, PARAM_BATCH = 1000, 100  # the most MLflow takes in one log_batch
@@ -33,6 +34,7 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
     client = MlflowClient(tracking_uri=store_uri(dest), registry_uri=store_uri(dest))
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    first = varying_keys([result["config"] for _, result in results])
     for path, result in results:
         config, config_hash = result["config"], result["config_hash"]
         for old in client.search_runs([experiment_id], f"tags.config_hash = '{config_hash}'"):
@@ -50,7 +52,7 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
                         for tag, value in step_scalars(step, cer).items()]
         last = int(result["steps"][-1]["step"])
         metrics += [Metric(tag, value, times[-1], last) for tag, value in final_metrics(result).items()]
-        params = [Param(k, str(v)) for k, v in hparams(config, config_hash).items()]
+        params = [Param(k, str(v)) for k, v in hparams(config, config_hash, first).items()]
         for i in range(0, len(params), PARAM_BATCH):
             client.log_batch(run.info.run_id, params=params[i:i + PARAM_BATCH])
         for i in range(0, len(metrics), METRIC_BATCH):

@@ -69,14 +69,45 @@ def final_metrics(result: dict[str, Any]) -> dict[str, float]:
     return {tag: float(result[key]) for tag, key in FINAL_METRICS.items()}
 
 
-def hparams(config: dict[str, Any], config_hash: str) -> dict[str, bool | int | float | str]:
-    """The config as hyperparameters: scalars as they are, lists as text, unset values as 'unset'."""
+# The settings a grid varies, in the order a reader looks for them: a tracker's table opens on these (and on any
+# other key that varies across an export), the settings every cell shares after them.
+FIRST_KEYS = ("method", "seed", "tau", "epochs", "megabatches", "pruner", "scope", "stream_images", "dataset", "arch")
+
+
+def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """The config keys whose values differ across configs (an export's cells): FIRST_KEYS first, in their
+    order, then the others alphabetically."""
+    full = [{**DEFAULTS, **c} for c in configs]
+    varying = {k for k in DEFAULTS if len({repr(c.get(k)) for c in full}) > 1}
+    return [k for k in FIRST_KEYS if k in varying] + sorted(varying - set(FIRST_KEYS))
+
+
+def hparams(config: dict[str, Any], config_hash: str,
+            first: tuple[str, ...] | list[str] = FIRST_KEYS) -> dict[str, bool | int | float | str]:
+    """The config as hyperparameters, in the order trackers show them: the keys in `first` (those an export
+    varies, varying_keys; FIRST_KEYS for a live log, which sees one cell), the config hash, then the rest in
+    config order. Scalars as they are, lists as text, unset values as 'unset'."""
     def plain(value: Any) -> bool | int | float | str:
         if value is None:
             return "unset"
         return value if isinstance(value, (bool, int, float, str)) else str(value)
 
-    return {"config_hash": config_hash, **{k: plain(v) for k, v in {**DEFAULTS, **config}.items()}}
+    values = {k: plain(v) for k, v in {**DEFAULTS, **config}.items()}
+    head = [k for k in first if k in values]
+    return {**{k: values[k] for k in head}, "config_hash": config_hash,
+            **{k: v for k, v in values.items() if k not in head}}
+
+
+def shared_prefix(names: list[str]) -> str:
+    """The leading path components ('cifar10/convnet/T=8/') every run name shares, which a run list would show
+    on every line before the method and seed; the leaf (method/seed) is never part of it."""
+    parts = [name.split("/")[:-1] for name in names]
+    common: list[str] = []
+    for level in zip(*parts) if parts else []:
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    return "".join(f"{c}/" for c in common)
 
 
 def step_wall_times(result: dict[str, Any]) -> list[float]:
@@ -112,9 +143,11 @@ def replay_steps(run: CellRun, steps: list[dict[str, Any]], wall_times: list[flo
 
 def export_runs(open_run: Callable[..., CellRun], results: list[tuple[Any, dict[str, Any]]], dest: Any) -> int:
     """Every result as one finished run, its steps at the wall times rebuilt from the record; returns the count.
-    open_run(dest, config, config_hash, replace=True) replaces what an earlier export wrote for the cell."""
+    open_run(dest, config, config_hash, replace=True, first=...) replaces what an earlier export wrote for the
+    cell; `first` are the keys that vary across the export (varying_keys), which its hparams list first."""
+    first = varying_keys([result["config"] for _, result in results])
     for _, result in results:
-        run = open_run(dest, result["config"], result["config_hash"], replace=True)
+        run = open_run(dest, result["config"], result["config_hash"], replace=True, first=first)
         try:
             times = step_wall_times(result)
             replay_steps(run, result["steps"], times)

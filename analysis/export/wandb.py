@@ -2,7 +2,8 @@
 
 Runs are made with mode "offline" (WANDB_MODE=offline is set too) under DEST/wandb/offline-run-*-<id>, the
 id being the cell's config hash, group = runs.group_name (the block), name = the rest of runs.run_name,
-config = the cell's config, step = megabatch t, summary = the final metrics. `wandb sync` uploads them later.
+config = the cell's config (the keys that vary across an export first), step = megabatch t, summary = the final
+metrics. `wandb sync` uploads them later.
 A resumed cell opens a second offline run of the same id and logs its recorded steps again: W&B keeps the
 first value logged at a step and syncs the run's files in order of start time, so every step is there once.
 An export removes the earlier offline runs of the cells it writes.
@@ -15,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .runs import export_runs, final_metrics, group_name, hparams, leaf_name, step_scalars
+from .runs import FIRST_KEYS, export_runs, final_metrics, group_name, hparams, leaf_name, step_scalars
 
 PROJECT = "almabench"
 
@@ -23,7 +24,8 @@ PROJECT = "almabench"
 class WandbRun:
     """One cell's offline W&B run under dest/wandb."""
 
-    def __init__(self, dest: Path, config: dict[str, Any], config_hash: str, replace: bool = False) -> None:
+    def __init__(self, dest: Path, config: dict[str, Any], config_hash: str, replace: bool = False,
+                 first: tuple[str, ...] | list[str] = FIRST_KEYS) -> None:
         os.environ["WANDB_MODE"] = "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
@@ -35,7 +37,8 @@ class WandbRun:
                 shutil.rmtree(old)
         self.run = wandb.init(
             dir=str(dest), project=PROJECT, id=config_hash, group=group_name(config),
-            name=leaf_name(config, config_hash), job_type=str(config["method"]), config=hparams(config, config_hash),
+            name=leaf_name(config, config_hash), job_type=str(config["method"]),
+            config=hparams(config, config_hash, first),
             mode="offline", reinit="create_new",
             settings=wandb.Settings(console="off", save_code=False, disable_git=True, x_disable_stats=True),
         )

@@ -1,0 +1,259 @@
+"""Figures that show the differences the tables find (issue 30), checked on the objects the code builds: the
+paired differences one panel per comparison on its own scale, the forest plot's points equal to the report's
+deltas, the many-method curves with the baselines greyed, the density, CER and accuracy-vs-density figures, and
+the report's words (mixed code, identical computations) on the committed study."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, check_code, scope_in_method, with_varying_splits
+from almabench.analysis.forest import forest_figure
+from almabench.analysis.load import cells, load_results
+from almabench.analysis.paired import paired_figure
+from almabench.analysis.plots import (
+    DODGE,
+    FADED,
+    _with_pruners,
+    accuracy_density_figure,
+    cer_figure,
+    curve_figure,
+    density_figure,
+    palette,
+)
+from almabench.analysis.render import _delta_display
+from almabench.analysis.tables import METRICS, delta_table
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def steps(methods: dict[str, list[list[float]]], column: str = "test_accuracy") -> pd.DataFrame:
+    """Step rows: methods[m][seed] is the column's value per step."""
+    rows = [{"method": m, "seed": s, "step": t, column: v, "config_hash": f"{m}{s}"}
+            for m, seeds in methods.items() for s, values in enumerate(seeds) for t, v in enumerate(values, start=1)]
+    return pd.DataFrame(rows)
+
+
+def panels(fig: plt.Figure) -> dict[str, plt.Axes]:
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+
+
+# ------------------------------------------------------------------------------------- paired differences
+
+
+def test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale():
+    # app - dense: +1, +2 at step 2 (two seeds); app-released - dense: -20, -22 at step 2
+    frame = steps({"dense": [[50, 60], [50, 60]], "app": [[50, 61], [50, 62]], "app-released": [[50, 40], [50, 38]],
+                   "osp": [[50, 60.5], [50, 60.5]]})
+    fig = paired_figure(frame, "block")
+    axes = panels(fig)
+    assert sorted(axes) == sorted(["app − osp", "app − app-released", "osp − dense", "app − dense",
+                                   "app-released − dense"])
+    app = axes["app − dense"]
+    (mean,) = [line for line in app.get_lines() if line.get_gid() == "mean"]
+    assert list(mean.get_ydata()) == pytest.approx([0, 1.5])
+    assert sorted(tuple(line.get_ydata()) for line in app.get_lines() if line.get_gid() == "seed") == [(0, 1), (0, 2)]
+    half = 12.7062047 * math.sqrt(0.5) / math.sqrt(2)  # t(0.975, 1) · sd / √n at step 2 (sd of 1, 2)
+    low, high = app.get_ylim()
+    assert low <= 1.5 - half and high >= 1.5 + half  # the band fits its panel
+    assert high - low < 1.3 * (2 * half)  # and sets it: -21 of app-released - dense is in no other panel's range
+    assert min(line.get_ydata().min() for line in app.get_lines() if line.get_gid() == "seed") >= low
+    far = axes["app-released − dense"].get_ylim()
+    assert far[0] < -21 - 12.7 and far[1] >= 0
+    assert any(line.get_ydata()[0] == 0 and line.get_ydata()[-1] == 0 for line in app.get_lines()
+               if line.get_gid() not in ("mean", "seed"))  # the zero line
+    plt.close(fig)
+
+
+def test_a_block_whose_methods_share_no_seed_has_no_paired_panel_and_no_paired_figure(tmp_path):
+    from almabench.analysis.paired import paired_panels
+    from almabench.analysis.plots import make_plots
+
+    frame = steps({"dense": [[50, 60], []], "app": [[], [50, 61]]})  # dense ran seed 0, app seed 1
+    assert paired_panels(frame) == []
+    frame = frame.assign(gap=1.0, density=1.0, target_density=1.0, prunes=frame["method"] == "app", dataset="d",
+                         megabatches=2, tau=4.5, cer=10, layer_density=None,
+                         **{m.column: 1.0 for m in METRICS if m.column != "cer"})
+    plots = make_plots(frame, frame[frame["step"] == 2], ["dataset"], tmp_path, ["png"])
+    assert sorted(p.kind for p in plots) == ["accuracy", "cer", "density", "gap"]  # no paired, no forest
+
+
+# ----------------------------------------------------------------------------------------------- forest
+
+
+def cell_rows(values: dict[tuple[str, int], float], block: dict) -> pd.DataFrame:
+    """Cell rows of one block: final accuracy = the value, CER = 1000 - 10 x value, the other metrics 0."""
+    rows = []
+    for (method, seed), acc in values.items():
+        row = {**block, "method": method, "seed": seed, **{m.column: 0.0 for m in METRICS}}
+        row.update(final_test_accuracy=acc, cer=1000 - 10 * acc)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_forest_plot_draws_the_report_deltas_block_by_block_with_far_ones_at_the_edge():
+    keys = ["dataset", "tau"]
+    one = cell_rows({("dense", 0): 70, ("dense", 1): 71, ("dense", 2): 72, ("osp", 0): 69.5, ("osp", 1): 70.8,
+                     ("osp", 2): 71.9, ("app", 0): 70.2, ("app", 1): 71.0, ("app", 2): 72.6,
+                     ("gmp", 0): 69.0, ("gmp", 1): 70.0, ("gmp", 2): 71.5,
+                     ("app-released", 0): 50, ("app-released", 1): 52, ("app-released", 2): 51},
+                    {"dataset": "d", "tau": 4.5})
+    two = cell_rows({("dense", 0): 70, ("osp", 0): 69, ("app", 0): 69.5}, {"dataset": "d", "tau": 1.0})
+    deltas = delta_table(pd.concat([one, two], ignore_index=True), keys)
+    blocks = [{"dataset": "d", "tau": 4.5}, {"dataset": "d", "tau": 1.0}]
+    fig = forest_figure(deltas, blocks, {"dataset": "d"}, ["tau"])
+    axes = np.array(fig.axes).reshape(-1, 2)
+    assert axes.shape == (4, 2)  # (app, app-released) x (final accuracy, CER) rows; one column per block
+    for j, block in enumerate(blocks):
+        for i, metric in enumerate(("final_test_accuracy", "cer")):
+            ax = axes[i, j]
+            drawn = {c.get_label(): c for c in ax.containers}
+            expected = deltas[(deltas["tau"] == block["tau"]) & (deltas["metric"] == metric)
+                              & (deltas["method"] == "app")]
+            for r in expected.itertuples():
+                label = f"app − {r.baseline}"
+                if r.baseline == "app-released":  # +20 points: past this panel's scale, written at the edge
+                    (text,) = [t for t in ax.texts if t.get_gid() == f"off-scale {label}"]
+                    digits = 2 if metric == "final_test_accuracy" else 0
+                    numbers = [f"{v:+,.{digits}f}" for v in (r.delta, r.ci_low, r.ci_high)]
+                    assert text.get_text() == f"{numbers[0]} [{numbers[1]}, {numbers[2]}]"
+                    continue
+                container = drawn[label]
+                x, _ = container.lines[0].get_data()
+                assert x[0] == pytest.approx(r.delta)
+                if r.n_pairs > 1:
+                    (segment,) = container.lines[2][0].get_segments()
+                    assert [p[0] for p in segment] == pytest.approx([r.ci_low, r.ci_high])
+                else:
+                    assert not container.has_xerr
+            low, high = ax.get_xlim()
+            if block["tau"] == 4.5 and metric == "final_test_accuracy":
+                assert high < 5  # app − app-released (+20) did not set the scale of app − osp (+0.2)
+    assert "n = 1" in [t.get_text() for t in axes[0, 1].texts]
+    assert axes[2, 1].texts[0].get_text() == "not in this block"  # no app-released at τ = 1
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------- curves
+
+
+def test_with_many_methods_the_baselines_are_grey_and_thin_and_a_highlight_chooses_the_coloured():
+    frame = steps({m: [[1, 2], [2, 3]] for m in ("dense", "osp", "app", "gmp", "imp", "rigl")})
+    colours = palette(frame["method"].unique())
+    fig = curve_figure(frame, "test_accuracy", "acc", {"dataset": "x"}, colours)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert {m for m, line in lines.items() if line.get_gid() == "faded"} == {"gmp", "imp", "rigl"}
+    assert all(lines[m].get_color() == FADED and lines[m].get_linewidth() < lines["app"].get_linewidth()
+               for m in ("gmp", "imp", "rigl"))
+    assert lines["app"].get_zorder() > lines["gmp"].get_zorder() and len(ax.collections) == 3  # 3 bands
+    assert "grey, thin, no band: other methods" in ax.get_title()
+    chosen = curve_figure(frame, "test_accuracy", "acc", {"dataset": "x"}, colours, highlight=["rigl"])
+    faded = {line.get_label() for line in chosen.axes[0].get_lines() if line.get_gid() == "faded"}
+    assert faded == {"dense", "osp", "app", "gmp", "imp"}
+    few = curve_figure(frame[frame["method"].isin(["dense", "app", "gmp"])], "test_accuracy", "acc",
+                       {"dataset": "x"}, colours)
+    assert not [line for line in few.axes[0].get_lines() if line.get_gid() == "faded"]
+    plt.close("all")
+
+
+def test_density_targets_lie_under_the_lines_a_fall_from_target_is_marked_and_a_decade_gets_a_log_axis():
+    frame = steps({"dense": [[1.0, 1.0]], "app": [[0.8, 0.4]], "app-released": [[0.8, 0.02]]}, "density")
+    frame["target_density"] = frame["method"].map({"dense": 1.0, "app": 0.6, "app-released": 0.6})
+    frame.loc[frame["step"] == 1, "target_density"] = frame["method"].map({"dense": 1.0, "app": 0.8,
+                                                                           "app-released": 0.8})
+    frame.loc[(frame["step"] == 2) & (frame["method"] != "dense"), "target_density"] = 0.4
+    fig = density_figure(frame, {"dataset": "d"}, palette(["dense", "app", "app-released"]))
+    ax = fig.axes[0]
+    targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
+    measured = [line for line in ax.get_lines() if line.get_label() in ("dense", "app", "app-released")]
+    assert len(targets) == 2  # app's and app-released's schedule is one: drawn once
+    assert max(t.get_zorder() for t in targets) < min(m.get_zorder() for m in measured)
+    (marked,) = [line for line in ax.get_lines() if line.get_gid() == "off-target"]
+    assert list(marked.get_ydata()) == [0.8, 0.4] and marked.get_marker() == "x"
+    assert [t.get_text() for t in ax.texts] == ["app-released: 0.020\n(target 0.400, ×)"]
+    assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_cer_ticks_wrap_the_scope_and_mark_a_single_seed():
+    frame = pd.DataFrame({"method": ["dense", "dense", "app", "app", "rigl (erk-dense-first)"], "seed": [0, 1, 0, 1, 0],
+                          "cer": [100, 102, 98, 99, 97], "megabatches": 8})
+    frame["config_hash"] = frame["method"] + frame["seed"].astype(str)
+    fig = cer_figure(frame, {"dataset": "d"}, palette(frame["method"].unique()))
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["dense", "app", "rigl\n(erk-dense-first)\nn = 1"]
+    plt.close(fig)
+
+
+def test_accuracy_against_density_dodges_points_at_one_density_and_labels_tau():
+    rows = []
+    for method, tau, density, acc in (("dense", 4.5, 1.0, 70), ("osp", 4.5, 0.366, 68), ("app", 4.5, 0.366, 69),
+                                      ("osp", 1.0, 0.8, 69.5), ("app", 1.0, 0.8, 69.5)):
+        rows.append({"method": method, "tau": tau, "final_density": density, "final_test_accuracy": acc,
+                     "mean_gap": 1.0, "config_hash": f"{method}{tau}", "prunes": method != "dense", "seed": 0})
+    frame = pd.DataFrame(rows)
+    colours = palette(["dense", "osp", "app"])
+    fig = accuracy_density_figure(frame, {"dataset": "d"}, colours)
+    ax = fig.axes[0]
+    xs = {c.get_label(): list(c.lines[0].get_xdata()) for c in ax.containers}
+    shift = 10 ** (DODGE / 2)
+    assert xs["osp"] == pytest.approx([0.366 / shift, 0.8 / shift])  # osp left, app right of the true density
+    assert xs["app"] == pytest.approx([0.366 * shift, 0.8 * shift])
+    assert xs["dense"] == pytest.approx([1.0])
+    assert [c.lines[0].get_marker() for c in ax.containers] == ["s", "^", "o"]  # the markers of style.STYLES
+    assert sorted(t.get_text() for t in ax.texts) == ["τ=1", "τ=4.5"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.366", "0.8", ""]  # 1 would run into 0.8
+    plt.close(fig)
+
+
+def test_a_heatmap_of_a_method_that_ignores_the_pruner_does_not_name_one():
+    keys = ["dataset", "pruner"]
+    assert _with_pruners({"dataset": "d", "method": "rigl"}, keys, pd.Series(["snip"])) == {
+        "dataset": "d", "method": "rigl"}
+    assert _with_pruners({"dataset": "d", "method": "app"}, keys, pd.Series(["snip", "magnitude"])) == {
+        "dataset": "d", "pruner": "snip+magnitude", "method": "app"}
+    assert "pruner" not in _with_pruners({"dataset": "d", "method": "rigl (erk-dense-first)"}, keys,
+                                         pd.Series(["snip"]))
+
+
+# ------------------------------------------------------------------------------------ the report's words
+
+
+def test_the_committed_two_epoch_block_warns_that_it_mixes_code():
+    frame = scope_in_method(load_results(DOCS / "cifar10-t8"))
+    keys = with_varying_splits(list(BLOCK_KEYS), frame)
+    warnings: list[str] = []
+    check_code(assign_blocks(cells(frame), keys), keys, warnings.append)
+    block = "cifar10 / convnet / T=8 / snip / tau=4.5 / epochs=2 / milestones=(1, 2)"
+    old, new, erk = ("d774b8dfcec84ec2 (commit 682ace6)", "93893f4021378319 (commit f614c42)",
+                     "e8c705cffb730cea (commit c1db7ca)")
+    rows = [f"{block}, {m}: averages cells computed by different code (environment.code): seed 0 at {old}; "
+            f"seeds 1, 2 at {new}" for m in ("dense", "osp", "app-released")]
+    assert [w for w in warnings if w.startswith(block + ",")] == rows
+    (pairs,) = [w for w in warnings if w.startswith(block + ":")]
+    assert pairs == (
+        f"{block}: paired deltas compare cells computed by different code (environment.code): app - dense, "
+        "app - osp, app - app-released, app-released - gmp, app-released - imp, app-released - rigl, "
+        "app-released - set at seed 0; app - rigl (erk-dense-first), app - set (erk-dense-first), "
+        "app-released - rigl (erk-dense-first), app-released - set (erk-dense-first) at seeds 0, 1, 2 "
+        f"(cells: dense, osp, app-released seed 0 at {old}; rigl (erk-dense-first), set (erk-dense-first) "
+        f"seeds 0, 1, 2 at {erk}; every other cell at {new})")
+    assert not [w for w in warnings if "epochs=4" in w or "epochs=1" in w]  # those rungs ran at one commit
+
+
+def test_two_methods_that_computed_the_same_thing_are_said_to_beside_their_zero_delta():
+    frame = scope_in_method(load_results(DOCS / "cifar10-t8-overfit"))
+    keys = with_varying_splits(list(BLOCK_KEYS), frame)
+    deltas = delta_table(assign_blocks(cells(frame), keys), keys)
+    same = deltas[deltas["identical"]]
+    assert set(zip(same["tau"], same["method"], same["baseline"])) == {(1.0, "app", "osp")}
+    assert (same["delta"] == 0).all() and (same["n_pairs"] == 3).all()
+    shown = _delta_display(same)
+    assert set(shown["n"]) == {"3 paired seeds; same computation (identical results at every seed)"}
