@@ -149,9 +149,9 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
         jobs = default_jobs(configs, options) if backend == "loky" else -1
     elif jobs < 1:
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
+    slurm = _slurm_settings(backend, slurm_pairs, detach, grid)
     check_backend(backend, scheduler)
     targets = tuple(LogTarget.parse(value, out) for value in logs)
-    slurm = _slurm_settings(backend, slurm_pairs, detach, grid)
     if dry_run:
         _print_plan(configs, options, out, grid.source, jobs, slurm)
         return

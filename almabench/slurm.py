@@ -11,9 +11,9 @@ Time limits and preemption: Slurm signals the task (USR2, `signal_delay` seconds
 preemption where the cluster sets SlurmctldParameters=preempt_send_user_signal, as submitit expects). The task
 then requeues itself (scontrol requeue: the same job id) and exits; the requeued task resumes from the cell's
 last checkpoint, so its result file equals an uninterrupted run's. A time limit requeues at most max_timeouts
-times, a preemption any number of times; a job that had its whole time before the warning and finished no
-megabatch (or whose last megabatch took longer than that) fails the cell with a record naming the time limit
-and the megabatch's time, instead of requeueing for ever.
+times, a preemption any number of times; where two jobs in a row (or one that had all its time) reach the
+warning without finishing a megabatch, the cell fails with a record naming the time limit and the megabatch's
+time, instead of requeueing for ever.
 
 Under <out>/.slurm/: submitit's job files and the logs (<array>_<task>_0_log.out and .err); submissions.jsonl
 (each array's id and the cells of its tasks: `almabench status` and a second submission read it, and the
@@ -472,29 +472,34 @@ class Attempt:
         if left is None or left > self.settings.signal_delay + WARNING_SLACK:
             counts["preemptions"] += 1
             self._requeue(counts, f"preempted after megabatch {self.steps} of {self.config.megabatches}")
-        ran = time.monotonic() - self.started
+        # the job's time so far as Slurm counts it (start-up included); this process's where squeue cannot say
+        ran = limit - left if limit is not None and left is not None else time.monotonic() - self.started
         last_seconds = float(steps[-1]["seconds"]) if steps else None  # the last finished megabatch's time
         limit_text = _clock(limit) if limit is not None else self.settings.time or "?"
         window = None if limit is None else limit - self.settings.signal_delay  # a job's time before the warning
-        if self.steps == self.initial and window is not None and max(ran, last_seconds or 0) >= window:
+        stalled = counts["stalled"] + 1 if self.steps == self.initial else 0  # jobs in a row that finished none
+        # Slurm looks at time limits every 30 s or so and may warn that much early: one job without a megabatch
+        # may have had little time; two in a row, or one that had all its time, show it does not fit
+        if stalled and (stalled >= 2 or (window is not None and max(ran, last_seconds or 0) >= window)):
             last = (f"the last finished megabatch took {last_seconds:.0f} s" if last_seconds is not None
                     else "none of its megabatches has finished yet")
             self._fail(f"megabatch {self.steps + 1} of {self.config.megabatches} cannot finish inside the Slurm time "
-                       f"limit of {limit_text}: this job ran it for {ran:.0f} s, until Slurm's warning "
-                       f"{self.settings.signal_delay} s before the limit, without finishing it, and {last}; "
-                       f"give it a longer --slurm time=")
+                       f"limit of {limit_text}: {stalled} job(s) in a row reached Slurm's warning "
+                       f"({self.settings.signal_delay} s before the limit) without finishing it, this one after "
+                       f"{ran:.0f} s, and {last}; give it a longer --slurm time=")
         if counts["timeouts"] >= self.settings.max_timeouts:
             self._fail(f"reached the Slurm time limit of {limit_text} {counts['timeouts'] + 1} time(s) (max_timeouts = "
                        f"{self.settings.max_timeouts}); {self.steps} of {self.config.megabatches} megabatches are done "
                        f"and checkpointed: submit it again to go on, with a longer --slurm time= or a larger "
                        f"max_timeouts")
         counts["timeouts"] += 1
+        counts["stalled"] = stalled
         self._requeue(counts, f"time limit {limit_text} ahead after megabatch {self.steps} of "
                               f"{self.config.megabatches} (timeout {counts['timeouts']} of "
                               f"{self.settings.max_timeouts})")
 
     def _counts(self) -> dict[str, int]:
-        counts = {"timeouts": 0, "preemptions": 0}
+        counts = {"timeouts": 0, "preemptions": 0, "stalled": 0}
         try:
             counts.update({k: int(v) for k, v in json.loads(self.state_path.read_text()).items() if k in counts})
         except (OSError, ValueError, TypeError, AttributeError):

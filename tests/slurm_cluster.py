@@ -123,7 +123,8 @@ PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
         while not ready():
             dead = [p.args[0] for p in self.procs if p.poll() is not None]
             if dead or time.monotonic() > deadline:
-                logs = "".join(f"\n--- {f.name}\n{f.read_text()[-1500:]}" for f in sorted((self.root / "log").glob("*")))
+                logs = "".join(f"\n--- {f.name}\n{f.read_text()[-1500:]}"
+                               for f in sorted((self.root / "log").glob("*")))
                 self.stop()
                 raise RuntimeError(f"timed out waiting for {what} (exited: {dead}){logs}")
             time.sleep(0.2)
