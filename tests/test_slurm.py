@@ -25,22 +25,9 @@ from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
 from almabench.execute import run_grid
 from almabench.slurm import SlurmSettings, time_seconds
-from almabench.specs import load_spec
-from almabench.store import result_path, result_state, without_timing
+from almabench.store import result_path, result_state
+from conftest import TINY_SPEC, comparable
 
-TINY_SPEC = """
-[grid]
-method = ["app", "osp", "dense"]
-
-[config]
-dataset = "digits"
-arch = "convnet"
-megabatches = 3
-epochs = 2
-milestones = [1]
-flip = false
-crop_padding = 1
-"""
 ONE_THREAD = RunOptions(threads=1)
 # one cell whose megabatches take a few seconds, so that it can be interrupted between two of them
 SLOW_CELL = ["--methods", "app", "--datasets", "digits", "--archs", "convnet", "--megabatches", "3", "--epochs", "4",
@@ -63,10 +50,6 @@ def cli(*args: str, env: dict[str, str] | None = None, **popen: object) -> subpr
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, **popen)
 
 
-def comparable(out: Path) -> dict[str, dict]:
-    return {p.name: without_timing(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))}
-
-
 def wait_for(ready, timeout: float, what: str, step: float = 0.05):
     deadline = time.monotonic() + timeout
     while not (value := ready()):
@@ -80,22 +63,6 @@ def squeue(out: Path) -> dict[str, str]:
     """{job: state} of the jobs submitted into out/ still in Slurm (the time-limited cell's job runs beside)."""
     mine = {job for record in slurm_module.submissions(out) for job in record["jobs"]}
     return {job: state for job, state in (slurm_module.squeue_states() or {}).items() if job in mine}
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "tiny.toml"
-    path.write_text(TINY_SPEC)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_spec, tmp_path_factory) -> dict[str, dict]:
-    """The tiny grid run by loky workers: {file name: result minus timing}."""
-    out = tmp_path_factory.mktemp("reference")
-    outcome = run_grid(load_spec(str(tiny_spec)).configs(), ONE_THREAD, out, jobs=2, backend="loky")
-    assert outcome.ran == 3 and not outcome.failed
-    return comparable(out)
 
 
 @pytest.fixture(scope="session")
