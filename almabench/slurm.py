@@ -163,7 +163,8 @@ def submit(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, set
     executor.update_parameters(time=None, job_name="almabench", signal_delay_s=settings.signal_delay,
                                array_parallelism=jobs if jobs > 0 else len(todo), additional_parameters=extra)
     try:
-        handles = executor.map_array(SlurmCell(options, str(out), settings, tuple(logs)), todo)
+        # an absolute --out: a job starts in the submission's folder by default, but a cluster may start it elsewhere
+        handles = executor.map_array(SlurmCell(options, str(out.resolve()), settings, tuple(logs)), todo)
     except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in its words
         raise AlmabenchError(f"sbatch refused the job array: {one_line(str(exc))}") from None
     submitted = Submitted(handles[0].job_id.partition("_")[0], {h.job_id: c for h, c in zip(handles, todo)})

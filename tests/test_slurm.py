@@ -135,6 +135,17 @@ def test_slurm_options_without_the_slurm_backend_are_one_line(tmp_path):
     assert result.output.strip() == "Error: --scheduler is for --backend dask or ray, not slurm"
 
 
+def test_status_says_so_where_squeue_is_not_there(tmp_path, monkeypatch):
+    (tmp_path / ".slurm").mkdir()
+    (tmp_path / ".slurm" / "submissions.jsonl").write_text(
+        '{"array": "12", "jobs": {"12_0": "aaaa", "12_1": "bbbb"}, "submitted": "2026-01-01T00:00:00+00:00"}\n')
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue on it
+    result = CliRunner().invoke(main, ["status", str(tmp_path)])
+    assert result.exit_code == 0
+    assert (f"Slurm: 2 cell(s) were submitted from this folder ({tmp_path}/.slurm/); squeue is not there (or failed), "
+            f"so which are queued or running is unknown") in result.output.splitlines()
+
+
 # ---------------------------------------------------------- what a task does at Slurm's warning (no Slurm needed)
 
 
