@@ -203,12 +203,10 @@ def submissions(out: Path) -> list[dict[str, Any]]:
 
 def live_cells(out: Path, states: dict[str, str] | None) -> dict[str, tuple[str, str]]:
     """{cell hash: (job id, Slurm state)} of the cells of this folder whose job is still in Slurm."""
-    live: dict[str, tuple[str, str]] = {}
-    for record in submissions(out) if states else []:
-        for job, cell in record["jobs"].items():
-            if job in states:  # type: ignore[operator]
-                live[cell] = (job, states[job])  # type: ignore[index]
-    return live
+    if not states:
+        return {}
+    return {cell: (job, states[job]) for record in submissions(out) for job, cell in record["jobs"].items()
+            if job in states}
 
 
 def submit_and_wait(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int,
