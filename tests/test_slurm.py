@@ -266,6 +266,11 @@ def test_a_preempted_cell_requeues_and_resumes_to_the_uninterrupted_result(slurm
     job = wait_for(lambda: next(iter(squeue(out)), None), 10, "the job in squeue")
     for sig in ("TERM", "USR2"):  # what submitit's own test hook sends (job._interrupt())
         subprocess.run(["scancel", f"--signal={sig}", job], check=True)
+    # the same cell uninterrupted, in this process, while the requeued job waits to start again
+    direct = tmp_path / "direct"
+    configs = [RunConfig(method="app", dataset="digits", arch="convnet", megabatches=3, epochs=4, milestones=(2,),
+                         flip=False, crop_padding=1)]
+    assert run_grid(configs, ONE_THREAD, direct).ran == 1
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, output
     name = checkpoint.stem + ".json"
@@ -278,11 +283,6 @@ def test_a_preempted_cell_requeues_and_resumes_to_the_uninterrupted_result(slurm
     assert requeues == {"timeouts": 0, "preemptions": 1, "stalled": 0}
     assert re.search(r"\[1/1\] app digits convnet T=3 epochs=4 seed=0: accuracy [\d.]+ %", output), output
     assert "1 ran, 0 already done, 0 failed" in output
-    # the same cell uninterrupted, in this process
-    direct = tmp_path / "direct"
-    configs = [RunConfig(method="app", dataset="digits", arch="convnet", megabatches=3, epochs=4, milestones=(2,),
-                         flip=False, crop_padding=1)]
-    assert run_grid(configs, ONE_THREAD, direct).ran == 1
     assert comparable(out) == comparable(direct)
     assert not checkpoint.exists()
 
