@@ -130,7 +130,15 @@ PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
             time.sleep(0.2)
 
     def stop(self) -> None:
+        """Cancel every job and wait until they are gone (a slurmd stopped under a running job leaves its
+        slurmstepd behind), then stop the daemons."""
         subprocess.run(["scancel", "--full", "--partition=test"], env=self.env, capture_output=True)
+        deadline = time.monotonic() + 30  # KillWait is 5 s
+        while time.monotonic() < deadline and all(p.poll() is None for p in self.procs):
+            left = subprocess.run(["squeue", "-h", "-o", "%i"], env=self.env, capture_output=True, text=True)
+            if left.returncode != 0 or not left.stdout.strip():
+                break
+            time.sleep(0.5)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
