@@ -1,15 +1,18 @@
 """Where a grid's cells run: joblib backends by name, each with its check and its connection.
 
 loky runs cells in worker processes on this machine; dask and ray send them to a cluster (at --scheduler, or
-a local one). Every backend goes through joblib's Parallel, so the same files come out. Adding one is a
-function below with its registry line.
+a local one), through joblib's Parallel; slurm submits them as a job array (almabench.slurm), with no joblib.
+Every backend runs the same run_and_store, so the same files come out. Adding one is a function below with its
+registry line.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from joblib import parallel_config
 
@@ -26,11 +29,16 @@ class Backend:
     extra: str = ""
     cluster: bool = True  # runs on a cluster (at --scheduler, or a local one); --jobs -1: all its workers
     yields_as_done: bool = True  # False: joblib hands back every cell's result together at the end
+    scheduler: bool = True  # takes --scheduler
+    # runs the cells itself instead of joblib (Slurm): submit(todo, options, out, jobs, settings, events, logs) yields
+    # each cell's outcome as run_and_store's; the cells' threads are theirs to choose (not this machine's cores)
+    submit: Callable[..., Iterator[dict[str, Any]]] | None = None
+    command: str = ""  # a program it needs on PATH, and where one finds it
 
     def check(self, name: str, scheduler: str | None) -> None:
         """The package is installed and the options make sense: checked before any cell runs."""
-        if scheduler and not self.cluster:
-            takers = " or ".join(n for n in BACKENDS if BACKENDS.get(n).cluster)
+        if scheduler and not self.scheduler:
+            takers = " or ".join(n for n in BACKENDS if BACKENDS.get(n).scheduler)
             raise AlmabenchError(f"--scheduler is for --backend {takers}, not {name}")
         if self.requires:
             try:
@@ -38,6 +46,9 @@ class Backend:
             except ImportError:
                 raise AlmabenchError(f"--backend {name} needs {self.extra.capitalize()}: "
                                      f"pip install 'almabench[{self.extra}]'") from None
+        program, _, where = self.command.partition(" ")
+        if program and shutil.which(program) is None:
+            raise AlmabenchError(f"--backend {name} needs {program} on PATH ({where}); it is not there")
 
 
 BACKENDS: Registry[Backend] = Registry("backend")
@@ -97,7 +108,17 @@ def _ray(scheduler: str | None, workers: int) -> Iterator[None]:
             ray.shutdown()
 
 
-BACKENDS.register("loky")(Backend(_loky, cluster=False))
+def _slurm_cells(*args: Any) -> Iterator[dict[str, Any]]:
+    from almabench.slurm import submit_and_wait
+
+    return submit_and_wait(*args)
+
+
+BACKENDS.register("loky")(Backend(_loky, cluster=False, scheduler=False))
 BACKENDS.register("dask")(Backend(_dask, requires="dask.distributed", extra="dask"))
 # Ray's joblib backend returns no generators: its cells are reported together at the end.
 BACKENDS.register("ray")(Backend(_ray, requires="ray.util.joblib", extra="ray", yields_as_done=False))
+# Slurm: one job of a job array a cell, submitted with submitit; the parent follows them in the results folder.
+BACKENDS.register("slurm")(Backend(lambda scheduler, workers: nullcontext(), requires="submitit", extra="slurm",
+                                   scheduler=False, submit=_slurm_cells,
+                                   command="sbatch Slurm's, on a cluster's login node"))

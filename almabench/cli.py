@@ -89,9 +89,15 @@ def _list_option(*names: str, help: str) -> Any:
               help="torch threads per cell (default: the cores divided by --jobs). Files are identical only at the "
                    "same thread count, so pin it to compare runs made with different --jobs.")
 @click.option("--backend", type=click.Choice(BACKENDS.names()), default="loky", show_default=True,
-              help="Where cells run: loky (processes on this machine), dask or ray (a cluster; optional extras).")
+              help="Where cells run: loky (processes on this machine), dask or ray (a cluster), slurm (a job array; "
+                   "optional extras).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (tcp://host:8786) or Ray cluster address; default: a local cluster.")
+@click.option("--slurm", "slurm_pairs", multiple=True, metavar="KEY=VALUE",
+              help="With --backend slurm: what each cell's job asks for, e.g. --slurm partition=gpu --slurm "
+                   "time=4:00:00 --slurm gpus_per_node=1 (also cpus_per_task, mem, account, qos, constraint, "
+                   "max_timeouts, signal_delay; or a [slurm] table in the spec). Repeatable.")
+@click.option("--detach", is_flag=True, help="With --backend slurm: submit, print the job ids, and exit.")
 @click.option("--dry-run", is_flag=True,
               help="Print the cells, which are done / failed / missing in --out, and the compute left; run nothing.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
@@ -104,8 +110,8 @@ def _list_option(*names: str, help: str) -> Any:
                    "--out/FORMAT), the layout `almabench export` writes. Repeatable. Needs the extra: "
                    "pip install 'almabench[FORMAT]'.")
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, taus, epochs, batch_size, settings,
-        device, precision, compile_, jobs, threads, backend, scheduler, dry_run, out, data_root, download,
-        logs) -> None:
+        device, precision, compile_, jobs, threads, backend, scheduler, slurm_pairs, detach, dry_run, out, data_root,
+        download, logs) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again.
 
     A line per finished megabatch and per cell; on a terminal, a progress bar over the grid's training
@@ -143,10 +149,16 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
         jobs = default_jobs(configs, options) if backend == "loky" else -1
     elif jobs < 1:
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
+    slurm = _slurm_settings(backend, slurm_pairs, detach, grid)
     check_backend(backend, scheduler)
     targets = tuple(LogTarget.parse(value, out) for value in logs)
     if dry_run:
-        _print_plan(configs, options, out, grid.source, jobs)
+        _print_plan(configs, options, out, grid.source, jobs, slurm)
+        return
+    if detach:
+        from almabench.slurm import detached
+
+        click.echo(detached(configs, options, out, jobs, slurm, targets))
         return
 
     def on_start(cells: int, todo: int, threads: int) -> None:
@@ -174,7 +186,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
 
     with progress:
         outcome = run_grid(configs, options, out, jobs, on_done, backend=backend, scheduler=scheduler,
-                           on_start=on_start, watch=progress, logs=targets)
+                           on_start=on_start, watch=progress, logs=targets, settings=slurm)
     busy = f", {len(outcome.busy)} left to another run" if outcome.busy else ""
     click.echo(f"{outcome.ran} ran, {outcome.skipped} already done, {len(outcome.failed)} failed{busy}; "
                f"results in {out}/")
@@ -188,6 +200,17 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
                         f"inspect, then delete: {', '.join(outcome.corrupt)}")
     if problems:
         raise click.ClickException("; ".join(problems))
+
+
+def _slurm_settings(backend: str, pairs: tuple[str, ...], detach: bool, grid: Any) -> Any:
+    """--backend slurm's settings (the spec's [slurm] table, --slurm over it); the options are for it alone."""
+    if backend != "slurm":
+        if pairs or detach:
+            raise AlmabenchError(f"{'--slurm' if pairs else '--detach'} is for --backend slurm, not {backend}")
+        return None
+    from almabench.slurm import SlurmSettings
+
+    return SlurmSettings.parse(grid.slurm, pairs, grid.source)
 
 
 def _toml(value: Any) -> str:
@@ -207,7 +230,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int) -> None:
+def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int, slurm: Any = None) -> None:
     """almabench run --dry-run: the cells, their state in --out, and the compute still to spend."""
     from almabench.plan import plan_grid
     from almabench.specs import describe
@@ -230,6 +253,10 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int)
                f"{counts['missing']} missing: {len(plan.todo)} cell(s) to run")
     if plan.todo:
         _print_compute_left(plan, out, jobs)
+    if slurm is not None and plan.todo:
+        from almabench.slurm import describe_plan
+
+        click.echo(describe_plan([c.config for c in plan.todo], slurm, jobs, out))
     if plan.unreadable:  # the run would stop here: say so as its error, with what makes the data
         raise AlmabenchError(f"the run would stop before any cell: {'; '.join(plan.unreadable)}")
 
@@ -304,6 +331,10 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
     _print_checkpoints(sorted((results / CHECKPOINT_DIR).glob("*.pt")))
+    from almabench.slurm import status_lines
+
+    for line in status_lines(results):
+        click.echo(line)
     problems = [(path, state, detail) for path, state, detail, *_ in rows if state in ("failed", "corrupt")]
     if problems:
         click.echo("failed and corrupt files (a rerun of their grid runs them again; corrupt ones are moved aside):")

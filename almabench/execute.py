@@ -1,7 +1,7 @@
 """Running a grid: the cells still to do, run and stored, one JSON file each.
 
-Cells run in-process, in joblib's loky worker processes, or on a Dask or Ray cluster (the same files come
-out). A cell is done when its result file is; failed and missing cells are run again, a corrupt file is moved
+Cells run in-process, in joblib's loky worker processes, on a Dask or Ray cluster, or as Slurm jobs (the same
+files come out). A cell is done when its result file is; failed and missing cells are run again, a corrupt file is moved
 aside (never deleted) and its cell run again, and a cell killed midway resumes from its last megabatch.
 Each cell runs under its own lock (almabench.locks), so two runs into one folder share the work instead of
 doing it twice; a full disk stops the grid with one line and keeps every finished file.
@@ -105,17 +105,18 @@ def _run_and_write(config: RunConfig, options: RunOptions, out: Path, events: Ev
     except (StorageError, OtherThreads):  # not the cell's failure: no record, the run stops with one line
         raise
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
-        result = json_safe({
-            "status": "failed",
-            "config_hash": config.hash(),
-            "config": config.to_dict(),
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(),
-        })
-        write_json_atomic(path, result)  # whatever floats the config holds (an API caller may skip the checks)
+        result = failure_record(config, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        write_json_atomic(path, result)
     if result["status"] == "ok":
         checkpoint.unlink(missing_ok=True)
     return result, resumed[0] if resumed else 0
+
+
+def failure_record(config: RunConfig, error: str, trace: str = "", **extra: Any) -> dict[str, Any]:
+    """A cell's failure record: what a rerun reads as "failed" (and runs again), with why."""
+    # json_safe: whatever floats the config holds (an API caller may skip the checks)
+    return json_safe({"status": "failed", "config_hash": config.hash(), "config": config.to_dict(), "error": error,
+                      "traceback": trace, **extra})
 
 
 @dataclass(frozen=True)
@@ -155,12 +156,14 @@ def run_grid(
     on_start: Callable[[int, int, int], None] | None = None,
     watch: GridProgress | None = None,
     logs: tuple[LogTarget, ...] = (),
+    settings: Any = None,
 ) -> GridOutcome:
     """Run every cell whose result file is missing or failed, `jobs` at a time, results in out/.
 
     backend: loky (joblib's worker processes on this machine; jobs = 1 runs in-process), dask (a Dask
     distributed cluster at `scheduler`, or a LocalCluster of `jobs` workers) or ray (a Ray cluster at
-    `scheduler`, or a local one). jobs = -1 with dask or ray: as many cells at once as the cluster has workers.
+    `scheduler`, or a local one) or slurm (a job array; settings: its almabench.slurm.SlurmSettings). jobs = -1
+    with dask or ray: as many cells at once as the cluster has workers; with slurm: as Slurm allows.
     A corrupt file in out/ is moved aside to <name>.corrupt (with a warning) and its cell rerun.
     on_start(cells, cells to run, torch threads a cell uses or 0 where only its worker knows) is called once
     every check has passed, before the first cell runs.
@@ -169,21 +172,7 @@ def run_grid(
     watch (almabench.progress) hears of every cell's start and megabatches, from whichever process runs it;
     logs are the live logs every cell writes (almabench.watch).
     """
-    if jobs < 1 and not (jobs == -1 and BACKENDS.get(backend).cluster):
-        raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
-    check_backend(backend, scheduler)
-    configs = check_grid(configs, options)
-    precision = resolve_precision(options.precision, resolve_device(options.device))
-    prepare_out(out)
-    cells = cell_files(configs, out)
-    check_same_data(cells, options)
-    todo = [cell.config for cell in cells if cell.state != "done"]
-    _warn_other_precision(cells, precision)
-    if jobs > 1 and options.threads == 0:
-        options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
-    threads = options.threads or (0 if BACKENDS.get(backend).cluster else torch.get_num_threads())  # 0: unknown
-    if threads:
-        check_resumes(todo, options, out, threads)
+    cells, todo, options, threads = prepare_grid(configs, options, out, jobs, backend, scheduler)
     if on_start is not None:
         on_start(len(cells), len(todo), threads)
     tally = _Tally(skipped=len(cells) - len(todo))
@@ -192,9 +181,10 @@ def run_grid(
         watch.begin(todo, options, None if in_process else stream_note(backend, scheduler,
                                                                        BACKENDS.get(backend).yields_as_done))
     try:
-        with _event_channel(watch, in_process) as events:
-            for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler, this_run(), events, logs),
-                                     start=1):
+        # a backend that submits cells itself reads their progress from the folder: no socket to open
+        with _event_channel(watch, in_process or BACKENDS.get(backend).submit is not None) as events:
+            for i, done in enumerate(_execute(todo, options, out, jobs, backend, scheduler, this_run(), events, logs,
+                                              settings), start=1):
                 if watch is not None:
                     watch.cell_done(done)
                 tally.add(done)
@@ -206,6 +196,28 @@ def run_grid(
     except OtherThreads as exc:  # a cluster's worker found it (its thread count is only known there)
         raise AlmabenchError(str(exc)) from None
     return tally.outcome(len(cells))
+
+
+def prepare_grid(configs: list[RunConfig], options: RunOptions, out: Path, jobs: int, backend: str = "loky",
+                 scheduler: str | None = None) -> tuple[list[CellFile], list[RunConfig], RunOptions, int]:
+    """Every check before a cell runs (or is submitted), and the folder made: (the cells' files, the cells to
+    run, the options they run with, the torch threads a cell uses or 0 where only its worker knows)."""
+    if jobs < 1 and not (jobs == -1 and BACKENDS.get(backend).cluster):
+        raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
+    check_backend(backend, scheduler)
+    configs = check_grid(configs, options)
+    precision = resolve_precision(options.precision, resolve_device(options.device))
+    prepare_out(out)
+    cells = cell_files(configs, out)
+    check_same_data(cells, options)
+    todo = [cell.config for cell in cells if cell.state != "done"]
+    _warn_other_precision(cells, precision)
+    if jobs > 1 and options.threads == 0 and BACKENDS.get(backend).submit is None:
+        options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
+    threads = options.threads or (0 if BACKENDS.get(backend).cluster else torch.get_num_threads())  # 0: unknown
+    if threads:
+        check_resumes(todo, options, out, threads)
+    return cells, todo, options, threads
 
 
 @dataclass
@@ -317,7 +329,7 @@ def _warn_other_precision(cells: list[CellFile], precision: str) -> None:
     other = Counter(cell.detail for cell in cells if cell.state == "done" and cell.detail not in ("", precision))
     for recorded, count in sorted(other.items()):
         warnings.warn(f"{count} cell(s) in this folder were run in {recorded} and are kept; this run computes in "
-                      f"{precision} (another --out runs them again in {precision})", stacklevel=3)
+                      f"{precision} (another --out runs them again in {precision})", stacklevel=4)
 
 
 def _in_process(backend: str, jobs: int, cells: int) -> bool:
@@ -334,12 +346,15 @@ def _event_channel(watch: GridProgress | None, in_process: bool) -> AbstractCont
 
 def _execute(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, backend: str = "loky",
              scheduler: str | None = None, owner: str = "", events: Events | None = None,
-             logs: tuple[LogTarget, ...] = ()) -> Iterator[dict[str, Any]]:
+             logs: tuple[LogTarget, ...] = (), settings: Any = None) -> Iterator[dict[str, Any]]:
     """Each cell's outcome as it ends. owner ("<pid> <host>" of this run) goes into the lock files the
     workers take, so that another run names this one, not a loky worker's pid, when it finds a cell busy."""
     if not todo:
         return
     chosen = BACKENDS.get(backend)
+    if chosen.submit is not None:
+        yield from chosen.submit(todo, options, out, jobs, settings, events, logs)
+        return
     if _in_process(backend, jobs, len(todo)):
         yield from (run_and_store(c, options, out, owner, events, logs) for c in todo)
         return

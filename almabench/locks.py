@@ -45,8 +45,11 @@ def this_run() -> str:
 
 
 def describe_owner(owner: str) -> str:
-    """ "pid 123" (on this host), "pid 123 on node7" (on another), "pid unknown" (not yet written)."""
+    """ "pid 123" (on this host), "pid 123 on node7" (on another), "Slurm job 45_6" (almabench.slurm's tasks),
+    "pid unknown" (not yet written)."""
     pid, _, host = owner.strip().partition(" ")
+    if pid == "slurm" and host:
+        return f"Slurm job {host}"
     if not pid.isdigit():
         return "pid unknown"
     return f"pid {pid}" if host in ("", socket.gethostname()) else f"pid {pid} on {host}"

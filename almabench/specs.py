@@ -1,9 +1,10 @@
 """Grid specs: a TOML file (or the command line) -> the RunConfigs of its cells, checked and resolved.
 
 A spec has two tables: [grid], whose values are lists and form the cartesian product, and [config], scalar
-settings shared by every cell. Any RunConfig field may appear in either; plural spellings (methods, seeds,
-...) are accepted in [grid]. Every cell is checked before any runs (check_grid) and resolved to the values it
-will use (the dataset's flip and padding, the method's scope, the epochs' milestones), which name its file.
+settings shared by every cell (an optional [slurm] table holds what --backend slurm asks for: almabench.slurm).
+Any RunConfig field may appear in either; plural spellings (methods, seeds, ...) are accepted in [grid]. Every
+cell is checked before any runs (check_grid) and resolved to the values it will use (the dataset's flip and
+padding, the method's scope, the epochs' milestones), which name its file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import itertools
 import json
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class GridSpec:
     axes: dict[str, tuple[Any, ...]]
     fixed: dict[str, Any]
     source: str = ""
+    slurm: dict[str, Any] = field(default_factory=dict)  # the [slurm] table, read by --backend slurm
 
     def with_overrides(self, axes: dict[str, tuple[Any, ...]], fixed: dict[str, Any]) -> GridSpec:
         """Command-line values replace the spec's, whichever table the spec had them in; the source says what
@@ -60,7 +62,7 @@ class GridSpec:
             source = f"the command line, with {settings} from {self.source}"
         else:
             source = "the command line"
-        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source)
+        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source, self.slurm)
 
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
@@ -118,10 +120,11 @@ def load_spec(spec: str | None) -> GridSpec:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise AlmabenchError(f"{quoted(path)}: not valid TOML ({exc})") from None
-    unknown = sorted(set(doc) - {"grid", "config", "description"})
+    unknown = sorted(set(doc) - {"grid", "config", "slurm", "description"})
     if unknown:
-        raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
-    for table in ("grid", "config"):
+        raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config] "
+                             f"(and [slurm])")
+    for table in ("grid", "config", "slurm"):
         if not isinstance(doc.get(table, {}), dict):
             raise AlmabenchError(f"{quoted(path)}: {table} must be a table ([{table}] with key = value lines)")
     if not isinstance(doc.get("description", ""), str):
@@ -137,7 +140,7 @@ def load_spec(spec: str | None) -> GridSpec:
     if both:
         raise AlmabenchError(f"{quoted(path)}: {', '.join(both)} set in both [grid] and [config]")
     try:
-        spec_ = GridSpec(axes, fixed, str(path))
+        spec_ = GridSpec(axes, fixed, str(path), doc.get("slurm", {}))
         spec_.configs()  # type errors surface now, with the file's name
     except (TypeError, ValueError) as exc:
         raise AlmabenchError(f"{quoted(path)}: bad value ({exc})") from None

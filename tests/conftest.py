@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -65,3 +66,49 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Three cells of about a second each on the embedded digits: big enough to be killed in the middle of.
+TINY_SPEC = """
+[grid]
+method = ["app", "osp", "dense"]
+
+[config]
+dataset = "digits"
+arch = "convnet"
+megabatches = 3
+epochs = 2
+milestones = [1]
+flip = false
+crop_padding = 1
+"""
+
+
+def comparable(out: Path) -> dict[str, dict]:
+    """A folder's results minus timing: what two runs of one grid must agree on exactly, by file name."""
+    from almabench.store import without_timing
+
+    return {p.name: without_timing(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "tiny.toml"
+    path.write_text(TINY_SPEC)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_spec, tmp_path_factory) -> dict[str, dict]:
+    """The tiny grid run without interruption by joblib's loky workers, one torch thread a cell: {file name:
+    result minus timing}."""
+    from almabench.config import RunOptions
+    from almabench.execute import run_grid
+    from almabench.specs import load_spec
+
+    out = tmp_path_factory.mktemp("reference")
+    threads = torch.get_num_threads()
+    outcome = run_grid(load_spec(str(tiny_spec)).configs(), RunOptions(threads=1), out, jobs=2, backend="loky")
+    torch.set_num_threads(threads)
+    assert outcome.ran == 3 and not outcome.failed
+    return comparable(out)

@@ -19,22 +19,8 @@ from almabench.execute import run_grid
 from almabench.plan import image_passes
 from almabench.specs import check_config, load_spec, resolve_configs, shipped_specs
 from almabench.store import checkpoint_path, load_checkpoint, result_path, without_timing
-from conftest import write_cifar_layout
+from conftest import comparable, write_cifar_layout
 
-# Three cells of about a second each on the embedded digits: big enough to be killed in the middle of.
-TINY_SPEC = """
-[grid]
-method = ["app", "osp", "dense"]
-
-[config]
-dataset = "digits"
-arch = "convnet"
-megabatches = 3
-epochs = 2
-milestones = [1]
-flip = false
-crop_padding = 1
-"""
 ONE_THREAD = RunOptions(threads=1)  # every run compared below uses one torch thread, as loky workers do here
 
 
@@ -46,28 +32,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "tiny.toml"
-    path.write_text(TINY_SPEC)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_spec, tmp_path_factory) -> dict[str, dict]:
-    """The tiny grid run without interruption by joblib's loky workers: {file name: result minus timing}."""
-    out = tmp_path_factory.mktemp("reference")
-    threads = torch.get_num_threads()
-    outcome = run_grid(load_spec(str(tiny_spec)).configs(), ONE_THREAD, out, jobs=2, backend="loky")
-    torch.set_num_threads(threads)
-    assert outcome.ran == 3 and not outcome.failed
-    return comparable(out)
-
-
-def comparable(out: Path) -> dict[str, dict]:
-    return {p.name: without_timing(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))}
 
 
 def stamp(path: Path) -> tuple[int, int]:

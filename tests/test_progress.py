@@ -24,20 +24,10 @@ from almabench.progress import GridProgress, step_passes
 from almabench.specs import load_spec
 from almabench.store import checkpoint_path, result_path
 from almabench.watch import LogTarget
+from conftest import TINY_SPEC
 
-SPEC = """
-[grid]
-method = ["app", "dense"]
-
-[config]
-dataset = "digits"
-arch = "convnet"
-megabatches = 3
-epochs = 2
-milestones = [1]
-flip = false
-crop_padding = 1
-"""
+SPEC = TINY_SPEC.replace('method = ["app", "osp", "dense"]', 'method = ["app", "dense"]')  # two cells
+assert SPEC != TINY_SPEC
 ONE_THREAD = RunOptions(threads=1)
 
 
