@@ -49,8 +49,8 @@ class GridSpec:
     slurm: dict[str, Any] = field(default_factory=dict)  # the [slurm] table, read by --backend slurm
 
     def with_overrides(self, axes: dict[str, tuple[Any, ...]], fixed: dict[str, Any]) -> GridSpec:
-        """Command-line values replace the spec's, whichever table the spec had them in; the source says what
-        is left of the spec (nothing: "the command line")."""
+        """Command-line values replace the spec's, whichever table the spec had them in, and an axis keeps its
+        place in the spec's order; the source says what is left of the spec (nothing: "the command line")."""
         kept_axes = {k: v for k, v in self.axes.items() if k not in fixed and k not in axes}
         kept_fixed = {k: v for k, v in self.fixed.items() if k not in axes and k not in fixed}
         if not axes and not fixed:
@@ -62,7 +62,10 @@ class GridSpec:
             source = f"the command line, with {settings} from {self.source}"
         else:
             source = "the command line"
-        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source, self.slurm)
+        # An axis the command line sets keeps its place in the spec's order (a spec that lists seed first runs
+        # seed by seed, --seeds or not); a new axis goes last.
+        ordered = {k: axes.get(k, v) for k, v in self.axes.items() if k in axes or k in kept_axes}
+        return GridSpec({**ordered, **axes}, {**kept_fixed, **fixed}, source, self.slurm)
 
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning

@@ -89,3 +89,14 @@ def test_settings_that_make_no_sense_stop_before_any_cell_runs(tmp_path, args, m
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert lines[-1].startswith("Error: ") and message in lines[-1], result.output
     assert [p.name for p in out.iterdir()] == ["keep.json"] and (out / "keep.json").read_bytes() == b"{}"
+
+
+def test_a_flag_that_lists_seeds_keeps_the_specs_seed_first_order():
+    """study-regime lists seed first so that a study cut short holds whole seeds; --methods and --seeds replace
+    the values, not the order (they used to move both axes last, so the cells ran method by method)."""
+    from almabench.specs import load_spec
+
+    grid = load_spec("study-regime").with_overrides({"method": ("dense", "app"), "seed": (0, 1)}, {})
+    assert [(c.seed, c.method) for c in grid.configs()] == [(0, "dense"), (0, "app"), (1, "dense"), (1, "app")]
+    added = load_spec("study-regime").with_overrides({"arch": ("convnet",), "tau": (1.0, 4.5)}, {})
+    assert list(added.axes) == ["seed", "dataset", "arch", "megabatches", "method", "tau"]  # a new axis goes last
