@@ -45,6 +45,7 @@ class GridSpec:
     axes: dict[str, tuple[Any, ...]]
     fixed: dict[str, Any]
     source: str = ""
+    plugins: tuple[str, ...] = ()  # `plugins = [...]`: files (absolute, read relative to the spec) or modules
 
     def with_overrides(self, axes: dict[str, tuple[Any, ...]], fixed: dict[str, Any]) -> GridSpec:
         """Command-line values replace the spec's, whichever table the spec had them in; the source says what
@@ -60,7 +61,7 @@ class GridSpec:
             source = f"the command line, with {settings} from {self.source}"
         else:
             source = "the command line"
-        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source)
+        return GridSpec({**kept_axes, **axes}, {**kept_fixed, **fixed}, source, self.plugins)
 
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
@@ -118,9 +119,13 @@ def load_spec(spec: str | None) -> GridSpec:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise AlmabenchError(f"{quoted(path)}: not valid TOML ({exc})") from None
-    unknown = sorted(set(doc) - {"grid", "config", "description"})
+    unknown = sorted(set(doc) - {"grid", "config", "description", "plugins"})
     if unknown:
-        raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config]")
+        raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config] "
+                             f"(and, before them, plugins = [...])")
+    plugins = doc.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise AlmabenchError(f"{quoted(path)}: plugins must be a list of .py files or module names, got {plugins!r}")
     for table in ("grid", "config"):
         if not isinstance(doc.get(table, {}), dict):
             raise AlmabenchError(f"{quoted(path)}: {table} must be a table ([{table}] with key = value lines)")
@@ -137,13 +142,21 @@ def load_spec(spec: str | None) -> GridSpec:
     if both:
         raise AlmabenchError(f"{quoted(path)}: {', '.join(both)} set in both [grid] and [config]")
     try:
-        spec_ = GridSpec(axes, fixed, str(path))
+        spec_ = GridSpec(axes, fixed, str(path), tuple(plugin_path(p, path.parent) for p in plugins))
         spec_.configs()  # type errors surface now, with the file's name
     except (TypeError, ValueError) as exc:
         raise AlmabenchError(f"{quoted(path)}: bad value ({exc})") from None
     except AlmabenchError as exc:
         raise AlmabenchError(f"{quoted(path)}: {exc}") from None
     return spec_
+
+
+def plugin_path(spec: str, folder: Path) -> str:
+    """A --plugin as every process can import it: a file by its absolute path (read relative to `folder`), a
+    module by its name."""
+    from almabench.plugins import is_file_spec
+
+    return str((folder / Path(spec).expanduser()).resolve()) if is_file_spec(spec) else spec
 
 
 def check_config(config: RunConfig) -> None:

@@ -94,6 +94,9 @@ class Method:
     shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
     ignores: ClassVar[tuple[str, ...]] = ()  # pruning keys a pruning method never reads (grid sets them default)
     default_scope: ClassVar[str] = "global"  # the scope (sparsity.SCOPES) of a cell whose config leaves it unset
+    # why the method departs on purpose from dense's data, batch order or initial weights at the same seed (the
+    # contract check, almabench.contract, then reports the departure instead of failing it); "": it does not
+    unpaired: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A misspelt hook would never run: names that look like hooks must be hooks."""
@@ -138,7 +141,12 @@ class Method:
         """Restore what state_dict returned."""
 
 
-METHODS: Registry[type[Method]] = Registry("method")
+def _is_method(entry: object) -> str | None:
+    """An entry point's check: it must name a Method subclass."""
+    return None if isinstance(entry, type) and issubclass(entry, Method) else "a subclass of almabench.methods.Method"
+
+
+METHODS: Registry[type[Method]] = Registry("method", "almabench.methods", _is_method)
 
 
 def register(cls: type[Method]) -> type[Method]:

@@ -19,7 +19,7 @@ from almabench.registry import Registry
 
 @dataclass(frozen=True)
 class Writer:
-    """A format: its module in this package, the package it imports, the extra that installs it, the folder
+    """A format: its module in this package (a plugin's: its full dotted name), the package it imports, the extra that installs it, the folder
     it writes under RESULTS by default, how to view it ({dest}: where it went) and whether it logs live."""
 
     module: str
@@ -33,10 +33,11 @@ class Writer:
         if importlib.util.find_spec(self.requires) is None:
             raise AlmabenchError(f"{flag} {name} needs the {self.requires} package: "
                                  f"pip install 'almabench[{self.extra}]'")
-        return importlib.import_module(f"{__name__}.{self.module}")
+        return importlib.import_module(self.module if "." in self.module else f"{__name__}.{self.module}")
 
 
-WRITERS: Registry[Writer] = Registry("export format")
+WRITERS: Registry[Writer] = Registry("export format", "almabench.exporters",
+                                     lambda entry: None if isinstance(entry, Writer) else "an almabench Writer")
 WRITERS.register("parquet")(Writer("parquet", "pyarrow", "parquet",
                                    "python -c \"import pandas; print(pandas.read_parquet('{dest}/steps.parquet'))\""))
 WRITERS.register("tensorboard")(Writer("tensorboard", "tensorboard", "tensorboard", "tensorboard --logdir {dest}",
