@@ -252,7 +252,7 @@ def check_method(name: str, plugins: tuple[str, ...] | list[str] = (), seed: int
         density_check(cls, first.result["steps"]),
         masks_check(first.probe),
         pairing_check(cls, first.probe, dense.probe),
-        resume_check(first.result["steps"], resumed.result["steps"]),
+        resume_check(first.result["steps"], resumed.result["steps"], second.result["steps"]),
         record_check(first.result, dense.result, first.probe.extra_keys),
         determinism_check(first.result["steps"], second.result["steps"]),
     )
@@ -312,12 +312,13 @@ def pairing_check(cls: type[Method], probe: Probe, dense: Probe) -> Check:
                                     f"{len(probe.data)} megabatches")
 
 
-def resume_check(whole: list[dict[str, Any]], resumed: list[dict[str, Any]]) -> Check:
+def resume_check(whole: list[dict[str, Any]], resumed: list[dict[str, Any]], again: list[dict[str, Any]]) -> Check:
     a, b = comparable(whole), comparable(resumed)
     if a != b:
+        why = ("two uninterrupted runs differ too: see determinism" if comparable(again) != a else
+               "keep what the method carries between megabatches in state_dict / load_state_dict")
         return Check("resume", "fail", f"killed after megabatch 1 and resumed, the run differs from an "
-                                       f"uninterrupted one: {_first_difference(a, b)} (keep what the method carries "
-                                       f"between megabatches in state_dict / load_state_dict)")
+                                       f"uninterrupted one: {_first_difference(a, b)} ({why})")
     return Check("resume", "pass", f"killed after megabatch 1 and resumed: {len(a)} step records identical to an "
                                    f"uninterrupted run's ({len(a[0])} keys each, timings aside)")
 

@@ -57,6 +57,39 @@ def load_plugins(specs: tuple[str, ...] | list[str]) -> None:
         _LOADED[key] = origin
 
 
+def load_for_cell(config: RunConfig, specs: tuple[str, ...]) -> None:
+    """In the process that runs a cell (a worker): import the run's --plugin values. One that fails here after it
+    imported in the parent fails this cell (its failure record says so) only where the cell needs a name it
+    would have registered; otherwise it is one warning line and the cell runs."""
+    import os
+    import platform
+    import warnings
+
+    from almabench.data import DATASETS, is_known_dataset
+    from almabench.methods import METHODS
+    from almabench.models import ARCHS
+    from almabench.sparsity import PRUNERS
+
+    problems = []
+    for spec in specs:
+        try:
+            load_plugins((spec,))
+        except AlmabenchError as exc:
+            problems.append(str(exc))
+    if not problems:
+        return
+    where = f"in the process that runs this cell ({platform.node()}, pid {os.getpid()}, {sys.executable})"
+    needed = [(registry.kind, name) for registry, name in ((METHODS, config.method), (ARCHS, config.arch),
+                                                          (PRUNERS, config.pruner)) if name not in registry]
+    if not is_known_dataset(config.dataset):
+        needed.append((DATASETS.kind, config.dataset))
+    if needed:
+        kind, name = needed[0]
+        raise AlmabenchError(f"{kind} {name!r} is not registered {where}: {'; '.join(problems)}; the plugin must "
+                             f"be importable wherever cells run")
+    warnings.warn(f"{'; '.join(problems)} ({where}; this cell does not use it)", stacklevel=2)
+
+
 def _module_name(path: Path) -> str:
     """The name a plugin file is imported under: its stem, made unique by its folder (two my_method.py apart)."""
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
@@ -146,7 +179,7 @@ def source_fingerprint(module: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def describe_origins(registry: Registry, name: str) -> str:
+def describe_origin(registry: Registry, name: str) -> str:
     """What `almabench list` says after a plugin entry: its package and version, or its file."""
     origin = registry.origin(name)
     if origin is None:

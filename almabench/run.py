@@ -21,7 +21,7 @@ from almabench.inference import eval_batch_size, largest_activation_bytes
 from almabench.methods import METHODS, Method, StepContext
 from almabench.models import build_model, init_seed
 from almabench.protocol import PROTOCOLS
-from almabench.plugins import load_plugins
+from almabench.plugins import load_for_cell
 from almabench.provenance import environment, with_plugins
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
@@ -97,7 +97,7 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
               on_resume: Callable[[int], None] | None, method: Method | None) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
     wall = time.perf_counter()
-    load_plugins(options.plugins)  # in a worker: the parent's --plugin files, before any name is looked up
+    load_for_cell(config, options.plugins)  # in a worker: the parent's --plugin files, before any name is looked up
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
