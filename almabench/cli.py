@@ -71,9 +71,13 @@ _plugin_option = click.option(
 def _load_plugins(plugins: tuple[str, ...], spec_plugins: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Import the spec's and the command line's --plugin values here; returns them as every process imports them
     (files by absolute path)."""
-    from almabench.plugins import load_plugins
+    from almabench.plugins import is_file_spec, load_plugins
     from almabench.specs import plugin_path
 
+    for plugin in plugins:
+        if is_file_spec(plugin) and not Path(plugin).expanduser().is_file():
+            raise AlmabenchError(f"--plugin {plugin}: no such file ({Path(plugin).expanduser().resolve()}); give a "
+                                 f".py file that registers a method, or an importable module name")
     resolved = tuple(dict.fromkeys((*spec_plugins, *(plugin_path(p, Path.cwd()) for p in plugins))))
     load_plugins(resolved)
     return resolved

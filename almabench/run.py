@@ -20,8 +20,8 @@ from almabench.errors import AlmabenchError
 from almabench.inference import eval_batch_size, largest_activation_bytes
 from almabench.methods import METHODS, Method, StepContext
 from almabench.models import build_model, init_seed
-from almabench.protocol import PROTOCOLS
 from almabench.plugins import load_for_cell
+from almabench.protocol import PROTOCOLS
 from almabench.provenance import environment, with_plugins
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION

@@ -126,6 +126,11 @@ def load_spec(spec: str | None) -> GridSpec:
     plugins = doc.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
         raise AlmabenchError(f"{quoted(path)}: plugins must be a list of .py files or module names, got {plugins!r}")
+    for plugin in plugins:
+        where = Path(plugin_path(plugin, path.parent))
+        if plugin_path(plugin, path.parent) != plugin and not where.is_file():
+            raise AlmabenchError(f"{quoted(path)}: plugins: no such file {plugin!r} ({where}); a plugin file is read "
+                                 f"relative to the spec's folder")
     for table in ("grid", "config"):
         if not isinstance(doc.get(table, {}), dict):
             raise AlmabenchError(f"{quoted(path)}: {table} must be a table ([{table}] with key = value lines)")

@@ -94,9 +94,9 @@ class Method:
     shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
     ignores: ClassVar[tuple[str, ...]] = ()  # pruning keys a pruning method never reads (grid sets them default)
     default_scope: ClassVar[str] = "global"  # the scope (sparsity.SCOPES) of a cell whose config leaves it unset
-    # why the method departs on purpose from dense's data, batch order or initial weights at the same seed (the
-    # contract check, almabench.contract, then reports the departure instead of failing it); "": it does not
-    unpaired: ClassVar[str] = ""
+    # clauses of the contract (almabench.contract: "density", "pairing") the method departs from on purpose, and
+    # why: the check reports the departure instead of failing it
+    departs: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A misspelt hook would never run: names that look like hooks must be hooks."""

@@ -19,8 +19,9 @@ from almabench.registry import Registry
 
 @dataclass(frozen=True)
 class Writer:
-    """A format: its module in this package (a plugin's: its full dotted name), the package it imports, the extra that installs it, the folder
-    it writes under RESULTS by default, how to view it ({dest}: where it went) and whether it logs live."""
+    """A format: its module in this package (a plugin's: its full dotted name), the package it imports, the extra
+    that installs it, the folder it writes under RESULTS by default, how to view it ({dest}: where it went) and
+    whether it logs live."""
 
     module: str
     requires: str
