@@ -444,6 +444,21 @@ def check_method_(name: str, plugins: tuple[str, ...], seed: int) -> None:
         raise SystemExit(1)
 
 
+@main.command(name="new-method")
+@click.argument("name")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder the package's folder (almabench-NAME) is written into.")
+def new_method_(name: str, dest: Path) -> None:
+    """Write a package for a new method NAME: pyproject with its entry point, the method (a small commented
+    example), a test that runs its contract check, and a README with the commands that install and benchmark it."""
+    from almabench.scaffold import new_method
+
+    folder = new_method(name, dest)
+    click.echo(f"wrote {folder}/ (the method: {folder}/{name.replace('-', '_')}/method.py); next:")
+    click.echo(f"  cd {folder} && pip install -e . && almabench check-method {name}")
+    click.echo(f"  almabench run --methods {name},app,dense && almabench report results/")
+
+
 from almabench.analysis.cli import report  # noqa: E402  (the command lives in analysis/, almabench.analysis)
 from almabench.analysis.export.cli import export  # noqa: E402
 
