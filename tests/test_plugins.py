@@ -307,3 +307,20 @@ def test_a_plugin_importable_in_the_parent_but_not_in_a_worker_is_a_failure_reco
                                              f"importable wherever cells run")
     assert (out / "earlier.json").read_bytes() == before["earlier.json"]
     assert result.output.splitlines()[-1].startswith("Error: 1 cell(s) failed; their records: ")
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+
+def test_a_plugin_method_gets_a_look_of_its_own_from_its_name_unlike_every_built_in():
+    from almabench.analysis.style import PLUGIN_COLOURS, STYLES, style
+
+    looks = {name: style(name) for name in ("half", "scaffolded-test", "my-method", "lth-variant", "x")}
+    assert looks == {name: style(name) for name in looks}  # the same every time: a hash of the name, not an order
+    assert looks["half"] == style("half") and looks["half"].marker == "h" and looks["half"].linestyle == (0, (1, 3))
+    assert looks["half"].colour == PLUGIN_COLOURS[0]
+    for look in looks.values():
+        for builtin in STYLES.values():
+            assert look.colour != builtin.colour and look.marker != builtin.marker
+            assert look.linestyle != builtin.linestyle
+    assert len({(s.colour, s.marker, s.linestyle) for s in looks.values()}) == len(looks)
