@@ -1,37 +1,25 @@
-"""Methods that each break one clause of the contract (almabench.contract), for tests/test_plugins.py."""
+"""Methods that each break one clause of the contract (almabench.contract), for tests/test_plugins.py: OSP (which
+keeps it) with one defect each."""
 
 import random
 from typing import Any
 
 import torch
 
-from almabench.methods import Method, register
-
-
-class _Half(Method):
-    """Magnitude-prune to half the weights before megabatch 1: keeps the contract; the defects below break it."""
-
-    prunes = True
-    shrinks = True
-
-    def target_density(self, step, config) -> float:
-        return 0.5
-
-    def before_step(self, ctx) -> None:
-        if ctx.step == 1:
-            ctx.prune({n: w.detach().abs() for n, w in ctx.masks.params.items()}, 0.5, within_current=True)
+from almabench.methods import register
+from almabench.methods.osp import AnytimeOSP
 
 
 @register
-class WrongDensity(_Half):
+class WrongDensity(AnytimeOSP):
     name = "defect-density"
 
     def target_density(self, step, config) -> float:
-        return 0.4  # declares 0.4, prunes to 0.5
+        return 0.8**config.tau if step == 1 else 0.5  # declares 0.5 from megabatch 2 on; keeps OSP's 0.8^tau
 
 
 @register
-class LeakyMasks(_Half):
+class LeakyMasks(AnytimeOSP):
     name = "defect-masks"
 
     def after_sgd_step(self, cell, sgd) -> None:
@@ -41,7 +29,7 @@ class LeakyMasks(_Half):
 
 
 @register
-class Reinitialises(_Half):
+class Reinitialises(AnytimeOSP):
     name = "defect-pairing"
 
     def before_step(self, ctx) -> None:
@@ -54,7 +42,7 @@ class Reinitialises(_Half):
 
 
 @register
-class ForgetsOnResume(_Half):
+class ForgetsOnResume(AnytimeOSP):
     name = "defect-resume"
 
     def __init__(self) -> None:
@@ -69,7 +57,7 @@ class ForgetsOnResume(_Half):
 
 
 @register
-class ShadowsDensity(_Half):
+class ShadowsDensity(AnytimeOSP):
     name = "defect-record"
 
     def step_record(self) -> dict[str, Any]:
@@ -77,7 +65,7 @@ class ShadowsDensity(_Half):
 
 
 @register
-class Random(_Half):
+class Random(AnytimeOSP):
     name = "defect-determinism"
 
     def step_record(self) -> dict[str, Any]:
