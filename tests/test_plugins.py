@@ -283,6 +283,34 @@ def test_an_entry_point_method_is_listed_with_its_package_and_runs(tmp_path, mon
         "version": "1.2", "fingerprint": file_fingerprint(site / "fakeplug_mod.py")}
 
 
+def test_a_pruner_from_a_plugin_file_and_an_export_format_from_an_entry_point(tmp_path, monkeypatch):
+    plugin = tmp_path / "negmag.py"
+    plugin.write_text("from almabench.sparsity import PRUNERS\n\n\n@PRUNERS.register('negmag')\n"
+                      "def smallest_first(model, params, images, labels, generator, batch_size):\n"
+                      "    return {name: -p.detach().abs() for name, p in params.items()}\n")
+    out = tmp_path / "results"
+    out.mkdir()
+    doc = run_cell(RunConfig(method="app", pruner="negmag", megabatches=2, epochs=1, stream_images=300),
+                   RunOptions(device="cpu", threads=1, plugins=(str(plugin),)))
+    assert doc["environment"]["plugins"] == {"pruner": {
+        "name": "negmag", "origin": "file", "from": str(plugin), "package": "", "version": "",
+        "fingerprint": file_fingerprint(plugin)}}
+    (out / f"{doc['config_hash']}.json").write_text(json.dumps(doc))
+    site = tmp_path / "site"
+    fake_distribution(site, "[almabench.exporters]\nmethods-txt = fakeplug_export:WRITER\n", "fakeplug_export",
+                      "from almabench.analysis.export import Writer\n\n"
+                      "WRITER = Writer('fakeplug_export', 'json', 'none', 'cat {dest}/methods.txt')\n\n\n"
+                      "def export(results, root, dest):\n    dest.mkdir(parents=True, exist_ok=True)\n"
+                      "    (dest / 'methods.txt').write_text(','.join(d['config']['pruner'] for _, d in results))\n"
+                      "    return 'methods.txt'\n")
+    monkeypatch.syspath_prepend(str(site))
+    plugins.forget()
+    result = CliRunner().invoke(main, ["export", str(out), "--to", "methods-txt", "--dest", str(tmp_path / "x")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x" / "methods.txt").read_text() == "negmag"
+    assert "export formats: methods-txt [plugin: fakeplug 1.2], mlflow," in CliRunner().invoke(main, ["list"]).output
+
+
 def test_a_plugin_importable_in_the_parent_but_not_in_a_worker_is_a_failure_record(tmp_path):
     plugin = tmp_path / "fragile.py"
     plugin.write_text(

@@ -34,7 +34,8 @@ class Writer:
         if importlib.util.find_spec(self.requires) is None:
             raise AlmabenchError(f"{flag} {name} needs the {self.requires} package: "
                                  f"pip install 'almabench[{self.extra}]'")
-        return importlib.import_module(self.module if "." in self.module else f"{__name__}.{self.module}")
+        builtin = WRITERS.origin(name) is None  # a plugin's writer names its module in full
+        return importlib.import_module(f"{__name__}.{self.module}" if builtin else self.module)
 
 
 WRITERS: Registry[Writer] = Registry("export format", "almabench.exporters",
