@@ -318,7 +318,9 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     present = {path.name for path, *_ in rows}
     shown = 0
     for name in names:
-        cells = cell_files(resolve_configs(load_spec(name).configs(), RunOptions(), strict=False), results)
+        spec = load_spec(name)
+        _load_plugins((), spec.plugins)  # a plugin method's scope (Method.default_scope) names its cells
+        cells = cell_files(resolve_configs(spec.configs(), RunOptions(), strict=False), results)
         if not specs and not any(c.path.name in present for c in cells):
             continue  # a shipped spec with nothing here yet
         counts = {s: sum(c.state == s for c in cells) for s in ("done", "failed", "corrupt", "missing")}

@@ -85,6 +85,10 @@ def test_plugins_in_a_spec_are_read_relative_to_it_and_reach_dask_worker_process
     (doc,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
     assert doc["status"] == "ok" and doc["config"]["method"] == "half"
     assert doc["environment"]["plugins"]["method"]["from"] == str((folder / "half.py").resolve())
+    plugins.forget()  # status imports the spec's plugins itself: a plugin method's scope names its cell
+    status = CliRunner().invoke(main, ["status", str(out), "--spec", str(spec)])
+    assert status.exit_code == 0, status.output
+    assert f"  {spec}" in status.output and "1 cells: 1 done, 0 failed, 0 corrupt, 0 missing" in status.output
 
 
 def test_list_says_where_each_plugin_entry_comes_from():
