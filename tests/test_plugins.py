@@ -76,8 +76,9 @@ def test_plugins_in_a_spec_are_read_relative_to_it_and_reach_dask_worker_process
     spec.write_text('plugins = ["half.py"]\n[grid]\nmethod = ["half"]\n[config]\nmegabatches = 2\nepochs = 1\n'
                     'stream_images = 300\n')
     out = tmp_path / "results"
-    # a worker process of its own: it knows "half" only if it imports the plugin itself
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+    # worker processes of their own: they know "half" only if they import the plugin themselves (two: with one,
+    # joblib runs the grid in this process)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         result = CliRunner().invoke(main, ["run", "--spec", str(spec), "--backend", "dask", "--scheduler",
                                            cluster.scheduler_address, "--threads", "1", "--out", str(out)])
