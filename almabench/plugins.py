@@ -26,8 +26,6 @@ from almabench.config import RunConfig
 from almabench.errors import AlmabenchError
 from almabench.registry import Origin, Registry, loading
 
-GROUPS = ("almabench.methods", "almabench.pruners", "almabench.architectures", "almabench.datasets",
-          "almabench.exporters")
 _LOADED: dict[str, Origin] = {}  # --plugin spec (a resolved path or a module name) -> its origin, once per process
 
 

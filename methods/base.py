@@ -3,7 +3,8 @@ change the masks while training (gradual pruning, RigL, SET) or keep a rewind po
 
 Methods never write the training loop, the optimiser's update or files: they read the step's context and, if
 they prune, hand new masks to `ctx.masks`. What they keep from one megabatch to the next goes through
-`state_dict` into the cell's checkpoint. Adding a method is one module in methods/ plus its registry line.
+`state_dict` into the cell's checkpoint. Adding a method is one module in methods/ plus its registry line, or,
+outside almabench, a package of its own or a --plugin file (almabench.plugins; `almabench new-method` writes one).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from almabench import plugins
 from almabench.cli import main
+from almabench.contract import check_method
 
 NAME = "scaffolded-test"
 PACKAGE = f"almabench-{NAME}"
@@ -85,10 +88,21 @@ def test_a_scaffolded_package_installs_lists_runs_beside_app_and_dense_and_repor
     steps = pandas.read_parquet(tmp_path / "export" / "steps.parquet")
     assert steps[steps["config_hash"] == docs[NAME]["config_hash"]]["step"].tolist() == [1, 2]
 
-    own_test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                              cwd=installed, capture_output=True, text=True, timeout=600)
-    assert own_test.returncode == 0, own_test.stdout
-    assert own_test.stdout.splitlines()[-1].startswith("1 passed")
+
+
+def test_the_scaffold_s_own_test_runs_the_contract_check_and_passes(installed, monkeypatch):
+    # in this process (a second interpreter would cost seconds): the editable install's import hook is set up at
+    # start-up, so the package's folder goes on sys.path, and the registries read the entry points afresh
+    monkeypatch.syspath_prepend(str(installed))
+    plugins.forget()
+    try:
+        namespace = runpy.run_path(str(installed / "tests" / "test_contract.py"))
+        namespace["test_scaffolded_test_keeps_the_contract"]()  # asserts report.ok, printing the report if not
+        report = check_method(NAME)
+        assert report.origin == f"entry point {NAME} = scaffolded_test.method:ScaffoldedTest of package {PACKAGE} 0.1.0"
+        assert [c.status for c in report.checks] == ["pass"] * 6
+    finally:
+        plugins.forget()
 
 
 def test_new_method_refuses_a_bad_or_taken_name_and_an_existing_folder(tmp_path):
