@@ -40,13 +40,15 @@ class OtherThreads(AlmabenchError):
 
 def checkpoint_key(config: RunConfig, options: RunOptions, fingerprint: str, env: dict[str, Any]) -> str:
     """What a checkpoint must match to be resumed: the same cell, code (its fingerprint, not the git commit: a
-    commit that leaves the computing code alone must not restart hours of work), device, settings and data.
+    commit that leaves the computing code alone must not restart hours of work; and the fingerprints of the
+    plugins the cell runs, env["plugins"], where it runs any), device, settings and data.
     The thread count is not in it: a checkpoint of another count is refused with a line (OtherThreads), never
     silently started over."""
     return json.dumps({
         "config_hash": config.hash(), "config": config.to_dict(), "data_fingerprint": fingerprint,
-        **{k: env[k] for k in ("almabench", "code", "torch", "device")},
-        "options": {k: v for k, v in vars(options).items() if k not in ("data_root", "download", "threads")},
+        **{k: env[k] for k in ("almabench", "code", "torch", "device", "plugins") if k in env},
+        "options": {k: v for k, v in vars(options).items()
+                    if k not in ("data_root", "download", "threads", "plugins")},
     }, sort_keys=True)
 
 
@@ -61,7 +63,7 @@ def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads
     """Before any cell of a grid runs: a checkpoint in out/ that its cell would resume, computed at another torch
     thread count than `threads`, stops the run with one line (OtherThreads)."""
     from almabench.data import load_dataset  # run imports this module: these are imported when first needed
-    from almabench.provenance import environment
+    from almabench.provenance import environment, with_plugins
     from almabench.run import resolve_device
 
     env: dict[str, Any] = {}
@@ -71,7 +73,8 @@ def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads
         if state is not None:
             env = env or environment(resolve_device(options.device))  # asks git: once, and only if needed
             fingerprint = load_dataset(config.dataset, options.data_root, options.download).fingerprint
-            check_threads(path, state, checkpoint_key(config, options, fingerprint, env), threads)
+            key = checkpoint_key(config, options, fingerprint, with_plugins(env, config))
+            check_threads(path, state, key, threads)
 
 
 class CellCheckpoint:

@@ -62,6 +62,27 @@ def _list_option(*names: str, help: str) -> Any:
     return click.option(*names, default=None, metavar="A,B,...", help=help)
 
 
+_plugin_option = click.option(
+    "--plugin", "plugins", multiple=True, metavar="FILE.py|MODULE",
+    help="Import a method (or pruner, architecture, dataset) from a file or module that is not an installed "
+         "package; every worker imports it too. Repeatable.")
+
+
+def _load_plugins(plugins: tuple[str, ...], spec_plugins: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Import the spec's and the command line's --plugin values here; returns them as every process imports them
+    (files by absolute path)."""
+    from almabench.plugins import is_file_spec, load_plugins
+    from almabench.specs import plugin_path
+
+    for plugin in plugins:
+        if is_file_spec(plugin) and not Path(plugin).expanduser().is_file():
+            raise AlmabenchError(f"--plugin {plugin}: no such file ({Path(plugin).expanduser().resolve()}); give a "
+                                 f".py file that registers a method, or an importable module name")
+    resolved = tuple(dict.fromkeys((*spec_plugins, *(plugin_path(p, Path.cwd()) for p in plugins))))
+    load_plugins(resolved)
+    return resolved
+
+
 @main.command()
 @click.option("--spec", default=None, metavar="FILE.toml",
               help="Grid spec: a TOML file or a shipped name (default: quick). Flags below override it.")
@@ -105,13 +126,14 @@ def _list_option(*names: str, help: str) -> Any:
 @click.option("--data-root", default="",
               help="Where CIFAR lives (default: $ALMABENCH_DATA or ~/.cache/almabench/data).")
 @click.option("--download", is_flag=True, help="Fetch CIFAR's official files if missing (needs a network).")
+@_plugin_option
 @click.option("--log", "logs", multiple=True, metavar="FORMAT[:DIR]",
               help="Log every megabatch as it finishes: tensorboard or wandb (offline), into DIR (default: "
                    "--out/FORMAT), the layout `almabench export` writes. Repeatable. Needs the extra: "
                    "pip install 'almabench[FORMAT]'.")
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, taus, epochs, batch_size, settings,
         device, precision, compile_, jobs, threads, backend, scheduler, slurm_pairs, detach, dry_run, out, data_root,
-        download, logs) -> None:
+        download, plugins, logs) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again.
 
     A line per finished megabatch and per cell; on a terminal, a progress bar over the grid's training
@@ -135,7 +157,9 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
         "tau": _split(taus, "--tau", float),
     }
     fixed = {"epochs": epochs, "batch_size": batch_size}
-    grid = load_spec(spec).with_overrides(
+    loaded = load_spec(spec)
+    plugins = _load_plugins(plugins, loaded.plugins)  # before any name is looked up
+    grid = loaded.with_overrides(
         {k: v for k, v in axes.items() if v is not None},
         {**{k: v for k, v in fixed.items() if v is not None},
          **{canonical_key(k, "--set"): v for k, v in _parse_set(settings).items()}},
@@ -144,7 +168,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
     if threads is not None and threads < 1:
         raise AlmabenchError(f"--threads must be at least 1, got {threads}")
     options = RunOptions(device=device, data_root=data_root, download=download, precision=precision,
-                         compile=compile_, threads=threads or 0)
+                         compile=compile_, threads=threads or 0, plugins=plugins)
     if jobs is None:
         jobs = default_jobs(configs, options) if backend == "loky" else -1
     elif jobs < 1:
@@ -321,7 +345,9 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     present = {path.name for path, *_ in rows}
     shown = 0
     for name in names:
-        cells = cell_files(resolve_configs(load_spec(name).configs(), RunOptions(), strict=False), results)
+        spec = load_spec(name)
+        _load_plugins((), spec.plugins)  # a plugin method's scope (Method.default_scope) names its cells
+        cells = cell_files(resolve_configs(spec.configs(), RunOptions(), strict=False), results)
         if not specs and not any(c.path.name in present for c in cells):
             continue  # a shipped spec with nothing here yet
         counts = {s: sum(c.state == s for c in cells) for s in ("done", "failed", "corrupt", "missing")}
@@ -401,26 +427,69 @@ def _print_checkpoints(checkpoints: list[Path]) -> None:
 
 
 @main.command(name="list")
-def list_() -> None:
-    """Print the methods, datasets, architectures, pruners and specs that exist."""
+@_plugin_option
+def list_(plugins: tuple[str, ...]) -> None:
+    """Print the methods, datasets, architectures, pruners and specs that exist; a plugin's entries say where they
+    come from (package and version, or file)."""
+    from almabench.analysis.export import WRITERS
     from almabench.data import DATASETS
     from almabench.methods import METHODS
     from almabench.models import ARCHS
+    from almabench.plugins import describe_origin
     from almabench.protocol import PROTOCOLS
     from almabench.sparsity import PRUNERS, SCOPES
     from almabench.specs import shipped_specs
     from almabench.stream import REPLAYS
 
+    _load_plugins(plugins)
+
+    def named(registry) -> str:
+        return ", ".join(f"{name} {describe_origin(registry, name)}".strip() for name in registry)
+
     click.echo("methods:")
     for name in METHODS:
-        click.echo(f"  {name:14} {METHODS.get(name).summary}")
-    click.echo(f"datasets:       {', '.join(DATASETS)}, or a path to an .npz file or an ImageFolder tree")
-    click.echo(f"architectures:  {', '.join(ARCHS)}")
-    click.echo(f"pruners:        {', '.join(PRUNERS)}")
+        origin = describe_origin(METHODS, name)
+        click.echo(f"  {name:14} {METHODS.get(name).summary}{' ' + origin if origin else ''}")
+    click.echo(f"datasets:       {named(DATASETS)}, or a path to an .npz file or an ImageFolder tree")
+    click.echo(f"architectures:  {named(ARCHS)}")
+    click.echo(f"pruners:        {named(PRUNERS)}")
     click.echo(f"scopes:         {', '.join(SCOPES)} (unset: the method's own; rigl and set: erk-dense-first)")
     click.echo(f"replay:         {', '.join(REPLAYS)}")
     click.echo(f"protocols:      {', '.join(PROTOCOLS)} (--set protocol=released: the released code's harness)")
     click.echo(f"specs:          {', '.join(shipped_specs())}")
+    click.echo(f"export formats: {named(WRITERS)}")
+
+
+@main.command(name="check-method")
+@click.argument("name")
+@_plugin_option
+@click.option("--seed", type=int, default=0, show_default=True, help="The seed of the tiny stream.")
+def check_method_(name: str, plugins: tuple[str, ...], seed: int) -> None:
+    """Check that method NAME keeps the contract that makes its numbers comparable (declared density held,
+    pruned weights zero, paired with dense, exact resume, a valid record, deterministic) on a tiny stream: the
+    embedded digits, T = 3, 1 epoch; a few seconds. Exit 1 where a check fails."""
+    from almabench.contract import check_method
+
+    report = check_method(name, _load_plugins(plugins), seed=seed)
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@main.command(name="new-method")
+@click.argument("name")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder the package's folder (almabench-NAME) is written into.")
+def new_method_(name: str, dest: Path) -> None:
+    """Write a package for a new method NAME: pyproject with its entry point, the method (a small commented
+    example), a test that runs its contract check, and a README with the commands that install and benchmark it."""
+    from almabench.scaffold import new_method
+
+    folder = new_method(name, dest)
+    click.echo(f"wrote {folder}/ (the method: {folder}/{name.replace('-', '_')}/method.py); next:")
+    click.echo(f"  cd {folder} && pip install -e . && almabench check-method {name}")
+    click.echo(f"  almabench run --methods {name},app,dense && almabench report results/")
 
 
 from almabench.analysis.cli import report  # noqa: E402  (the command lives in analysis/, almabench.analysis)

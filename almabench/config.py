@@ -214,3 +214,6 @@ class RunOptions:
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (identical to the plain path)
     compile: bool = False  # torch.compile the training steps
+    # --plugin files and modules (almabench.plugins), imported by every process that runs a cell; what they
+    # compute is recorded by their code's fingerprint (the result's environment), not by where they were found
+    plugins: tuple[str, ...] = ()

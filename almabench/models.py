@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models import resnet
 
-from almabench.registry import Registry
+from almabench.registry import Registry, callable_entry
 
 Builder = Callable[[int, int, int], nn.Module]  # (num_classes, in_channels, image_size) -> model
-ARCHS: Registry[Builder] = Registry("architecture")
+ARCHS: Registry[Builder] = Registry("architecture", "almabench.architectures", callable_entry)
 
 
 def init_seed(seed: int, offset: int) -> int:

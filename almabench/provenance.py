@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import almabench
+from almabench.config import RunConfig
 
 
 def git_state(folder: Path) -> tuple[str | None, bool | None]:
@@ -53,6 +54,16 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def with_plugins(env: dict[str, Any], config: RunConfig) -> dict[str, Any]:
+    """env plus, for a cell that runs plugin code, "plugins": each plugin entry it uses, where it came from and
+    its source's fingerprint (almabench.plugins.used_plugins). A cell of almabench's own code gets no key, so its
+    record and checkpoint key are what they were before plugins existed."""
+    from almabench.plugins import used_plugins
+
+    plugins = used_plugins(config)
+    return {**env, "plugins": plugins} if plugins else env
 
 
 def _package_versions(*names: str) -> dict[str, str | None]:

@@ -18,10 +18,11 @@ from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.inference import eval_batch_size, largest_activation_bytes
-from almabench.methods import METHODS, StepContext
+from almabench.methods import METHODS, Method, StepContext
 from almabench.models import build_model, init_seed
+from almabench.plugins import load_for_cell
 from almabench.protocol import PROTOCOLS
-from almabench.provenance import environment
+from almabench.provenance import environment, with_plugins
 from almabench.sparsity import Masks, prunable_parameters
 from almabench.store import SCHEMA_VERSION
 from almabench.stream import check_stream, make_stream, step_data, stream_pool
@@ -73,13 +74,14 @@ def layer_flops(model: nn.Module, channels: int, size: tuple[int, int], device: 
 
 
 def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=None, checkpoint: Path | None = None,
-             on_resume: Callable[[int], None] | None = None) -> dict[str, Any]:
+             on_resume: Callable[[int], None] | None = None, method: Method | None = None) -> dict[str, Any]:
     """Run one cell and return its result (the JSON document described in the README).
 
     With `checkpoint`, the cell's state is saved there after every megabatch, and a run that finds a
     checkpoint of the same cell (same config, code, device and data) resumes after its last finished step
     (calling on_resume(steps done)); the result is the same as an uninterrupted run's. The caller deletes
-    the checkpoint once the result is stored.
+    the checkpoint once the result is stored. `method`: the instance to run (default: a new one of config.method;
+    the contract check, almabench.contract, passes one that watches it).
 
     Cells sent to threads of one process (a Dask worker with several threads) run one at a time: torch.fx,
     which folds batch norm for evaluation (almabench.inference), patches nn.Module.__call__ for the whole
@@ -88,13 +90,14 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     Dask workers) are unaffected.
     """
     with _ONE_CELL_PER_PROCESS:
-        return _run_cell(config, options, progress, checkpoint, on_resume)
+        return _run_cell(config, options, progress, checkpoint, on_resume, method)
 
 
 def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path | None,
-              on_resume: Callable[[int], None] | None) -> dict[str, Any]:
+              on_resume: Callable[[int], None] | None, method: Method | None) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
     wall = time.perf_counter()
+    load_for_cell(config, options.plugins)  # in a worker: the parent's --plugin files, before any name is looked up
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
@@ -106,7 +109,7 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
     check_stream(dataset.n_train, config.megabatches, config.val_fraction, config.stream_images)
     stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction, protocol.layout,
                          pool=stream_pool(dataset.y_train, config.stream_images))
-    method = METHODS.get(config.method)()
+    method = method if method is not None else METHODS.get(config.method)()
     crop_padding = config.crop_padding
 
     torch.manual_seed(init_seed(config.seed, 0))  # the global RNG: one cell per process at a time (run_cell)
@@ -129,7 +132,7 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
     )
 
     steps: list[dict[str, Any]] = []
-    env = environment(device)  # git is asked once per cell
+    env = with_plugins(environment(device), config)  # git is asked once per cell
     saver = CellCheckpoint(checkpoint, config, options, device, dataset.fingerprint, env) if checkpoint else None
     earlier_seconds = 0.0  # spent before a resume
     if saver is not None and (state := saver.load()) is not None:

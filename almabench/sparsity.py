@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from almabench.errors import AlmabenchError
-from almabench.registry import Registry
+from almabench.registry import Registry, callable_entry
 
 
 def prunable_parameters(model: nn.Module, include_linear: bool = False) -> dict[str, nn.Parameter]:
@@ -204,7 +204,7 @@ def drop_and_grow(masks: dict[str, Tensor], drop_scores: dict[str, Tensor], grow
 # its prunable weights, the sample's images and labels, a generator, and the batch size for passes over the
 # sample (criteria that make none ignore it).
 Criterion = Callable[[nn.Module, dict[str, nn.Parameter], Tensor, Tensor, torch.Generator, int], dict[str, Tensor]]
-PRUNERS: Registry[Criterion] = Registry("pruner")
+PRUNERS: Registry[Criterion] = Registry("pruner", "almabench.pruners", callable_entry)
 
 
 @PRUNERS.register("magnitude")

@@ -47,6 +47,7 @@ class GridSpec:
     fixed: dict[str, Any]
     source: str = ""
     slurm: dict[str, Any] = field(default_factory=dict)  # the [slurm] table, read by --backend slurm
+    plugins: tuple[str, ...] = ()  # `plugins = [...]`: files (absolute, read relative to the spec) or modules
 
     def with_overrides(self, axes: dict[str, tuple[Any, ...]], fixed: dict[str, Any]) -> GridSpec:
         """Command-line values replace the spec's, whichever table the spec had them in, and an axis keeps its
@@ -65,7 +66,7 @@ class GridSpec:
         # An axis the command line sets keeps its place in the spec's order (a spec that lists seed first runs
         # seed by seed, --seeds or not); a new axis goes last.
         ordered = {k: axes.get(k, v) for k, v in self.axes.items() if k in axes or k in kept_axes}
-        return GridSpec({**ordered, **axes}, {**kept_fixed, **fixed}, source, self.slurm)
+        return GridSpec({**ordered, **axes}, {**kept_fixed, **fixed}, source, self.slurm, self.plugins)
 
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
@@ -123,10 +124,18 @@ def load_spec(spec: str | None) -> GridSpec:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise AlmabenchError(f"{quoted(path)}: not valid TOML ({exc})") from None
-    unknown = sorted(set(doc) - {"grid", "config", "slurm", "description"})
+    unknown = sorted(set(doc) - {"grid", "config", "slurm", "description", "plugins"})
     if unknown:
         raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config] "
-                             f"(and [slurm])")
+                             f"(and [slurm]; and, before them, plugins = [...])")
+    plugins = doc.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise AlmabenchError(f"{quoted(path)}: plugins must be a list of .py files or module names, got {plugins!r}")
+    for plugin in plugins:
+        where = Path(plugin_path(plugin, path.parent))
+        if plugin_path(plugin, path.parent) != plugin and not where.is_file():
+            raise AlmabenchError(f"{quoted(path)}: plugins: no such file {plugin!r} ({where}); a plugin file is read "
+                                 f"relative to the spec's folder")
     for table in ("grid", "config", "slurm"):
         if not isinstance(doc.get(table, {}), dict):
             raise AlmabenchError(f"{quoted(path)}: {table} must be a table ([{table}] with key = value lines)")
@@ -143,13 +152,22 @@ def load_spec(spec: str | None) -> GridSpec:
     if both:
         raise AlmabenchError(f"{quoted(path)}: {', '.join(both)} set in both [grid] and [config]")
     try:
-        spec_ = GridSpec(axes, fixed, str(path), doc.get("slurm", {}))
+        files = tuple(plugin_path(p, path.parent) for p in plugins)
+        spec_ = GridSpec(axes, fixed, str(path), doc.get("slurm", {}), files)
         spec_.configs()  # type errors surface now, with the file's name
     except (TypeError, ValueError) as exc:
         raise AlmabenchError(f"{quoted(path)}: bad value ({exc})") from None
     except AlmabenchError as exc:
         raise AlmabenchError(f"{quoted(path)}: {exc}") from None
     return spec_
+
+
+def plugin_path(spec: str, folder: Path) -> str:
+    """A --plugin as every process can import it: a file by its absolute path (read relative to `folder`), a
+    module by its name."""
+    from almabench.plugins import is_file_spec
+
+    return str((folder / Path(spec).expanduser()).resolve()) if is_file_spec(spec) else spec
 
 
 def check_config(config: RunConfig) -> None:

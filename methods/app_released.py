@@ -39,6 +39,8 @@ class APPReleased(Method):
     summary = ("APP as the released code runs it (fresh-init scores through the old mask, compounding masks, "
                "pi from M_1)")
     prunes = True
+    departs = {"density": "departure 2: each new mask is multiplied into the old one, so the density compounds "
+                          "below the schedule it prunes to"}
 
     def target_density(self, step: int, config: RunConfig) -> float:
         return app_density(step, config.megabatches, config.tau)

@@ -3,7 +3,8 @@ change the masks while training (gradual pruning, RigL, SET) or keep a rewind po
 
 Methods never write the training loop, the optimiser's update or files: they read the step's context and, if
 they prune, hand new masks to `ctx.masks`. What they keep from one megabatch to the next goes through
-`state_dict` into the cell's checkpoint. Adding a method is one module in methods/ plus its registry line.
+`state_dict` into the cell's checkpoint. Adding a method is one module in methods/ plus its registry line, or,
+outside almabench, a package of its own or a --plugin file (almabench.plugins; `almabench new-method` writes one).
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class Method:
     shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
     ignores: ClassVar[tuple[str, ...]] = ()  # pruning keys a pruning method never reads (grid sets them default)
     default_scope: ClassVar[str] = "global"  # the scope (sparsity.SCOPES) of a cell whose config leaves it unset
+    # clauses of the contract (almabench.contract: "density", "pairing") the method departs from on purpose, and
+    # why: the check reports the departure instead of failing it
+    departs: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A misspelt hook would never run: names that look like hooks must be hooks."""
@@ -138,7 +142,12 @@ class Method:
         """Restore what state_dict returned."""
 
 
-METHODS: Registry[type[Method]] = Registry("method")
+def _is_method(entry: object) -> str | None:
+    """An entry point's check: it must name a Method subclass."""
+    return None if isinstance(entry, type) and issubclass(entry, Method) else "a subclass of almabench.methods.Method"
+
+
+METHODS: Registry[type[Method]] = Registry("method", "almabench.methods", _is_method)
 
 
 def register(cls: type[Method]) -> type[Method]:

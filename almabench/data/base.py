@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from almabench.registry import Registry
+from almabench.registry import Registry, callable_entry
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +104,7 @@ def default_data_root() -> Path:
 
 
 Loader = Callable[[Path, bool], Dataset]
-DATASETS: Registry[Loader] = Registry("dataset")
+DATASETS: Registry[Loader] = Registry("dataset", "almabench.datasets", callable_entry)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from almabench.registry import Registry
 
 @dataclass(frozen=True)
 class Writer:
-    """A format: its module in this package, the package it imports, the extra that installs it, the folder
-    it writes under RESULTS by default, how to view it ({dest}: where it went) and whether it logs live."""
+    """A format: its module in this package (a plugin's: its full dotted name), the package it imports, the extra
+    that installs it, the folder it writes under RESULTS by default, how to view it ({dest}: where it went) and
+    whether it logs live."""
 
     module: str
     requires: str
@@ -33,10 +34,12 @@ class Writer:
         if importlib.util.find_spec(self.requires) is None:
             raise AlmabenchError(f"{flag} {name} needs the {self.requires} package: "
                                  f"pip install 'almabench[{self.extra}]'")
-        return importlib.import_module(f"{__name__}.{self.module}")
+        builtin = WRITERS.origin(name) is None  # a plugin's writer names its module in full
+        return importlib.import_module(f"{__name__}.{self.module}" if builtin else self.module)
 
 
-WRITERS: Registry[Writer] = Registry("export format")
+WRITERS: Registry[Writer] = Registry("export format", "almabench.exporters",
+                                     lambda entry: None if isinstance(entry, Writer) else "an almabench Writer")
 WRITERS.register("parquet")(Writer("parquet", "pyarrow", "parquet",
                                    "python -c \"import pandas; print(pandas.read_parquet('{dest}/steps.parquet'))\""))
 WRITERS.register("tensorboard")(Writer("tensorboard", "tensorboard", "tensorboard", "tensorboard --logdir {dest}",

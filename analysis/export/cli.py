@@ -14,8 +14,9 @@ from . import WRITERS
 @click.command("export")
 @click.argument("results_dir", type=click.Path(path_type=Path))
 @click.option("--to", "to", default="parquet", show_default=True, metavar="FORMAT",
-              help=f"{', '.join(WRITERS.names())}: tidy tables (parquet), one run per cell (tensorboard, offline wandb "
-                   "runs, an mlflow sqlite store). Each needs its extra: pip install 'almabench[FORMAT]'.")
+              help="parquet, tensorboard, wandb, mlflow (or a plugin's: `almabench list`): tidy tables (parquet), one "
+                   "run per cell (tensorboard, offline wandb runs, an mlflow sqlite store). Each needs its extra: pip "
+                   "install 'almabench[FORMAT]'.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write into (default: RESULTS_DIR/FORMAT). A cell exported again replaces its earlier "
                    "export there.")
