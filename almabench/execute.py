@@ -10,7 +10,6 @@ doing it twice; a full disk stops the grid with one line and keeps every finishe
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 import time
@@ -43,6 +42,7 @@ from almabench.store import (
     checkpoint_path,
     json_safe,
     move_aside,
+    read_json,
     result_path,
     result_state,
     temp_files,
@@ -301,7 +301,7 @@ def check_same_data(cells: list[CellFile], options: RunOptions) -> None:
         if cell.state != "done":
             continue
         try:
-            recorded = json.loads(cell.path.read_text())["data"]["fingerprint"]
+            recorded = read_json(cell.path)["data"]["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # an older or partial record: nothing to compare
         current = load_dataset(cell.config.dataset, options.data_root, options.download).fingerprint

@@ -32,6 +32,7 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR."""
     from almabench.errors import AlmabenchError
     from almabench.names import quoted
+    from almabench.store import StorageError
 
     from .blocks import datasets_apart, parse_group_by, with_varying_splits
     from .load import filter_results, load_results
@@ -69,12 +70,12 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
             keys = with_varying_splits(keys, frame)
         target = out or results_dir / "report"
         result = build_report(frame, target, fmts, keys, warn=echo_warning, source=results_dir, notes=notes)
-    except AlmabenchError as err:
-        raise click.ClickException(str(err)) from None
-    except OSError as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
-        reason = (err.strerror or str(err)).lower()
+    except (StorageError, OSError) as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
+        reason = err.reason if isinstance(err, StorageError) else (err.strerror or str(err)).lower()
         raise click.ClickException(f"cannot write the report into {quoted(target)}/: {reason}; pass --out FOLDER "
                                    f"to write it into another folder") from None
+    except AlmabenchError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(result.text)
     click.echo(f"wrote {result.out}: report.md, tables.md/.csv/.tex, {len(result.plots)} figures "
                f"({', '.join(fmts)})")

@@ -7,7 +7,6 @@ well-formed results are skipped with one warning line each: a half-written grid 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import fields
@@ -17,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from almabench.config import RunConfig
-from almabench.store import SCHEMA_VERSION, validate_result
+from almabench.store import SCHEMA_VERSION, UnreadableFile, read_json, validate_result
 
 Warn = Callable[[str], None]
 
@@ -94,12 +93,12 @@ def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[
     out = []
     for path in paths:
         try:
-            result = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError) as err:
+            result = read_json(path)
+        except OSError as err:
             warn(f"skipped {path}: unreadable ({err.__class__.__name__})")
             continue
-        except ValueError:
-            warn(f"skipped {path}: {'empty file' if not path.stat().st_size else 'not valid JSON'}")
+        except UnreadableFile as err:
+            warn(f"skipped {path}: {'empty file' if not path.stat().st_size else err}")
             continue
         reason = problem(result)
         if reason is not None:

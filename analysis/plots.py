@@ -27,6 +27,8 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from almabench.store import write_atomic  # noqa: E402
+
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .load import layer_densities  # noqa: E402
 from .paired import counted, paired_figure, pairs  # noqa: E402
@@ -76,7 +78,9 @@ class FigureWriter:
         paths = []
         for fmt in self.formats:
             path = self.out / f"{name}.{fmt}"
-            fig.savefig(path, bbox_inches="tight", metadata={"Software": None} if fmt == "png" else None)
+            metadata = {"Software": None} if fmt == "png" else None  # a link at path is replaced, not written through
+            write_atomic(path, lambda f, fmt=fmt, metadata=metadata: fig.savefig(f, format=fmt, bbox_inches="tight",
+                                                                                 metadata=metadata))
             paths.append(path)
         plt.close(fig)
         return tuple(paths)

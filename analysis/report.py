@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 import almabench
+from almabench.store import write_atomic
 
 from .blocks import BLOCK_KEYS, assign_blocks, check_environment, check_homogeneous, scope_in_method
 from .load import CONFIG_KEYS, Warn, cells, warn_stderr
@@ -64,20 +65,26 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     tables = block_tables(summary, deltas, keys)
 
     report = Report(out=out, text=to_text(tables))
-    for name, content in [("tables.md", to_markdown(tables, level=2)), ("tables.tex", to_latex(tables))]:
-        (out / name).write_text(content + "\n")
+    csv = csv_frame(summary, deltas, keys).to_csv(index=False)
+    for name, content in [("tables.md", to_markdown(tables, level=2) + "\n"), ("tables.tex", to_latex(tables) + "\n"),
+                          ("tables.csv", csv)]:
+        write_text(out / name, content)
         report.files.append(out / name)
-    csv_frame(summary, deltas, keys).to_csv(out / "tables.csv", index=False)
-    report.files.append(out / "tables.csv")
 
     report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats)
     report.files += [p for plot in report.plots for p in plot.paths]
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3), plots=report.plots, out=out,
                          source=source, warnings=warnings)
-    (out / "report.md").write_text(md)
+    write_text(out / "report.md", md)
     report.files.append(out / "report.md")
     return report
+
+
+def write_text(path: Path, text: str) -> None:
+    """As the result files are written (a temp file renamed over the name): a link already at the name is
+    replaced, never written through to a file elsewhere."""
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _check_fingerprints(cell_rows: pd.DataFrame, warn: Warn) -> None:

@@ -25,6 +25,7 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
     from almabench.errors import AlmabenchError
 
     from ..load import read_results, result_files
+    from .dest import check_dest
 
     try:
         writer = WRITERS.get(to)
@@ -37,6 +38,7 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
     if not results:
         raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
     dest = dest if dest is not None else results_dir / to
+    check_dest(dest, "--dest FOLDER")  # before anything is written: one line, never a tracker's fallback folder
     with warnings.catch_warnings():  # the trackers' own deprecation notices are not the user's to act on
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
