@@ -12,6 +12,7 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,7 @@ class FigureWriter:
         for fmt in self.formats:
             path = self.out / f"{name}.{fmt}"
             metadata = {"Software": None} if fmt == "png" else None  # a link at path is replaced, not written through
-            write_atomic(path, lambda f, fmt=fmt, metadata=metadata: fig.savefig(f, format=fmt, bbox_inches="tight",
-                                                                                 metadata=metadata))
+            write_atomic(path, partial(fig.savefig, format=fmt, bbox_inches="tight", metadata=metadata))
             paths.append(path)
         plt.close(fig)
         return tuple(paths)

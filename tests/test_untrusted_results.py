@@ -354,3 +354,97 @@ def test_a_spec_or_a_setting_nested_too_deeply_is_one_line(tmp_path):
         run = CliRunner().invoke(main, ["run", *args, "--dry-run", "--out", str(tmp_path / "out")])
         assert run.exit_code == 1 and run.output.strip().splitlines() == [line]
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------ destinations (§2)
+
+
+def unwritable(tmp_path: Path) -> tuple[Path, str]:
+    """A destination that cannot be made, and the reason the line gives: a folder without write permission for
+    a normal user; for root (whom mode bits do not stop), a folder in sysfs, which takes no new entry."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        return locked / "dest", f" ({locked} takes no new folder): permission denied"
+    if os.access("/sys", os.W_OK) and not Path("/sys/almabench-dest").exists():
+        try:
+            os.rmdir(__import__("tempfile").mkdtemp(dir="/sys"))
+        except OSError as exc:
+            return Path("/sys/almabench-dest"), f" (/sys takes no new folder): {exc.strerror.lower()}"
+    pytest.skip("no folder this user cannot write into")
+
+
+@pytest.mark.parametrize("to", ["parquet", "tensorboard", "wandb", "mlflow"])
+def test_a_destination_that_is_a_file_or_cannot_be_written_is_one_line_before_anything_is_written(tmp_path, to):
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(DOCS / f"{GOOD['app']}.json", results)
+    a_file = tmp_path / "notes"
+    a_file.write_text("mine")
+    locked, reason = unwritable(tmp_path)
+    cases = {a_file: f"{a_file} is a file, not a folder",
+             a_file / "sub": f"{a_file / 'sub'} is under a file ({a_file}), not a folder",
+             locked: f"cannot write into {locked}/{reason}"}
+    before = tree(tmp_path, tmp_path / "nothing")
+    for dest, line in cases.items():
+        run = CliRunner().invoke(main, ["export", str(results), "--to", to, "--dest", str(dest)])
+        assert run.exit_code == 1 and run.output.strip().splitlines() == [
+            f"Error: {line}; pass --dest FOLDER to write elsewhere"], run.output
+    assert tree(tmp_path, tmp_path / "nothing") == before
+
+
+def test_export_on_a_read_only_results_folder_names_dest(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(DOCS / f"{GOOD['app']}.json", results)
+    real = tempfile.mkdtemp
+
+    def read_only(*args, dir=None, **kwargs):  # noqa: A002 - mkdtemp's own name
+        if dir is not None and Path(dir).is_relative_to(results):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    before = tree(tmp_path, tmp_path / "nothing")
+    run = CliRunner().invoke(main, ["export", str(results)])
+    assert run.exit_code == 1 and run.output.strip().splitlines() == [
+        f"Error: cannot write into {results}/parquet/ ({results} takes no new folder): read-only file system; "
+        f"pass --dest FOLDER to write elsewhere"]
+    assert tree(tmp_path, tmp_path / "nothing") == before
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "wandb"])
+def test_a_live_log_into_a_file_or_an_unwritable_folder_is_one_line_before_any_cell_runs(tmp_path, kind):
+    pytest.importorskip(kind)
+    a_file = tmp_path / "notes"
+    a_file.write_text("mine")
+    locked, reason = unwritable(tmp_path)
+    out = tmp_path / "out"
+    for folder, line in ((a_file, f"{a_file} is a file, not a folder"),
+                         (locked, f"cannot write into {locked}/{reason}")):
+        for dry in ([], ["--dry-run"]):
+            run = CliRunner().invoke(main, ["run", "--methods", "dense", "--megabatches", "2", "--epochs", "1",
+                                            "--out", str(out), "--log", f"{kind}:{folder}", *dry])
+            assert run.exit_code == 1 and run.output.strip().splitlines() == [
+                f"Error: {line}; pass --log {kind}:FOLDER to write elsewhere"], run.output
+    assert not out.exists() and a_file.read_text() == "mine"
+
+
+def test_the_mlflow_extra_without_sqlalchemy_or_alembic_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(DOCS / f"{GOOD['app']}.json", results)
+    real = importlib.util.find_spec
+    for package in ("sqlalchemy", "alembic"):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, p=package: None if name == p else real(name, *a))
+        run = CliRunner().invoke(main, ["export", str(results), "--to", "mlflow", "--dest", str(tmp_path / "ml")])
+        assert run.exit_code == 1 and run.output.strip().splitlines() == [
+            f"Error: --to mlflow needs the {package} package: pip install 'almabench[mlflow]'"]
+    assert not (tmp_path / "ml").exists()

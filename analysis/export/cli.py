@@ -16,7 +16,7 @@ from . import WRITERS
 @click.option("--to", "to", default="parquet", show_default=True, metavar="FORMAT",
               help=f"{', '.join(WRITERS.names())}: tidy tables (parquet), one run per cell (tensorboard, offline wandb "
                    "runs, an mlflow sqlite store). Each needs its extra: pip install 'almabench[FORMAT]'.")
-@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--dest", type=click.Path(path_type=Path), default=None,  # dest.check_dest says what is wrong
               help="Folder to write into (default: RESULTS_DIR/FORMAT). A cell exported again replaces its earlier "
                    "export there.")
 def export(results_dir: Path, to: str, dest: Path | None) -> None:

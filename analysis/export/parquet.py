@@ -7,6 +7,7 @@ is written as the result files are (a temp file renamed over the name).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
     tables = tables_of(results, root)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("cells", "steps", "layers"):  # a link at the name is replaced, never written through
-        table = getattr(tables, name)
-        write_atomic(dest / f"{name}.parquet", lambda f, t=table: t.to_parquet(f, index=False, engine="pyarrow"))
+        write_atomic(dest / f"{name}.parquet", partial(getattr(tables, name).to_parquet, index=False, engine="pyarrow"))
     return (f"cells.parquet ({len(tables.cells)} rows), steps.parquet ({len(tables.steps)} rows), "
             f"layers.parquet ({len(tables.layers)} rows)")
