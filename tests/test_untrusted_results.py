@@ -111,20 +111,21 @@ def export(results: Path, to: str, dest: Path, reasons: dict[str, str]) -> str:
     return run.output
 
 
-def exported_hashes(to: str, dest: Path) -> set[str]:
-    """The config hashes an export wrote, read back with the format's own reader."""
+def exported_hashes(to: str, dest: Path) -> list[str]:
+    """The config hash of every cell an export wrote (TensorBoard: the first 8 digits, once per event file), read
+    back with the format's own reader."""
     if to == "parquet":
         import pandas as pd
 
-        return set(pd.read_parquet(dest / "cells.parquet")["config_hash"])
+        return sorted(pd.read_parquet(dest / "cells.parquet")["config_hash"])
     if to == "tensorboard":
-        return {run.name.rsplit("-", 1)[1] for run in dest.rglob("*-????????") if run.is_dir()}
+        return sorted(f.parent.name.rsplit("-", 1)[1] for f in dest.rglob("events.out.tfevents.*"))
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{dest / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    return {r.data.tags["config_hash"] for r in client.search_runs([client.get_experiment_by_name("almabench")
-                                                                   .experiment_id])}
+    return sorted(r.data.tags["config_hash"] for r in client.search_runs([client.get_experiment_by_name("almabench")
+                                                                         .experiment_id]))
 
 
 @pytest.mark.parametrize("to", ["parquet", "tensorboard", "mlflow"])
@@ -137,10 +138,30 @@ def test_crafted_result_files_are_skipped_and_nothing_outside_the_destination_ch
     export(results, to, dest, reasons)  # again: what the first export made is replaced, nothing else removed
     assert tree(tmp_path, dest) == before
     hashes = exported_hashes(to, dest)
-    assert hashes == ({*GOOD.values(), climber} if to != "tensorboard" else {h[:8] for h in (*GOOD.values(), climber)})
+    assert hashes == sorted(h if to != "tensorboard" else h[:8] for h in (*GOOD.values(), climber))  # each once
     if to == "tensorboard":
         assert sorted(p.name for p in dest.iterdir()) == ["__", "cifar10"]  # '..' is a folder named '__'
         assert (dest / "__" / "convnet" / "T=8" / "epochs=2" / ".._.._victim").is_dir()
+
+
+@pytest.mark.parametrize("to", ["tensorboard", "wandb"])
+def test_a_link_inside_the_destination_that_leads_out_is_one_line_and_nothing_is_written_through_it(tmp_path, to):
+    pytest.importorskip(to)
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(DOCS / f"{GOOD['app']}.json", results)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    link = dest / ("cifar10" if to == "tensorboard" else "wandb")  # where the run would go
+    link.symlink_to(victim, target_is_directory=True)
+    before = tree(tmp_path, tmp_path / "nothing")
+    run = CliRunner().invoke(main, ["export", str(results), "--to", to, "--dest", str(dest)])
+    where = link / "convnet" / "T=8" / "epochs=2" / "app" / f"seed=0-{GOOD['app'][:8]}" if to == "tensorboard" else link
+    assert run.exit_code == 1 and run.output.strip().splitlines() == [
+        f"Error: {where} leads outside {dest} (to {victim / where.relative_to(link)}): nothing is written there"]
+    assert tree(tmp_path, tmp_path / "nothing") == before
 
 
 class FakeRun:
