@@ -35,12 +35,11 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     from almabench.store import StorageError
 
     from .blocks import datasets_apart, parse_group_by, with_varying_splits
-    from .load import filter_results, load_results
+    from .load import filter_results, load_results, results_folder
     from .plots import FORMATS
     from .report import build_report
 
-    if not results_dir.is_dir():
-        raise click.ClickException(f"results folder {results_dir} does not exist")
+    results_folder(results_dir)
     fmts = _split(formats)
     bad = [f for f in fmts if f not in FORMATS]
     if not fmts or bad:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from almabench.config import RunConfig
+from almabench.errors import AlmabenchError
 from almabench.store import SCHEMA_VERSION, UnreadableFile, read_json, validate_result
 
 Warn = Callable[[str], None]
@@ -112,9 +113,20 @@ def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[
     return out
 
 
-def load_results(root: str | Path, warn: Warn = warn_stderr) -> pd.DataFrame:
-    """One row per (cell, step) for every valid result file under root; an empty frame if there are none."""
+def results_folder(root: str | Path) -> Path:
+    """root as a Path, or the one line the CLI gives where it is missing or a file: an empty frame would say
+    "no results" of a folder that is not there (a typo), which is not the same answer."""
     root = Path(root)
+    if not root.is_dir():
+        where = "is a file, not a folder" if root.exists() else "does not exist"
+        raise AlmabenchError(f"results folder {root} {where}")
+    return root
+
+
+def load_results(root: str | Path, warn: Warn = warn_stderr) -> pd.DataFrame:
+    """One row per (cell, step) for every valid result file under root; an empty frame if there are none
+    (AlmabenchError if root is not a folder)."""
+    root = results_folder(root)
     rows = [row for path, result in read_results(result_files(root), warn) for row in _rows(result, path)]
     frame = pd.DataFrame(rows)
     if not frame.empty:

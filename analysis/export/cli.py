@@ -24,7 +24,7 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
     `almabench report` (a file that is not a finished result is skipped with one warning line)."""
     from almabench.errors import AlmabenchError
 
-    from ..load import read_results, result_files
+    from ..load import read_results, result_files, results_folder
     from .dest import check_dest
 
     try:
@@ -32,8 +32,7 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
         module = writer.load(to)
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
-    if not results_dir.is_dir():
-        raise click.ClickException(f"results folder {results_dir} does not exist")
+    results_folder(results_dir)
     results = read_results(result_files(results_dir), lambda message: click.echo(f"warning: {message}", err=True))
     if not results:
         raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
