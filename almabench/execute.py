@@ -30,10 +30,11 @@ from almabench.channel import Receiver
 from almabench.checkpoint import OtherThreads, check_resumes
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
+from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.locks import cell_lock, describe_owner, this_run
 from almabench.progress import GridProgress, stream_note
-from almabench.run import resolve_device, run_cell
+from almabench.run import run_cell
 from almabench.specs import check_grid, describe
 from almabench.store import (
     CellFile,

@@ -12,10 +12,10 @@ from typing import Any
 
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
+from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
 from almabench.progress import step_passes
-from almabench.run import resolve_device
 from almabench.specs import check_config, check_resolved, resolve_configs
 from almabench.store import CellFile, cell_files, read_json, result_state
 from almabench.stream import check_stream
