@@ -8,6 +8,7 @@ import torch
 
 from almabench.analysis.paired import paired_by_step
 from almabench.config import RunConfig
+from almabench.methods import StepContext
 from almabench.run import run_cell
 from almabench.sparsity import Masks, erk_densities
 from almabench.train import augment
@@ -41,11 +42,22 @@ def test_app_chooses_each_new_mask_inside_the_old_one_even_where_scores_do_not_v
     assert sum(int(m.sum()) for m in mask_sets[2].values()) < sum(int(m.sum()) for m in mask_sets[0].values())
 
 
-def test_osp_prunes_once_at_megabatch_1(mask_sets):
-    """Kills `step == 1` -> `>= 1` in methods/osp.py: one mask, set before megabatch 1, never drawn again."""
+def test_osp_prunes_once_at_megabatch_1_to_its_final_density_on_a_sample_of_m1(mask_sets, monkeypatch):
+    """Kills `step == 1` -> `>= 1` in methods/osp.py (one mask, set before megabatch 1, never drawn again), and a
+    sample drawn from another megabatch than M_1 or a density other than 0.8^τ."""
+    pools = []
+    real = StepContext.random_sample
+
+    def recording(self, pool):
+        pools.append(torch.equal(pool, self.stream[0].train))
+        return real(self, pool)
+
+    monkeypatch.setattr(StepContext, "random_sample", recording)
     result = run_cell(RunConfig(method="osp", **TINY))
-    assert len(mask_sets) == 1
-    assert len({s["density"] for s in result["steps"]}) == 1
+    assert len(mask_sets) == 1 and pools == [True]
+    kept = round(0.8**4.5 * result["prunable_total"])
+    assert {s["density"] for s in result["steps"]} == {kept / result["prunable_total"]}
+    assert {s["target_density"] for s in result["steps"]} == {0.8**4.5}
 
 
 def test_the_paired_figure_pairs_by_seed_not_by_position():
