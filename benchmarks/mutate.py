@@ -84,7 +84,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     ),
     "analysis/stats.py": ("tests/test_analysis.py", "-k",
                           "t_quantile or t_interval or bootstrap or paired or summary_means or deltas"),
-    "analysis/paired.py": ("tests/test_guards.py", "tests/test_analysis.py", "-k", "paired"),
+    "analysis/paired.py": ("tests/test_guards.py", "tests/test_plot_style.py"),
     "almabench/store.py": (
         *(f"tests/test_untrusted_results.py::{t}" for t in (
             "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
@@ -92,7 +92,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
             "test_read_json_refuses_what_the_parser_would_choke_on")),
         *(f"tests/test_robustness.py::{t}" for t in (
             "test_validate_result_names_the_field_and_what_it_should_be",
-            "test_validate_result_checks_config_steps_and_missing_keys")),
+            "test_validate_result_checks_config_steps_and_missing_keys",
+            "test_a_refused_write_inside_torch_save_is_a_storage_error_and_leaves_the_old_file",
+            "test_storage_messages_name_the_folder_the_file_and_what_to_do",
+            "test_result_and_checkpoint_files_honour_the_umask")),
     ),
 }
 

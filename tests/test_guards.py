@@ -84,3 +84,11 @@ def test_an_exact_half_draw_does_not_flip(monkeypatch):
     x = torch.arange(3 * 1 * 2 * 3, dtype=torch.uint8).reshape(3, 1, 2, 3)
     out = augment(x, padding=0, flip=True, generator=torch.Generator())
     assert torch.equal(out[0], x[0]) and torch.equal(out[1], x[1].flip(2)) and torch.equal(out[2], x[2])
+
+
+def test_the_paired_difference_of_a_method_the_block_lacks_is_empty():
+    """Kills `a not in wide or b not in wide` -> `and` (and its return dropped): one method absent, nothing drawn."""
+    rows = pd.DataFrame([{"method": "app", "seed": 0, "step": 1, "test_accuracy": 10.0}])
+    for a, b in (("app", "dense"), ("dense", "app")):
+        d = paired_by_step(rows, a, b)
+        assert d.empty and list(d.columns) == ["step", "mean", "low", "high", "n"]

@@ -327,9 +327,19 @@ def test_read_json_refuses_what_the_parser_would_choke_on(tmp_path):
         assert str(err.value) == reason
     huge = tmp_path / "huge.json"
     with huge.open("wb") as f:
-        f.truncate(MAX_RESULT_BYTES + 1)
-    with pytest.raises(UnreadableFile, match=f"larger than a result can be \\({MAX_RESULT_BYTES + 1:,} bytes"):
+        f.truncate(16 * 2**20 + 1)  # sparse: no 16 MiB written
+    with pytest.raises(UnreadableFile) as err:
         read_json(huge)
+    assert str(err.value) == "larger than a result can be (16,777,217 bytes; at most 16,777,216)"
+    assert MAX_RESULT_BYTES == 16 * 2**20
+
+
+def test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept():
+    doc = good()
+    assert validate_result({**doc, "flops_dense": 2**63 - 1}) is None
+    assert validate_result({**doc, "flops_dense": 2**63}) == "holds the integer 9223372036854775808, beyond 64 bits"
+    assert validate_result({**doc, "flops_dense": -(2**63)}) == (
+        "holds the integer -9223372036854775808, beyond 64 bits")
 
 
 # ------------------------------------------------------------- a deep file in every command that reads files
