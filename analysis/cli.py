@@ -39,7 +39,10 @@ def report(results_dir: Path, out: Path | None, formats: str, group_by: str, met
     from .plots import FORMATS
     from .report import build_report
 
-    results_folder(results_dir)
+    try:
+        results_folder(results_dir)
+    except AlmabenchError as err:  # the command runs on its own too (tests, almabench.analysis.report)
+        raise click.ClickException(str(err)) from None
     fmts = _split(formats)
     bad = [f for f in fmts if f not in FORMATS]
     if not fmts or bad:

@@ -30,17 +30,20 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
     try:
         writer = WRITERS.get(to)
         module = writer.load(to)
+        results_folder(results_dir)
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
-    results_folder(results_dir)
     results = read_results(result_files(results_dir), lambda message: click.echo(f"warning: {message}", err=True))
     if not results:
         raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
     dest = dest if dest is not None else results_dir / to
-    check_dest(dest, "--dest FOLDER")  # before anything is written: one line, never a tracker's fallback folder
-    with warnings.catch_warnings():  # the trackers' own deprecation notices are not the user's to act on
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        wrote = module.export(results, results_dir, dest)
+    try:
+        check_dest(dest, "--dest FOLDER")  # before anything is written: one line, never a tracker's fallback folder
+        with warnings.catch_warnings():  # the trackers' own deprecation notices are not the user's to act on
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            wrote = module.export(results, results_dir, dest)
+    except AlmabenchError as err:  # a destination refused, a link leading out, a store that is not one
+        raise click.ClickException(str(err)) from None
     click.echo(f"wrote {dest}: {wrote}")
     click.echo(f"view: {writer.view.format(dest=dest)}")
