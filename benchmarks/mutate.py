@@ -89,7 +89,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
         *(f"tests/test_untrusted_results.py::{t}" for t in (
             "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
             "rejected", "test_numbers_out_of_range_and_odd_shapes_are_rejected",
-            "test_read_json_refuses_what_the_parser_would_choke_on")),
+            "test_read_json_refuses_what_the_parser_would_choke_on", "test_edges_of_the_ranges_are_kept",
+            "test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept")),
         *(f"tests/test_robustness.py::{t}" for t in (
             "test_validate_result_names_the_field_and_what_it_should_be",
             "test_validate_result_checks_config_steps_and_missing_keys",

@@ -299,6 +299,10 @@ RANGE_CASES = [
      'step 2 layer_density should be an object of densities in [0, 1], got {"0.weight": 2.0}'),
     (lambda d: d.update(started_at="yesterday"), 'started_at should be an ISO 8601 time, got "yesterday"'),
     (lambda d: d.update(seconds_by_part=[1]), "seconds_by_part should be an object of seconds, got [1]"),
+    (lambda d: d.update(seconds_by_part={"startup": -0.5}),
+     'seconds_by_part should be an object of seconds, got {"startup": -0.5}'),
+    (lambda d: d.update(seconds_by_part={"startup": "1"}),
+     'seconds_by_part should be an object of seconds, got {"startup": "1"}'),
     (lambda d: d.update(data={"a": {"b": {"c": {"d": {"e": {}}}}}}), "nested deeper than a result (6 levels)"),
     (lambda d: d.update(seconds=float("nan")), "holds nan, not a finite number"),
     (lambda d: d.update(test_size=100), "inconsistent result, a step has more test errors than test_size"),
@@ -334,9 +338,18 @@ def test_read_json_refuses_what_the_parser_would_choke_on(tmp_path):
     assert MAX_RESULT_BYTES == 16 * 2**20
 
 
+def test_edges_of_the_ranges_are_kept():
+    doc = good()
+    assert validate_result({**doc, "seconds_by_part": {"startup": 0.0, "test": 0.5}}) is None
+    errors = [s["test_errors"] for s in doc["steps"]]
+    assert validate_result({**doc, "test_size": max(errors)}) is None  # every image of a step wrong: allowed
+
+
 def test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept():
     doc = good()
     assert validate_result({**doc, "flops_dense": 2**63 - 1}) is None
+    assert validate_result({**doc, "params_total": -(2**63 - 1)}) == (
+        "params_total should be >= 0, got -9223372036854775807")
     assert validate_result({**doc, "flops_dense": 2**63}) == "holds the integer 9223372036854775808, beyond 64 bits"
     assert validate_result({**doc, "flops_dense": -(2**63)}) == (
         "holds the integer -9223372036854775808, beyond 64 bits")
