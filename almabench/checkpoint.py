@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from almabench.config import RunConfig, RunOptions
+from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
 from almabench.store import checkpoint_path, load_checkpoint, peek_checkpoint, save_checkpoint
@@ -64,7 +65,6 @@ def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads
     thread count than `threads`, stops the run with one line (OtherThreads)."""
     from almabench.data import load_dataset  # run imports this module: these are imported when first needed
     from almabench.provenance import environment, with_plugins
-    from almabench.run import resolve_device
 
     env: dict[str, Any] = {}
     for config in todo:

@@ -55,6 +55,8 @@ def _parse_set(pairs: tuple[str, ...]) -> dict[str, Any]:
             out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             out[key.strip()] = raw
+        except RecursionError:  # tomllib recurses once per nested list
+            raise AlmabenchError(f"--set {key.strip()}: nested too deeply") from None
     return out
 
 

@@ -203,6 +203,42 @@ class RunConfig:
         return {k: getattr(self, k) for k, v in PAPER_RECIPE.items() if getattr(self, k) != v}
 
 
+def range_problem(config: RunConfig) -> str | None:
+    """Why config's values lie outside what a run accepts (a number out of its range, or not finite), or None.
+
+    The checks that need nothing but the config: `run` applies them with the registries' (specs.check_config),
+    and a result file's config must pass them too (store.validate_result), whoever wrote it.
+    """
+    for name, value in config.to_dict().items():  # inf passes every range check below, and JSON cannot hold it
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name} must be a finite number, got {value}"
+    milestones = config.milestones or ()
+    checks = [
+        (config.tau > 0, f"tau must be > 0, got {config.tau}"),
+        (config.tau <= 0 or 0.8 ** config.tau > 0,
+         f"tau = {config.tau} keeps 0.8^tau = 0 of the weights (the kept fraction must be in (0, 1]); use a "
+         f"smaller tau"),
+        (config.megabatches >= 1, f"megabatches must be at least 1, got {config.megabatches}"),
+        (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
+        (all(1 <= m <= config.epochs for m in milestones),
+         f"milestones must be epochs in 1..{config.epochs} (the learning rate drops after them), got "
+         f"{list(milestones)}"),
+        (config.batch_size >= 2, f"batch_size must be at least 2, got {config.batch_size}"),
+        (config.lr > 0, f"lr must be > 0, got {config.lr}"),
+        (config.lr_gamma > 0, f"lr_gamma must be > 0 (the factor the learning rate is multiplied by at each "
+                              f"milestone), got {config.lr_gamma}"),
+        (config.momentum >= 0, f"momentum must be >= 0, got {config.momentum}"),
+        (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
+        (config.crop_padding >= -1, f"crop_padding must be a number of pixels >= 0 (or -1: the dataset's), got "
+                                    f"{config.crop_padding}"),
+        (0 <= config.seed < 2**63, f"seed must be an integer in 0..2^63-1 (it seeds 64-bit generators), got "
+                                   f"{config.seed}"),
+        (0 < config.sample_fraction <= 1, f"sample_fraction must be in (0, 1], got {config.sample_fraction}"),
+        (0 < config.val_fraction < 1, f"val_fraction must be in (0, 1), got {config.val_fraction}"),
+    ]
+    return next((message for ok, message in checks if not ok), None)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Where and how a cell runs; never changes what it computes (beyond floating-point rounding)."""

@@ -10,7 +10,6 @@ doing it twice; a full disk stops the grid with one line and keeps every finishe
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 import time
@@ -31,10 +30,11 @@ from almabench.channel import Receiver
 from almabench.checkpoint import OtherThreads, check_resumes
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
+from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.locks import cell_lock, describe_owner, this_run
 from almabench.progress import GridProgress, stream_note
-from almabench.run import resolve_device, run_cell
+from almabench.run import run_cell
 from almabench.specs import check_grid, describe
 from almabench.store import (
     CellFile,
@@ -43,6 +43,7 @@ from almabench.store import (
     checkpoint_path,
     json_safe,
     move_aside,
+    read_json,
     result_path,
     result_state,
     temp_files,
@@ -313,7 +314,7 @@ def check_same_data(cells: list[CellFile], options: RunOptions) -> None:
         if cell.state != "done":
             continue
         try:
-            recorded = json.loads(cell.path.read_text())["data"]["fingerprint"]
+            recorded = read_json(cell.path)["data"]["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # an older or partial record: nothing to compare
         current = load_dataset(cell.config.dataset, options.data_root, options.download).fingerprint

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, load_dataset
+from almabench.device import resolve_device
 from almabench.models import build_model
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each worker process's CUDA context costs beyond its tensors
@@ -58,8 +59,6 @@ def gpu_jobs(configs: list[RunConfig], datasets: dict[str, Dataset], device: tor
 def default_jobs(configs: list[RunConfig], options: RunOptions) -> int:
     """Cells at once when --jobs is not given: 1 on a CPU (torch already uses every core), and on a GPU as many
     as fit in its free memory (measured with the grid's most demanding architecture and batch size)."""
-    from almabench.run import resolve_device
-
     device = resolve_device(options.device)
     if device.type != "cuda" or len(configs) <= 1:
         return 1

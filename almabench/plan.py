@@ -6,19 +6,18 @@ still needs, and a time at the end-to-end rate of the finished results beside th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
+from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
 from almabench.progress import step_passes
-from almabench.run import resolve_device
 from almabench.specs import check_config, check_resolved, resolve_configs
-from almabench.store import CellFile, cell_files, result_state
+from almabench.store import CellFile, cell_files, read_json, result_state
 from almabench.stream import check_stream
 
 
@@ -40,7 +39,7 @@ def measured_rates(out: Path) -> dict[tuple, tuple[float, int]]:
         if state != "done":
             continue
         try:
-            result = json.loads(path.read_text())
+            result = read_json(path)
             data, env = result["data"], result["environment"]
             key = _rate_key(result["config"]["arch"], data["channels"], data["image_size"], env["device"])
             images = result["config"]["epochs"] * sum(s["train_size"] for s in result["steps"])
@@ -122,7 +121,7 @@ def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None
         doc: Any = None
         if state in ("done", "failed"):
             try:
-                doc = json.loads(path.read_text())
+                doc = read_json(path)
             except (OSError, ValueError):
                 doc = None
         config = doc.get("config") if isinstance(doc, dict) else None

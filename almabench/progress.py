@@ -12,6 +12,7 @@ grid reports each finished cell through `cell_done`.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from almabench.data import load_dataset
 from almabench.specs import describe
 from almabench.stream import REPLAYS, make_stream
 
+FALLBACK_COLUMNS = 80
 STEP_KEYS = ("step", "test_accuracy", "density", "seconds", "train_size")  # what an event carries of a step
 
 
@@ -78,8 +80,11 @@ class GridProgress:
             self.counted[h] = 0
         if note:
             self.write(f"note: {note}")
+        if self.file is None:  # stderr closed (2>&-): tqdm would die at its first write, before any cell ran
+            self.write("note: no progress bar: stderr is closed")
+            return
         self.bar = tqdm(total=sum(map(sum, self.passes.values())), unit="img", unit_scale=True, smoothing=0,
-                        file=self.file, disable=None, desc="grid")
+                        file=self.file, disable=None, desc="grid", ncols=bar_columns(self.file))
         self._postfix()
 
     def event(self, message: dict[str, Any]) -> None:
@@ -131,7 +136,9 @@ class GridProgress:
     # -- output
     def write(self, line: str, err: bool = False) -> None:
         """A line above the bar (or just a line, where there is none); err: on stderr."""
-        file = sys.stderr if err else self.lines or sys.stdout
+        file = (sys.stderr if err else self.lines or sys.stdout) or sys.stdout or sys.stderr
+        if file is None:  # both streams closed: nowhere to say anything
+            return
         tqdm.write(line, file=file)
         file.flush()  # tqdm.write does not flush: a later error line on the other stream must come after it
 
@@ -160,6 +167,17 @@ class GridProgress:
             failed = f", {self.failed} failed" if self.failed else ""
             bar.set_postfix_str(f"cells: {self.finished} done, {len(self.running)} running, {left} left{failed}",
                                      refresh=True)
+
+
+def bar_columns(file: IO[str]) -> int | None:
+    """The bar's width: None (tqdm measures the terminal) unless the terminal reports 0 columns, as a
+    pseudo-terminal without a size does (`script`): then 80, shutil.get_terminal_size's fallback, rather than a
+    bar of no width."""
+    try:
+        columns = os.get_terminal_size(file.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a terminal (no bar is drawn then), or no file number
+        return None
+    return FALLBACK_COLUMNS if columns == 0 else None
 
 
 def _n_train(config: RunConfig, options: RunOptions) -> int:

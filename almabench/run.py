@@ -16,6 +16,7 @@ from almabench.allocator import reuse_freed_memory
 from almabench.checkpoint import CellCheckpoint
 from almabench.config import RunConfig, RunOptions
 from almabench.data import Dataset, load_dataset
+from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.inference import eval_batch_size, largest_activation_bytes
 from almabench.methods import METHODS, Method, StepContext
@@ -36,17 +37,6 @@ from almabench.train import (
     synchronize,
     train_step,
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AlmabenchError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise AlmabenchError(f"unknown device {name!r}; choose from: auto, cpu, cuda, cuda:N") from None
 
 
 def layer_flops(model: nn.Module, channels: int, size: tuple[int, int], device: torch.device) -> dict[str, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -20,7 +19,7 @@ from typing import Any
 
 import torch
 
-from almabench.config import RunConfig, RunOptions
+from almabench.config import RunConfig, RunOptions, range_problem
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
@@ -124,6 +123,8 @@ def load_spec(spec: str | None) -> GridSpec:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise AlmabenchError(f"{quoted(path)}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nested list or table
+        raise AlmabenchError(f"{quoted(path)}: nested too deeply to be a spec") from None
     unknown = sorted(set(doc) - {"grid", "config", "slurm", "description", "plugins"})
     if unknown:
         raise AlmabenchError(f"{quoted(path)}: unknown table(s) {', '.join(unknown)}; a spec has [grid] and [config] "
@@ -182,40 +183,13 @@ def check_config(config: RunConfig) -> None:
         from almabench.data import DATASETS
 
         raise AlmabenchError(DATASETS.unknown(config.dataset) + ", or a path to an .npz file or an ImageFolder tree")
-    for name, value in config.to_dict().items():  # inf passes every range check below, and JSON cannot hold it
-        if isinstance(value, float) and not math.isfinite(value):
-            raise AlmabenchError(f"{name} must be a finite number, got {value}")
     method = METHODS.get(config.method)
-    milestones = config.milestones or ()
-    checks = [
-        (config.tau > 0, f"tau must be > 0, got {config.tau}"),
-        (config.tau <= 0 or 0.8 ** config.tau > 0,
-         f"tau = {config.tau} keeps 0.8^tau = 0 of the weights (the kept fraction must be in (0, 1]); use a "
-         f"smaller tau"),
-        (not (method.prunes and method.shrinks) or config.tau >= 1,
-         f"tau must be >= 1 for {config.method}: its kept fraction 0.8^δ_t with δ = linspace(1, tau, T) must not "
-         f"grow, since its masks only shrink; got {config.tau}"),
-        (config.megabatches >= 1, f"megabatches must be at least 1, got {config.megabatches}"),
-        (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
-        (all(1 <= m <= config.epochs for m in milestones),
-         f"milestones must be epochs in 1..{config.epochs} (the learning rate drops after them), got "
-         f"{list(milestones)}"),
-        (config.batch_size >= 2, f"batch_size must be at least 2, got {config.batch_size}"),
-        (config.lr > 0, f"lr must be > 0, got {config.lr}"),
-        (config.lr_gamma > 0, f"lr_gamma must be > 0 (the factor the learning rate is multiplied by at each "
-                              f"milestone), got {config.lr_gamma}"),
-        (config.momentum >= 0, f"momentum must be >= 0, got {config.momentum}"),
-        (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
-        (config.crop_padding >= -1, f"crop_padding must be a number of pixels >= 0 (or -1: the dataset's), got "
-                                    f"{config.crop_padding}"),
-        (0 <= config.seed < 2**63, f"seed must be an integer in 0..2^63-1 (it seeds 64-bit generators), got "
-                                   f"{config.seed}"),
-        (0 < config.sample_fraction <= 1, f"sample_fraction must be in (0, 1], got {config.sample_fraction}"),
-        (0 < config.val_fraction < 1, f"val_fraction must be in (0, 1), got {config.val_fraction}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise AlmabenchError(message)
+    if 0 < config.tau < 1 and method.prunes and method.shrinks:  # tau <= 0: range_problem says so
+        raise AlmabenchError(f"tau must be >= 1 for {config.method}: its kept fraction 0.8^δ_t with δ = linspace(1, "
+                             f"tau, T) must not grow, since its masks only shrink; got {config.tau}")
+    reason = range_problem(config)
+    if reason is not None:
+        raise AlmabenchError(reason)
 
 
 def resolve_configs(configs: list[RunConfig], options: RunOptions, strict: bool = True) -> list[RunConfig]:

@@ -32,22 +32,40 @@ def megabatch_size(n_train: int, megabatches: int) -> int:
     return n_train // megabatches
 
 
+def validation_size(size: int, val_fraction: float) -> int:
+    """The validating tail of a megabatch of `size`: val_fraction·size rounded half up, held inside 1..size-1."""
+    return min(size - 1, max(1, math.floor(val_fraction * size + 0.5)))
+
+
+def smallest_trainable_stream(megabatches: int, val_fraction: float) -> int:
+    """The fewest images whose megabatches each train on at least one batch (two images: a batch of one is
+    dropped, batch norm cannot train on it)."""
+    size = 3
+    while size - validation_size(size, val_fraction) < 2:
+        size += 1
+    return size * megabatches
+
+
 def check_stream(n_train: int, megabatches: int, val_fraction: float, stream_images: int | None = None) -> None:
     """One line for a stream that cannot be cut: T < 1, a validation fraction outside (0, 1), a stream size the
-    data cannot give, or megabatches of fewer than two examples."""
-    if stream_images is not None:
-        if not 1 <= stream_images <= n_train:
-            raise AlmabenchError(f"stream_images must be in 1..{n_train:,} (the training images the dataset holds), "
-                                 f"got {stream_images:,}")
-        if megabatch_size(stream_images, megabatches) < 2:
-            raise AlmabenchError(
-                f"stream_images = {stream_images:,} cut into {megabatches} megabatches leaves fewer than 2 images "
-                f"per megabatch (one to train, one to validate); use at least {2 * megabatches:,}")
-        n_train = stream_images
+    data cannot give, a stream_images whose megabatches train on less than one batch, or megabatches of fewer than
+    two examples."""
     if megabatches < 1:
         raise AlmabenchError(f"megabatches must be at least 1, got {megabatches}")
     if not 0.0 < val_fraction < 1.0:
         raise AlmabenchError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if stream_images is not None:
+        if not 1 <= stream_images <= n_train:
+            raise AlmabenchError(f"stream_images must be in 1..{n_train:,} (the training images the dataset holds), "
+                                 f"got {stream_images:,}")
+        size = megabatch_size(stream_images, megabatches)
+        trains = size - validation_size(size, val_fraction) if size >= 2 else size
+        if trains < 2:  # zero SGD steps in a megabatch, and torch's scheduler warning
+            raise AlmabenchError(
+                f"stream_images = {stream_images:,} cut into {megabatches} megabatches trains on {trains} image(s) "
+                f"per megabatch, less than one batch (two images; batch norm cannot train on one); use at least "
+                f"{smallest_trainable_stream(megabatches, val_fraction):,}")
+        n_train = stream_images
     if megabatch_size(n_train, megabatches) < 2:
         raise AlmabenchError(
             f"{megabatches} megabatches need at least {2 * megabatches} training examples (two per megabatch, "
@@ -63,7 +81,7 @@ def make_stream(n_train: int, megabatches: int, seed: int, val_fraction: float =
     n = n_train if pool is None else len(pool)
     check_stream(n, megabatches, val_fraction)
     size = megabatch_size(n, megabatches)
-    n_val = min(size - 1, max(1, math.floor(val_fraction * size + 0.5)))  # round half up
+    n_val = validation_size(size, val_fraction)
     stream = LAYOUTS.get(layout)(n, megabatches, seed, size - n_val, n_val)
     if pool is None:
         return stream

@@ -33,8 +33,11 @@ class LogTarget:
 
     @classmethod
     def parse(cls, value: str, out: Path) -> LogTarget:
-        """`tensorboard` (into OUT/tensorboard) or `tensorboard:DIR`; an unknown or missing writer is one line."""
+        """`tensorboard` (into OUT/tensorboard) or `tensorboard:DIR`; an unknown or missing writer, or a folder
+        that cannot be written (a file, read-only), is one line before any cell runs: a cell that cannot log would
+        write a failure record, and W&B would log into its fallback folder instead."""
         from almabench.analysis.export import WRITERS
+        from almabench.analysis.export.dest import check_dest
         from almabench.errors import AlmabenchError
 
         kind, _, folder = value.partition(":")
@@ -42,7 +45,9 @@ class LogTarget:
         if kind not in live:
             raise AlmabenchError(f"unknown --log {kind!r}; choose from: {', '.join(live)} (optionally NAME:DIR)")
         WRITERS.get(kind).load(kind, flag="--log")  # its package is there, before any cell runs
-        return cls(kind, Path(folder) if folder else out / kind)
+        target = cls(kind, Path(folder) if folder else out / kind)
+        check_dest(target.dest, f"--log {kind}:FOLDER")
+        return target
 
 
 class CellWatch:

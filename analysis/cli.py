@@ -46,15 +46,18 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
     from almabench.errors import AlmabenchError
     from almabench.names import quoted
+    from almabench.store import StorageError
 
     from .blocks import datasets_apart, parse_group_by, scope_in_method, with_varying_splits
-    from .load import filter_results, load_results
+    from .load import filter_results, load_results, results_folder
     from .plots import FORMATS
     from .report import build_report
 
-    missing = [d for d in results_dirs if not d.is_dir()]
-    if missing:
-        raise click.ClickException(f"results folder {quoted(missing[0])} does not exist")
+    try:
+        for folder in results_dirs:
+            results_folder(folder)
+    except AlmabenchError as err:  # the command runs on its own too (tests, almabench.analysis.report)
+        raise click.ClickException(str(err)) from None
     results_dir = results_dirs[0] if len(results_dirs) == 1 else _shared_folder(results_dirs)
     fmts = _split(formats)
     bad = [f for f in fmts if f not in FORMATS]
@@ -93,12 +96,12 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         source = results_dir if len(results_dirs) == 1 else ", ".join(map(str, results_dirs))
         result = build_report(frame, target, fmts, keys, warn=echo_warning, source=source, notes=notes,
                               highlight=_split(highlight) if highlight is not None else None)
-    except AlmabenchError as err:
-        raise click.ClickException(str(err)) from None
-    except OSError as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
-        reason = (err.strerror or str(err)).lower()
+    except (StorageError, OSError) as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
+        reason = err.reason if isinstance(err, StorageError) else (err.strerror or str(err)).lower()
         raise click.ClickException(f"cannot write the report into {quoted(target)}/: {reason}; pass --out FOLDER "
                                    f"to write it into another folder") from None
+    except AlmabenchError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(result.text)
     click.echo(f"wrote {result.out}: report.md, tables.md/.csv/.tex, {len(result.plots)} figures "
                f"({', '.join(fmts)})")

@@ -7,7 +7,6 @@ well-formed results are skipped with one warning line each: a half-written grid 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
@@ -17,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from almabench.config import RunConfig
-from almabench.store import SCHEMA_VERSION, validate_result
+from almabench.errors import AlmabenchError
+from almabench.store import SCHEMA_VERSION, UnreadableFile, read_json, validate_result
 
 Warn = Callable[[str], None]
 
@@ -94,12 +94,12 @@ def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[
     out = []
     for path in paths:
         try:
-            result = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError) as err:
+            result = read_json(path)
+        except OSError as err:
             warn(f"skipped {path}: unreadable ({err.__class__.__name__})")
             continue
-        except ValueError:
-            warn(f"skipped {path}: {'empty file' if not path.stat().st_size else 'not valid JSON'}")
+        except UnreadableFile as err:
+            warn(f"skipped {path}: {'empty file' if not path.stat().st_size else err}")
             continue
         reason = problem(result)
         if reason is not None:
@@ -113,10 +113,21 @@ def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[
     return out
 
 
+def results_folder(root: str | Path) -> Path:
+    """root as a Path, or the one line the CLI gives where it is missing or a file: an empty frame would say
+    "no results" of a folder that is not there (a typo), which is not the same answer."""
+    root = Path(root)
+    if not root.is_dir():
+        where = "is a file, not a folder" if root.exists() else "does not exist"
+        raise AlmabenchError(f"results folder {root} {where}")
+    return root
+
+
 def load_results(root: str | Path | Sequence[str | Path], warn: Warn = warn_stderr) -> pd.DataFrame:
     """One row per (cell, step) for every valid result file under root (a folder, or several: a cell found in
-    two of them is read once, with a warning); an empty frame if there are none."""
-    roots = [Path(root)] if isinstance(root, str | Path) else [Path(r) for r in root]
+    two of them is read once, with a warning); an empty frame if there are none (AlmabenchError if a root is not
+    a folder)."""
+    roots = [results_folder(root)] if isinstance(root, str | Path) else [results_folder(r) for r in root]
     files = [path for r in roots for path in result_files(r)]
     rows = [row for path, result in read_results(files, warn) for row in _rows(result, path)]
     frame = pd.DataFrame(rows)

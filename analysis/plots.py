@@ -12,6 +12,7 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from almabench.store import write_atomic  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .forest import MAX_COLUMNS, forest_figure  # noqa: E402
@@ -79,7 +82,8 @@ class FigureWriter:
         paths = []
         for fmt in self.formats:
             path = self.out / f"{name}.{fmt}"
-            fig.savefig(path, bbox_inches="tight", metadata={"Software": None} if fmt == "png" else None)
+            metadata = {"Software": None} if fmt == "png" else None  # a link at path is replaced, not written through
+            write_atomic(path, partial(fig.savefig, format=fmt, bbox_inches="tight", metadata=metadata))
             paths.append(path)
         plt.close(fig)
         return tuple(paths)

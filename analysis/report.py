@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 import almabench
+from almabench.store import write_atomic
 
 from .blocks import (
     BLOCK_KEYS,
@@ -88,14 +89,13 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     regime_md = _regime_markdown(settings, keys)
 
     report = Report(out=out, text=to_text(tables) + _regime_text(settings, keys))
-    for name, content in [("tables.md", to_markdown(tables, level=2) + regime_md), ("tables.tex", to_latex(tables))]:
-        (out / name).write_text(content + "\n")
-        report.files.append(out / name)
-    csv_frame(summary, deltas, keys).to_csv(out / "tables.csv", index=False)
-    report.files.append(out / "tables.csv")
+    outputs = [("tables.md", to_markdown(tables, level=2) + regime_md + "\n"), ("tables.tex", to_latex(tables) + "\n"),
+               ("tables.csv", csv_frame(summary, deltas, keys).to_csv(index=False))]
     if settings:
-        pd.concat([rows for _, rows in settings]).to_csv(out / "regime.csv", index=False)
-        report.files.append(out / "regime.csv")
+        outputs.append(("regime.csv", pd.concat([rows for _, rows in settings]).to_csv(index=False)))
+    for name, content in outputs:
+        write_text(out / name, content)
+        report.files.append(out / name)
 
     report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats, deltas,
                               highlight)
@@ -104,7 +104,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,
                          source=source, warnings=warnings)
-    (out / "report.md").write_text(md)
+    write_text(out / "report.md", md)
     report.files.append(out / "report.md")
     return report
 
@@ -140,6 +140,12 @@ def _regime_text(settings: list[tuple[dict, pd.DataFrame]], keys: Sequence[str])
         parts += [f"== regime map: {block_label(setting) if setting else 'all cells'} ==",
                   aligned(regime_display(rows, _namer(rows, keys))), ""]
     return "\n".join(parts)
+
+
+def write_text(path: Path, text: str) -> None:
+    """As the result files are written (a temp file renamed over the name): a link already at the name is
+    replaced, never written through to a file elsewhere."""
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _check_fingerprints(cell_rows: pd.DataFrame, warn: Warn) -> None:

@@ -30,7 +30,7 @@ import pandas as pd
 from almabench.config import RunConfig
 
 from .blocks import BLOCK_KEYS, block_label, scope_in_method, with_varying_splits
-from .load import Warn, read_results, result_files, warn_stderr
+from .load import Warn, read_results, result_files, results_folder, warn_stderr
 
 INT, FLOAT, BOOL, TEXT, TIME, LIST = "Int64", "float64", "boolean", "string", "datetime64[ns, UTC]", "list"
 NUMBERS = "numbers"  # a list of numbers, stored as text: "1,2"
@@ -92,7 +92,7 @@ class ResultTables:
 def load_tables(root: str | Path, warn: Warn = warn_stderr) -> ResultTables:
     """The tidy tables of every valid result under root, with the same checks as load_results (each skipped
     file gets one warning line); file paths are stored relative to root, so a moved folder exports alike."""
-    root = Path(root)
+    root = results_folder(root)
     return tables_of(read_results(result_files(root), warn), root)
 
 

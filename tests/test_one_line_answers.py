@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
+from almabench.data.cifar import OFFLINE_BUILDER
 from almabench.execute import run_and_store
 from almabench.specs import resolve_configs
 from almabench.store import result_path
@@ -311,9 +312,10 @@ def test_a_dry_run_without_the_cifar_data_says_it_is_missing_and_how_to_make_it(
         "0 done, 0 failed, 0 corrupt, 3 missing: 3 cell(s) to run",
         "compute left: unknown until the data of its 3 cell(s) is there (below)",
         f"Error: the run would stop before any cell: cifar10 not found: {empty}/cifar-10-batches-py lacks "
-        f"data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch; make it offline with "
-        f"python ../shared/data/build-cifar10.py {empty}, or rerun with --download where a network exists, or pass "
-        f"--data-root where it is"]
+        f"data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch; rerun with --download "
+        f"where a network exists, unpack the official cifar-10-python.tar.gz into {empty}, or pass --data-root where "
+        f"it is" + (f", or make it offline with python ../shared/data/build-cifar10.py {empty}"
+                    if OFFLINE_BUILDER.is_file() else "")]
     assert snapshot(out) == {"keep.json": KEPT} and not empty.exists()
 
 

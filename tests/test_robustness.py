@@ -250,7 +250,8 @@ def good_result() -> dict:
     """A finished result with every key run_cell writes, by hand: two megabatches, 3 + 2 test errors."""
     config = RunConfig(method="dense", megabatches=2, epochs=1)
     step = {"step": 1, "test_accuracy": 97.0, "test_errors": 3, "train_accuracy": 99.0, "val_accuracy": 98.0,
-            "gap": 1.0, "density": 1.0, "target_density": 1.0, "params_remaining": 10, "flops_remaining": 20}
+            "gap": 1.0, "density": 1.0, "target_density": 1.0, "params_remaining": 10, "flops_remaining": 20,
+            "seconds": 0.5, "images_per_second": 100.0}
     return {"schema_version": 1, "status": "ok", "config_hash": config.hash(), "config": config.to_dict(),
             "steps": [step, {**step, "step": 2, "test_errors": 2}], "final_test_accuracy": 98.0, "cer": 5,
             "final_density": 1.0, "final_gap": 1.0, "mean_gap": 1.0, "test_size": 100, "params_total": 10,

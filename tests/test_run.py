@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
+from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
 from almabench.models import ARCHS, build_model
-from almabench.run import resolve_device, run_cell, seconds_by_part, summarise
+from almabench.run import run_cell, seconds_by_part, summarise
 from almabench.store import without_timing
 from almabench.stream import make_stream
 

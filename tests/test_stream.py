@@ -60,8 +60,9 @@ def test_the_validation_part_is_at_least_one_and_leaves_at_least_one_to_train():
 @pytest.mark.parametrize("n_train, megabatches, val_fraction, stream_images", [
     (2, 1, 0.1, None),  # T = 1, two examples: one to train, one to validate
     (4, 2, 0.99, None),
-    (100, 2, 0.01, 4),  # stream_images = 2T: the smallest stream
-    (100, 1, 0.5, 2),
+    (100, 2, 0.01, 6),  # stream_images = 3T: the smallest stream whose megabatches each train on a batch of 2
+    (100, 2, 0.5, 8),  # half validating: 4 per megabatch
+    (100, 1, 0.5, 4),
     (100, 3, 0.1, 100),  # the whole training set
 ])
 def test_the_smallest_valid_streams_pass_the_checks(n_train, megabatches, val_fraction, stream_images):
@@ -73,9 +74,11 @@ def test_the_smallest_valid_streams_pass_the_checks(n_train, megabatches, val_fr
     (10, 2, 0.0, None, r"val_fraction must be in \(0, 1\), got 0.0"),
     (10, 2, 1.0, None, r"val_fraction must be in \(0, 1\), got 1.0"),
     (3, 2, 0.1, None, "2 megabatches need at least 4 training examples"),
-    (100, 2, 0.1, 3, "stream_images = 3 cut into 2 megabatches leaves fewer than 2 images per megabatch .*; use at "
-                     "least 4$"),
-    (100, 1, 0.1, 1, "stream_images = 1 cut into 1 megabatches leaves fewer than 2"),
+    (100, 2, 0.1, 3, "stream_images = 3 cut into 2 megabatches trains on 1 image.* per megabatch, less than one batch "
+                     r"\(two images; batch norm cannot train on one\); use at least 6$"),
+    (100, 2, 0.1, 5, "stream_images = 5 cut into 2 megabatches trains on 1 image.*; use at least 6$"),
+    (100, 2, 0.5, 7, "stream_images = 7 cut into 2 megabatches trains on 1 image.*; use at least 8$"),
+    (100, 1, 0.1, 1, "stream_images = 1 cut into 1 megabatches trains on 1 image"),
     (100, 1, 0.1, 0, r"stream_images must be in 1..100 \(the training images the dataset holds\), got 0"),
     (100, 1, 0.1, 101, "stream_images must be in 1..100"),
 ])

@@ -73,8 +73,8 @@ def test_dry_run_names_the_stream_size_among_the_departures_from_the_paper(tmp_p
 @pytest.mark.parametrize("value, message", [
     ("0", "digits: stream_images must be in 1..1,437 (the training images the dataset holds), got 0"),
     ("1438", "digits: stream_images must be in 1..1,437 (the training images the dataset holds), got 1,438"),
-    ("3", "digits: stream_images = 3 cut into 2 megabatches leaves fewer than 2 images per megabatch (one to "
-          "train, one to validate); use at least 4"),
+    ("4", "digits: stream_images = 4 cut into 2 megabatches trains on 1 image(s) per megabatch, less than one batch "
+          "(two images; batch norm cannot train on one); use at least 6"),
     ("1.5", "stream_images must be an integer, got 1.5"),
 ])
 def test_a_stream_size_the_data_cannot_give_stops_in_one_line_before_any_cell(tmp_path, value, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ from torch import Tensor
 from almabench.data.base import AUGMENTATION, DATASETS, Dataset
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
+
+# This project's offline copy of CIFAR-10 (its machines have no network), beside the clone: named in the hint
+# where it exists, never elsewhere, where a user needs --download or the official files.
+OFFLINE_BUILDER = Path(__file__).resolve().parents[3] / "shared" / "data" / "build-cifar10.py"
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,13 @@ def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Datas
         download_and_extract_archive(layout.url, str(root), filename=layout.archive, md5=layout.archive_md5)
         missing = [f for f, _ in files if not (folder / f).is_file()]
     if missing:
-        offline = f"make it offline with python ../shared/data/build-cifar10.py {quoted(root)}, or "
+        offline = (f", or make it offline with python {os.path.relpath(OFFLINE_BUILDER)} {quoted(root)}"
+                   if layout.name == "cifar10" and OFFLINE_BUILDER.is_file() else "")
         raise AlmabenchError(
-            f"{layout.name} not found: {quoted(folder)} lacks {', '.join(missing)}; "
-            f"{offline if layout.name == 'cifar10' else ''}rerun with --download where a network exists, or pass "
-            f"--data-root where it is"
+            f"{layout.name} not found: {quoted(folder)} lacks {', '.join(missing)}; rerun with --download where a "
+            f"network exists, unpack the official {layout.archive} into {quoted(root)}, or pass --data-root where "
+            f"it is"
+            f"{offline}"
         )
     mismatched = [f for f, md5 in files if not check_integrity(str(folder / f), md5)]
     notes: tuple[str, ...] = ()

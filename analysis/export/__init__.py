@@ -20,20 +20,23 @@ from almabench.registry import Registry
 @dataclass(frozen=True)
 class Writer:
     """A format: its module in this package (a plugin's: its full dotted name), the package it imports, the extra
-    that installs it, the folder it writes under RESULTS by default, how to view it ({dest}: where it went) and
-    whether it logs live."""
+    that installs it, the folder it writes under RESULTS by default, how to view it ({dest}: where it went),
+    whether it logs live, and the other packages of its extra it imports (mlflow-skinny's sqlite store needs
+    SQLAlchemy and alembic)."""
 
     module: str
     requires: str
     extra: str
     view: str
     live: bool = False
+    also: tuple[str, ...] = ()
 
     def load(self, name: str, flag: str = "--to") -> ModuleType:
         """The writer's module; a missing package is one line naming the extra to install."""
-        if importlib.util.find_spec(self.requires) is None:
-            raise AlmabenchError(f"{flag} {name} needs the {self.requires} package: "
-                                 f"pip install 'almabench[{self.extra}]'")
+        for package in (self.requires, *self.also):
+            if importlib.util.find_spec(package) is None:
+                raise AlmabenchError(f"{flag} {name} needs the {package} package: "
+                                     f"pip install 'almabench[{self.extra}]'")
         builtin = WRITERS.origin(name) is None  # a plugin's writer names its module in full
         return importlib.import_module(f"{__name__}.{self.module}" if builtin else self.module)
 
@@ -47,4 +50,5 @@ WRITERS.register("tensorboard")(Writer("tensorboard", "tensorboard", "tensorboar
 WRITERS.register("wandb")(Writer("wandb", "wandb", "wandb", "wandb sync {dest}/wandb/offline-run-*",
                                  live=True))
 WRITERS.register("mlflow")(Writer("mlflow", "mlflow", "mlflow",
-                                  "mlflow ui --backend-store-uri sqlite:///{dest}/mlflow.db  (needs the full mlflow)"))
+                                  "mlflow ui --backend-store-uri sqlite:///{dest}/mlflow.db  (needs the full mlflow)",
+                                  also=("sqlalchemy", "alembic")))

@@ -17,7 +17,7 @@ from . import WRITERS
               help="parquet, tensorboard, wandb, mlflow (or a plugin's: `almabench list`): tidy tables (parquet), one "
                    "run per cell (tensorboard, offline wandb runs, an mlflow sqlite store). Each needs its extra: pip "
                    "install 'almabench[FORMAT]'.")
-@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--dest", type=click.Path(path_type=Path), default=None,  # dest.check_dest says what is wrong
               help="Folder to write into (default: RESULTS_DIR/FORMAT). A cell exported again replaces its earlier "
                    "export there.")
 def export(results_dir: Path, to: str, dest: Path | None) -> None:
@@ -25,22 +25,26 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
     `almabench report` (a file that is not a finished result is skipped with one warning line)."""
     from almabench.errors import AlmabenchError
 
-    from ..load import read_results, result_files
+    from ..load import read_results, result_files, results_folder
+    from .dest import check_dest
 
     try:
         writer = WRITERS.get(to)
         module = writer.load(to)
+        results_folder(results_dir)
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
-    if not results_dir.is_dir():
-        raise click.ClickException(f"results folder {results_dir} does not exist")
     results = read_results(result_files(results_dir), lambda message: click.echo(f"warning: {message}", err=True))
     if not results:
         raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
     dest = dest if dest is not None else results_dir / to
-    with warnings.catch_warnings():  # the trackers' own deprecation notices are not the user's to act on
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        wrote = module.export(results, results_dir, dest)
+    try:
+        check_dest(dest, "--dest FOLDER")  # before anything is written: one line, never a tracker's fallback folder
+        with warnings.catch_warnings():  # the trackers' own deprecation notices are not the user's to act on
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            wrote = module.export(results, results_dir, dest)
+    except AlmabenchError as err:  # a destination refused, a link leading out, a store that is not one
+        raise click.ClickException(str(err)) from None
     click.echo(f"wrote {dest}: {wrote}")
     click.echo(f"view: {writer.view.format(dest=dest)}")

@@ -13,14 +13,48 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from almabench.errors import AlmabenchError
+from almabench.names import quoted
+
 from .runs import final_metrics, group_name, hparams, run_name, step_scalars, step_wall_times, varying_keys
 
 EXPERIMENT = "almabench"
 METRIC_BATCH, PARAM_BATCH = 1000, 100  # the most MLflow takes in one log_batch
+SEARCH_PAGE = 1000
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def store_uri(dest: Path) -> str:
     return f"sqlite:///{Path(dest).resolve() / 'mlflow.db'}"
+
+
+def check_store(dest: Path) -> None:
+    """One line, before MLflow opens it, where DEST/mlflow.db is a link (SQLite writes through it) or a file
+    that is not a SQLite database (MLflow's answer is a long traceback)."""
+    db = dest / "mlflow.db"
+    if db.is_symlink():
+        raise AlmabenchError(f"{quoted(db)} is a link: the store must be a file in --dest; pass --dest FOLDER to "
+                             f"write elsewhere")
+    if db.exists():
+        with db.open("rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+        if header and header != SQLITE_HEADER:
+            raise AlmabenchError(f"{quoted(db)} is not an SQLite database (not an MLflow store); move it away or "
+                                 f"pass --dest FOLDER to write elsewhere")
+
+
+def runs_by_hash(client: Any, experiment_id: str) -> dict[str, list[str]]:
+    """The ids of the experiment's runs by their config_hash tag, read page by page: matched here rather than in
+    a filter string, so no value a result file holds is ever parsed as part of a query."""
+    runs: dict[str, list[str]] = {}
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], max_results=SEARCH_PAGE, page_token=token)
+        for run in page:
+            runs.setdefault(run.data.tags.get("config_hash", ""), []).append(run.info.run_id)
+        token = page.token
+        if not token:
+            return runs
 
 
 def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -> str:
@@ -31,14 +65,16 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
         logging.getLogger(name).setLevel(logging.WARNING)
 
     dest.mkdir(parents=True, exist_ok=True)
+    check_store(dest)
     client = MlflowClient(tracking_uri=store_uri(dest), registry_uri=store_uri(dest))
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
     first = varying_keys([result["config"] for _, result in results])
+    earlier = runs_by_hash(client, experiment_id)
     for path, result in results:
         config, config_hash = result["config"], result["config_hash"]
-        for old in client.search_runs([experiment_id], f"tags.config_hash = '{config_hash}'"):
-            client.delete_run(old.info.run_id)
+        for run_id in earlier.get(config_hash, []):
+            client.delete_run(run_id)
         times = [int(1000 * t) for t in step_wall_times(result)]
         tags = {"block": group_name(config), "dataset": str(config["dataset"]), "arch": str(config["arch"]),
                 "T": str(config["megabatches"]), "method": str(config["method"]), "seed": str(config["seed"]),

@@ -15,24 +15,22 @@ from typing import Any, Protocol
 from almabench.config import NAMED_WITHOUT, RunConfig
 from almabench.specs import DESCRIBED_WHEN_SET as NAMED_WHEN_SET  # a run's name shows what a run's lines show
 
+from .dest import part
+
 DEFAULTS = {**RunConfig().to_dict(), **NAMED_WITHOUT}  # a global scope is named as the hash names it: not at all
-
-
-def _part(value: Any) -> str:
-    """A path component: a dataset given as a path keeps its name, never a '/' that would nest folders."""
-    return str(value).replace("/", "_").replace("\\", "_")
 
 
 def group_name(config: dict[str, Any]) -> str:
     """The block a cell belongs to: dataset/arch/T=../epochs=.. (W&B's group; the top of TensorBoard's run)."""
-    return f"{_part(config['dataset'])}/{_part(config['arch'])}/T={config['megabatches']}/epochs={config['epochs']}"
+    return (f"{part(config['dataset'])}/{part(config['arch'])}/T={part(config['megabatches'])}"
+            f"/epochs={part(config['epochs'])}")
 
 
 def run_name(config: dict[str, Any], config_hash: str) -> str:
     """group/method/seed=N[,key=value...]-hash8: unique per cell, readable, grouped by block."""
-    extras = "".join(f",{k}={_part(config[k])}" for k in NAMED_WHEN_SET
+    extras = "".join(f",{k}={part(config[k])}" for k in NAMED_WHEN_SET
                      if k in config and config[k] != DEFAULTS[k])
-    return f"{group_name(config)}/{_part(config['method'])}/seed={config['seed']}{extras}-{config_hash[:8]}"
+    return f"{group_name(config)}/{part(config['method'])}/seed={part(config['seed'])}{extras}-{part(config_hash[:8])}"
 
 
 def leaf_name(config: dict[str, Any], config_hash: str) -> str:

@@ -31,6 +31,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
+from .dest import inside
 from .runs import (
     FINAL_METRICS,
     FIRST_KEYS,
@@ -47,15 +48,17 @@ EVENT_FILES = "events.out.tfevents.*"
 Value = bool | int | float | str
 
 
-def opened_second(event_file: Path) -> int:
-    """The whole second an event file's writer opened (events.out.tfevents.SECOND.host.pid.uid)."""
-    return int(event_file.name.split(".")[3])
+def opened_second(event_file: Path) -> int | None:
+    """The whole second an event file's writer opened (events.out.tfevents.SECOND.host.pid.uid); None for a
+    name no writer made."""
+    second = event_file.name.split(".")[3]
+    return int(second) if second.isdigit() else None
 
 
 def wait_to_sort_last(run_dir: Path) -> None:
     """Sleep (under a second, or as long as a file from the future needs) until a writer opened now sorts after every
     event file already in run_dir."""
-    newest = max((opened_second(f) for f in run_dir.glob(EVENT_FILES)), default=None)
+    newest = max((s for f in run_dir.glob(EVENT_FILES) if (s := opened_second(f)) is not None), default=None)
     if newest is not None:
         while time.time() < newest + 1:
             time.sleep(newest + 1 - time.time())
@@ -116,11 +119,12 @@ class TensorBoardRun:
 
     def __init__(self, dest: Path, config: dict[str, Any], config_hash: str, replace: bool = False,
                  first: tuple[str, ...] | list[str] = FIRST_KEYS, strip: str = "") -> None:
-        self.dir = Path(dest) / run_name(config, config_hash).removeprefix(strip)
+        self.dir = inside(dest, Path(dest) / run_name(config, config_hash).removeprefix(strip))
         self.dir.mkdir(parents=True, exist_ok=True)
-        if replace:
+        if replace:  # an earlier export's event files (a link is removed, never what it points to)
             for old in self.dir.glob(EVENT_FILES):
-                old.unlink()
+                if old.is_file() or old.is_symlink():
+                    old.unlink()
         self.config, self.config_hash, self.first = config, config_hash, first
         wait_to_sort_last(self.dir)
         # purge_step=1: every earlier event of this run is superseded by what this writer logs

@@ -12,13 +12,27 @@ An export removes the earlier offline runs of the cells it writes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from almabench.store import HASH_PATTERN
+
+from .dest import inside
 from .runs import FIRST_KEYS, export_runs, final_metrics, group_name, hparams, leaf_name, step_scalars
 
 PROJECT = "almabench"
+OFFLINE_RUN = re.compile(r"offline-run-\d{8}_\d{6}-[0-9a-f]{16}")
+
+
+def earlier_runs(runs: Path, config_hash: str) -> list[Path]:
+    """The offline runs W&B made for this cell under runs/ (offline-run-YYYYMMDD_HHMMSS-<hash>): folders, never
+    a link or anything else whose name merely matches."""
+    if not HASH_PATTERN.fullmatch(config_hash) or not runs.is_dir():
+        return []
+    return [old for old in runs.iterdir() if OFFLINE_RUN.fullmatch(old.name) and old.name.endswith(f"-{config_hash}")
+            and old.is_dir() and not old.is_symlink()]
 
 
 class WandbRun:
@@ -32,8 +46,9 @@ class WandbRun:
 
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
+        runs = inside(dest, dest / "wandb")  # W&B writes its runs there: a link there must not lead elsewhere
         if replace:
-            for old in (dest / "wandb").glob(f"offline-run-*-{config_hash}"):
+            for old in earlier_runs(runs, config_hash):
                 shutil.rmtree(old)
         self.run = wandb.init(
             dir=str(dest), project=PROJECT, id=config_hash, group=group_name(config),

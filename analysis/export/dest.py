@@ -1,0 +1,58 @@
+"""Where an export or a live log writes: the destination checked before anything is written, and every path
+under it built from sanitised parts and checked to stay there.
+
+Run names are built from what result files say, and a result file may come from anyone (store.validate_result
+checks it first); a name part that could climb out (`..`), nest (`/`) or reach a link that leads elsewhere is
+refused here, so no export writes or removes anything outside its destination.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from almabench.errors import AlmabenchError
+from almabench.names import quoted
+
+MAX_PART = 100  # characters of one name part: a file name holds 255 bytes, and a run name nests a few parts
+
+
+def part(value: Any) -> str:
+    """value as one path component: a dataset given as a path keeps its name, never a '/' that would nest
+    folders, a control character, or a name made of dots alone ('.', '..') that would climb out."""
+    text = "".join("_" if c in "/\\" or not c.isprintable() else c for c in str(value))[:MAX_PART]
+    return text if text.strip(".") else text.replace(".", "_") or "_"
+
+
+def inside(dest: Path, path: Path) -> Path:
+    """path, if it lies under dest once links are followed; otherwise one line saying where it would have gone."""
+    root, target = Path(dest).resolve(), Path(path).resolve()
+    if target != root and not target.is_relative_to(root):
+        raise AlmabenchError(f"{quoted(path)} leads outside {quoted(dest)} (to {quoted(target)}): "
+                             f"nothing is written there")
+    return Path(path)
+
+
+def check_dest(dest: Path, option: str) -> None:
+    """Stop with one line, before anything is written, unless dest is a folder this process can write into or
+    create: a tracker must never fall back to writing elsewhere (W&B's fallback is the system's temporary
+    folder), and a read-only folder must not end in a traceback halfway. option is how the user names another
+    folder (`--dest FOLDER`). Nothing is left behind (`run --dry-run` writes nothing): the proof that the
+    nearest existing folder takes a new entry is a hidden folder made and removed at once (os.access says
+    yes to root on a read-only file system)."""
+    wanted = Path(os.path.abspath(dest))
+    existing = wanted
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == wanted else f"is under a file ({quoted(existing)})"
+        raise AlmabenchError(f"{quoted(dest)} {where}, not a folder; pass {option} to write elsewhere")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".almabench-probe-", dir=existing))
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        inner = "" if existing == wanted else f" ({quoted(existing)} takes no new folder)"
+        raise AlmabenchError(f"cannot write into {quoted(dest)}/{inner}: {reason}; pass {option} to write "
+                             f"elsewhere") from None
