@@ -84,7 +84,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
     ),
     "analysis/stats.py": ("tests/test_analysis.py", "-k",
                           "t_quantile or t_interval or bootstrap or paired or summary_means or deltas"),
-    "analysis/paired.py": ("tests/test_guards.py", "tests/test_plot_style.py"),
+    "analysis/paired.py": (
+        "tests/test_guards.py", "tests/test_plot_style.py",
+        "tests/test_figures.py::test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale",
+        "tests/test_figures.py::test_a_block_whose_methods_share_no_seed_has_no_paired_panel_and_no_paired_figure"),
+    "analysis/regime.py": ("tests/test_regime.py",),
     "almabench/store.py": (
         *(f"tests/test_untrusted_results.py::{t}" for t in (
             "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
@@ -212,7 +216,7 @@ def mutants(path: str) -> list[Mutant]:
         if tok.type in (tokenize.OP, tokenize.NAME) and tok.string in SWAPS:
             if not (tok.string in ("*", "**") and _unary(tokens, i)):  # *args and **kwargs are not arithmetic
                 spans.append((start, end, SWAPS[tok.string]))
-        elif tok.type == tokenize.NUMBER:
+        elif tok.type == tokenize.NUMBER and not _style_argument(tokens, i):
             value = ast.literal_eval(tok.string)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 spans.append((start, end, repr(value + 1)))
@@ -239,6 +243,20 @@ def mutants(path: str) -> list[Mutant]:
         found.append(Mutant(path, start, end, replacement, row, lines[row - 1].strip(),
                             mutated[line_start[row - 1] : last if last >= 0 else None].strip()))
     return found
+
+
+# A figure's look, not what it shows: the figure tests pin the numbers, labels and panels a reader reads, never a
+# font size or a line width, so a constant given to one of these keyword arguments is not mutated.
+STYLE_ARGUMENTS = {"fontsize", "labelsize", "linewidth", "elinewidth", "markersize", "markeredgewidth", "capsize",
+                   "alpha", "zorder", "pad", "rotation", "dpi", "shrinkA", "shrinkB"}
+
+
+def _style_argument(tokens: list[tokenize.TokenInfo], i: int) -> bool:
+    """True where token i is the value of a STYLE_ARGUMENTS keyword (`fontsize=7`, or `"linewidth": 0.4`)."""
+    if i < 2 or tokens[i - 1].string not in ("=", ":"):
+        return False
+    name = tokens[i - 2].string.strip("'\"")
+    return name in STYLE_ARGUMENTS
 
 
 KEYWORDS_BEFORE_OPERANDS = {"return", "in", "not", "and", "or", "if", "else", "lambda", "yield", "assert"}

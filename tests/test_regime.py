@@ -119,6 +119,8 @@ def test_the_figure_plots_each_comparisons_paired_differences_per_architecture(r
         assert [ax.get_title() for ax in axes[:2]] == ["convnet", "resnet20"]  # one column of panels per arch
         for ax, (arch, metric) in zip(axes, [("convnet", "final_test_accuracy"), ("resnet20", "final_test_accuracy"),
                                              ("convnet", "final_gap"), ("resnet20", "final_gap")]):
+            zero = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [0, 0]]
+            assert len(zero) == 1 and list(zero[0].get_xdata()) == [0, 1]  # the zero line, across the panel
             dodges = set()
             for baseline in ("dense", "osp"):
                 [line] = [ln for ln in ax.get_lines() if ln.get_label() == f"app − {baseline}"]
