@@ -145,8 +145,10 @@ def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_ylabel(f"paired difference in\n{name} (points)")
             if r == 0:
-                ax.set_title(arch, pad=34)
-                _label_rungs(ax, part.drop_duplicates("dense_gap"), varying_rung_keys(rows, keys), fig.get_figwidth())
+                shown = varying_rung_keys(rows, keys)
+                longest = max(len(rung_label(row, shown)) for _, row in part.iterrows()) if len(part) else 0
+                ax.set_title(arch, pad=12 + 3.4 * longest)  # above the rung labels (about 3.4 pt a character)
+                _label_rungs(ax, part.drop_duplicates("dense_gap"), shown, fig.get_figwidth())
             if r == len(DIFFERENCES) - 1:
                 ax.set_xlabel("dense's mean generalisation gap at the rung (points, log)")
     handles, labels = axes[0][-1].get_legend_handles_labels()
