@@ -119,7 +119,8 @@ def exported_hashes(to: str, dest: Path) -> list[str]:
 
         return sorted(pd.read_parquet(dest / "cells.parquet")["config_hash"])
     if to == "tensorboard":
-        return sorted(f.parent.name.rsplit("-", 1)[1] for f in dest.rglob("events.out.tfevents.*"))
+        return sorted(f.parent.name.rsplit("-", 1)[1] for f in dest.rglob("events.out.tfevents.*")
+                  if f.parent != dest)  # the export's one experiment-level hparams file lies at the top
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{dest / 'mlflow.db'}"
@@ -140,7 +141,9 @@ def test_crafted_result_files_are_skipped_and_nothing_outside_the_destination_ch
     hashes = exported_hashes(to, dest)
     assert hashes == sorted(h if to != "tensorboard" else h[:8] for h in (*GOOD.values(), climber))  # each once
     if to == "tensorboard":
-        assert sorted(p.name for p in dest.iterdir()) == ["__", "cifar10"]  # '..' is a folder named '__'
+        top = sorted(p.name for p in dest.iterdir())
+        assert [n for n in top if not n.startswith("events.out.tfevents.")] == ["__", "cifar10"]  # '..' -> '__'
+        assert len(top) == 3  # and the export's one hparams file: the second export replaced the first's
         assert (dest / "__" / "convnet" / "T=8" / "epochs=2" / ".._.._victim").is_dir()
 
 
@@ -154,11 +157,11 @@ def test_a_link_inside_the_destination_that_leads_out_is_one_line_and_nothing_is
     victim.mkdir()
     dest = tmp_path / "dest"
     dest.mkdir()
-    link = dest / ("cifar10" if to == "tensorboard" else "wandb")  # where the run would go
+    link = dest / ("app" if to == "tensorboard" else "wandb")  # where the run would go (one run: app/seed=0-...)
     link.symlink_to(victim, target_is_directory=True)
     before = tree(tmp_path, tmp_path / "nothing")
     run = CliRunner().invoke(main, ["export", str(results), "--to", to, "--dest", str(dest)])
-    where = link / "convnet" / "T=8" / "epochs=2" / "app" / f"seed=0-{GOOD['app'][:8]}" if to == "tensorboard" else link
+    where = link / f"seed=0-{GOOD['app'][:8]}" if to == "tensorboard" else link
     assert run.exit_code == 1 and run.output.strip().splitlines() == [
         f"Error: {where} leads outside {dest} (to {victim / where.relative_to(link)}): nothing is written there"]
     assert tree(tmp_path, tmp_path / "nothing") == before

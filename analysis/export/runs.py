@@ -98,8 +98,9 @@ def hparams(config: dict[str, Any], config_hash: str,
 
 def shared_prefix(names: list[str]) -> str:
     """The leading path components ('cifar10/convnet/T=8/') every run name shares, which a run list would show
-    on every line before the method and seed; the leaf (method/seed) is never part of it."""
-    parts = [name.split("/")[:-1] for name in names]
+    on every line before the method and seed; the method and the seed are never part of it, so even one run (or runs
+    of one method) shows them."""
+    parts = [name.split("/")[:-2] for name in names]  # the last two are the method and the seed
     common: list[str] = []
     for level in zip(*parts) if parts else []:
         if len(set(level)) > 1:
