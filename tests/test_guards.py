@@ -119,3 +119,13 @@ def test_the_paired_figure_draws_each_line_in_its_methods_colour_and_names_uneve
     fig = paired_figure(rows[rows["seed"] < 2], "block")
     assert fig._suptitle.get_text().startswith("block\npaired differences by seed (2 seeds):")
     plt.close(fig)
+
+
+def test_a_paired_panel_always_shows_zero_even_where_every_difference_is_far_above_it():
+    from almabench.analysis.paired import paired_panels
+
+    rows = pd.DataFrame([{"method": m, "seed": s, "step": t, "test_accuracy": (60.0 if m == "app" else 50.0) + s}
+                         for m in ("app", "dense") for s in (0, 1) for t in (1, 2)])
+    [(_, [panel])] = paired_panels(rows)
+    low, high = panel.ylim()
+    assert low < 0.0 < high and high > 10.0  # the differences are +10 at every seed and step

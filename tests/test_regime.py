@@ -22,7 +22,14 @@ from test_analysis import write_result
 from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, scope_in_method, with_varying_splits
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, load_results
-from almabench.analysis.regime import drawn_settings, regime_figure, regime_table, regime_trends
+from almabench.analysis.regime import (
+    REGIME_COLUMNS,
+    drawn_settings,
+    regime_figure,
+    regime_table,
+    regime_trends,
+    rung_label,
+)
 from almabench.analysis.tables import delta_table, summary_table
 
 SEEDS = (0, 1, 2)
@@ -117,6 +124,7 @@ def test_the_figure_plots_each_comparisons_paired_differences_per_architecture(r
     try:
         axes = fig.axes
         assert [ax.get_title() for ax in axes[:2]] == ["convnet", "resnet20"]  # one column of panels per arch
+        assert [ax.get_xlabel().startswith("dense's mean") for ax in axes] == [False, False, True, True]
         for ax, (arch, metric) in zip(axes, [("convnet", "final_test_accuracy"), ("resnet20", "final_test_accuracy"),
                                              ("convnet", "final_gap"), ("resnet20", "final_gap")]):
             zero = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [0, 0]]
@@ -177,3 +185,27 @@ def test_a_setting_with_one_rung_gets_no_figure_of_its_own(rungs: list[Path]) ->
     table, keys = regime_of(rungs)
     assert set(table["pruner"]) == {"snip", "magnitude"}
     assert [setting["pruner"] for setting, _ in drawn_settings(table, keys)] == ["snip"]
+
+
+def test_two_rungs_make_a_map_and_its_csv_holds_exactly_the_documented_columns(rungs: list[Path],
+                                                                               tmp_path: Path) -> None:
+    table, keys = regime_of(rungs[:2])
+    [(setting, rows)] = drawn_settings(table, keys)  # two rungs are enough for a map
+    fig = regime_figure(rows, setting, keys, 3.5, 2.5)
+    try:
+        low, high = fig.axes[0].get_xlim()
+        assert low < rows["dense_gap"].min() and high > rows["dense_gap"].max()  # every rung inside the axis
+    finally:
+        plt.close(fig)
+    result = CliRunner().invoke(report, [*map(str, rungs[:2]), "--out", str(tmp_path / "two"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    header = (tmp_path / "two" / "regime.csv").read_text().splitlines()[0]
+    assert header == ",".join([*keys, *REGIME_COLUMNS])
+
+
+def test_a_rung_is_named_by_what_tells_it_apart_and_t_only_where_it_is_not_8() -> None:
+    row = pd.Series({"stream_images": float("nan"), "epochs": 1, "megabatches": 32})
+    assert rung_label(row, ["stream_images", "epochs", "megabatches"]) == "all, 1 ep, T=32"
+    assert rung_label(row.replace(32, 8), ["stream_images", "epochs", "megabatches"]) == "all, 1 ep"
+    assert rung_label(pd.Series({"stream_images": 5000.0, "epochs": 32, "megabatches": 9}),
+                      ["stream_images", "megabatches"]) == "5k img, T=9"
