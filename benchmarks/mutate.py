@@ -110,7 +110,30 @@ _AS_A_SET = "topk's indices are used as a set: sorted or not, the same weights a
 _BATCH_DEFAULT = "every caller passes batch_size (ctx.scores: the protocol's); the default is never used"
 _DIGITS = "the rounding of a timing field: no contract fixes its digits (timing is outside repeatability)"
 _EVAL_BATCH = "a default never used (run_cell passes the cell's batch), and the count does not depend on the batch"
+_LAYOUT = ("a figure's layout (panel sizes and grid, margins, label and legend placement, tick counts, the dodge "
+           "between comparisons): the figure tests pin the values, intervals, labels and panels a reader reads")
 EQUIVALENT: dict[tuple[str, str], str] = {
+    **{("analysis/paired.py", line): _LAYOUT for line in (
+        "COLUMNS = 5  # panels per row: five 1.6-inch panels fit a page's width",
+        "PANEL_W, PANEL_H = 1.6, 1.3  # inches",
+        "pad = 0.08 * (high - low) if high > low else 0.5",
+        "title = panel.label if len(panel.label) <= 22 else panel.label.replace(\" (\", \"\\n(\")",
+        "ax.yaxis.set_major_locator(MaxNLocator(nbins=5))",
+        "fig = plt.figure(figsize=(PANEL_W * ncols + 0.5, PANEL_H * sum(heights) + 0.35 * len(groups) + 0.6),",
+        "subfigs = fig.subfigures(len(groups), 1, height_ratios=[h + 0.3 for h in heights], squeeze=False)[:, 0]",
+        "if i % ncols == 0:", "if i + ncols >= len(panels):")},
+    ("analysis/paired.py", "axes = subfig.subplots(nrows, ncols, squeeze=False)"):
+        "only axes.flat is used, which walks a squeezed array and an unsqueezed one alike",
+    ("analysis/paired.py", "@dataclass(frozen=True)"): "no code assigns to a PairedPanel's fields or hashes one",
+    **{("analysis/regime.py", line): _LAYOUT for line in (
+        "dodge = 10 ** (DODGE * (i - (len(lines) - 1) / 2))",
+        "ax.set_xlim(rows[\"dense_gap\"].min() / 1.15, rows[\"dense_gap\"].max() * 1.15)",
+        "longest = max(len(rung_label(row, shown)) for _, row in part.iterrows()) if len(part) else 0",
+        "fig.legend(handles, labels, loc=\"upper left\", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize=7)",
+        "previous = -np.inf")},
+    ("analysis/regime.py", "for values, g in table.groupby(group, sort=False, dropna=False):"):
+        "regime_table sorts by these keys already, and none of them is ever missing (dataset, pruner, τ, arch, "
+        "method, baseline, metric), so sorting or dropping missing keys changes nothing",
     ("almabench/sparsity.py", "over = [name for name in sparse if eps * ratio[name] >= 1.0]"):
         "a layer at exactly d_l = 1 is dense either way; solving ε over the others then gives the same ε",
     ("almabench/sparsity.py", "chosen[torch.topk(joined, keep, sorted=True).indices] = True"): _AS_A_SET,

@@ -209,3 +209,45 @@ def test_a_rung_is_named_by_what_tells_it_apart_and_t_only_where_it_is_not_8() -
     assert rung_label(row.replace(32, 8), ["stream_images", "epochs", "megabatches"]) == "all, 1 ep"
     assert rung_label(pd.Series({"stream_images": 5000.0, "epochs": 32, "megabatches": 9}),
                       ["stream_images", "megabatches"]) == "5k img, T=9"
+
+
+def hand_rows(spans: list[tuple[float, float, float, int]]) -> tuple[pd.DataFrame, list[str]]:
+    """A regime table of one comparison (app − dense, final accuracy) at rungs of 1, 2, 3 ... epochs, each
+    (dense gap, delta, interval half-width, pairs), and its final gap at 0 with a unit interval."""
+    keys = ["dataset", "arch", "epochs"]
+    rows = []
+    for epochs, (gap, delta, half, pairs) in enumerate(spans, start=1):
+        for metric, d, h in (("final_test_accuracy", delta, half), ("final_gap", 0.0, 1.0)):
+            rows.append({"dataset": "d", "arch": "convnet", "epochs": epochs, "dense_gap": gap, "dense_gap_std": 0.1,
+                         "dense_n": 3, "method": "app", "baseline": "dense", "metric": metric, "delta": d,
+                         "ci_low": d - h, "ci_high": d + h, "n_pairs": pairs})
+    return pd.DataFrame(rows), keys
+
+
+def test_two_paired_seeds_are_a_filled_point_with_whiskers_and_one_is_hollow() -> None:
+    rows, keys = hand_rows([(2.0, -1.0, 0.5, 2), (4.0, -0.5, 0.5, 1), (8.0, 0.0, 0.5, 3)])
+    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
+    try:
+        ax = fig.axes[0]
+        filled = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_markerfacecolor() != "white"]
+        hollow = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_markerfacecolor() == "white"]
+        assert [list(ln.get_ydata()) for ln in filled] == [[-1.0, 0.0]]
+        assert [list(ln.get_ydata()) for ln in hollow] == [[-0.5]]
+        assert len([seg for coll in ax.collections for seg in coll.get_segments()]) == 2  # whiskers: 2 rungs
+        assert "arrow" not in fig._suptitle.get_text()  # nothing was cut
+    finally:
+        plt.close(fig)
+
+
+def test_a_whisker_far_wider_than_the_others_is_cut_at_the_axis_with_arrows() -> None:
+    rows, keys = hand_rows([(2.0, -1.0, 20.0, 3), (4.0, -0.5, 0.5, 3), (8.0, 0.0, 0.5, 3)])
+    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
+    try:
+        ax = fig.axes[0]
+        low, high = ax.get_ylim()
+        assert -3.0 < low and high < 3.0  # the axis follows the narrow whiskers, not ±20
+        arrows = {ln.get_marker(): list(ln.get_ydata()) for ln in ax.get_lines() if ln.get_marker() in ("v", "^")}
+        assert arrows == {"v": [low], "^": [high]}
+        assert fig._suptitle.get_text().endswith("arrow = whisker cut at the axis")
+    finally:
+        plt.close(fig)
