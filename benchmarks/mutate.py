@@ -112,7 +112,8 @@ _DIGITS = "the rounding of a timing field: no contract fixes its digits (timing 
 _EVAL_BATCH = "a default never used (run_cell passes the cell's batch), and the count does not depend on the batch"
 _LAYOUT = ("a figure's layout (panel sizes and grid, margins, label and legend placement, tick counts, the dodge "
            "between comparisons): the figure tests pin the values, intervals, labels and panels a reader reads")
-EQUIVALENT: dict[tuple[str, str], str] = {
+# Lines every mutant of which is equivalent: (module, original line) -> why. Figure layout only.
+WHOLE_LINES: dict[tuple[str, str], str] = {
     **{("analysis/paired.py", line): _LAYOUT for line in (
         "COLUMNS = 5  # panels per row: five 1.6-inch panels fit a page's width",
         "PANEL_W, PANEL_H = 1.6, 1.3  # inches",
@@ -134,6 +135,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("analysis/regime.py", "for values, g in table.groupby(group, sort=False, dropna=False):"):
         "regime_table sorts by these keys already, and none of them is ever missing (dataset, pruner, τ, arch, "
         "method, baseline, metric), so sorting or dropping missing keys changes nothing",
+}
+EQUIVALENT: dict[tuple[str, str], str] = {
     ("almabench/sparsity.py", "over = [name for name in sparse if eps * ratio[name] >= 1.0]"):
         "a layer at exactly d_l = 1 is dense either way; solving ε over the others then gives the same ε",
     ("almabench/sparsity.py", "chosen[torch.topk(joined, keep, sorted=True).indices] = True"): _AS_A_SET,
@@ -410,7 +413,7 @@ def main() -> int:
             finally:
                 target.write_text(originals[m.path])
             tally["tried"] += 1
-            why = EQUIVALENT.get((m.path, m.mutated_line))
+            why = EQUIVALENT.get((m.path, m.mutated_line)) or WHOLE_LINES.get((m.path, m.original_line))
             status = {"failed": "killed", "timeout": "timeout"}.get(outcome, "equivalent" if why else "survived")
             tally[status] += 1
             if status == "survived":
