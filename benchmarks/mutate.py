@@ -90,6 +90,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_figures.py::test_a_block_whose_methods_share_no_seed_has_no_paired_panel_and_no_paired_figure"),
     "analysis/regime.py": ("tests/test_regime.py", "-k", "not several_folders and not one_rung and not missing_folder"),
     "almabench/store.py": (
+        "tests/test_store.py",
         *(f"tests/test_untrusted_results.py::{t}" for t in (
             "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
             "rejected", "test_numbers_out_of_range_and_odd_shapes_are_rejected",
