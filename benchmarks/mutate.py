@@ -172,6 +172,7 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("almabench/train.py", "running = None if correct is None else 100.0 * int(correct) / max(2, epoch_images)"):
         "an epoch trains 0 images (then correct is 0: the ratio is 0 either way) or at least 2, never 1",
     ("analysis/stats.py", "@dataclass(frozen=False)"): "no code assigns to an Interval's fields or hashes one",
+    ("almabench/store.py", "@dataclass(frozen=False)"): "no code assigns to a CellFile's fields or hashes one",
     ("almabench/train.py", "channels_last: bool = True"):
         "DeviceData's default: the harness always passes it (from_dataset); the layout changes no value",
     ("almabench/train.py", "@dataclass(eq=True)"): "no code compares or hashes two CellStates",

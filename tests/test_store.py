@@ -122,3 +122,15 @@ def test_a_checkpoint_that_is_not_a_torch_file_is_unreadable(tmp_path):
     with pytest.raises(ValueError, match=r"^unreadable \("):
         load_checkpoint(path)
     assert peek_checkpoint(path) is None and checkpoint_progress(path) is None
+
+
+class Pickled:
+    """Not a tensor, string or number: loading it would run pickle's code, which no checkpoint needs."""
+
+
+def test_a_checkpoint_that_needs_unpickling_is_refused_never_loaded(tmp_path):
+    path = tmp_path / "c.pt"
+    torch.save({"format": 1, "step": 1, "key": "{}", "extra": Pickled()}, path)
+    with pytest.raises(ValueError, match=r"^unreadable \(UnpicklingError\)$"):
+        load_checkpoint(path)
+    assert peek_checkpoint(path) is None
