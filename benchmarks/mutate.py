@@ -173,6 +173,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "an epoch trains 0 images (then correct is 0: the ratio is 0 either way) or at least 2, never 1",
     ("analysis/stats.py", "@dataclass(frozen=False)"): "no code assigns to an Interval's fields or hashes one",
     ("almabench/store.py", "@dataclass(frozen=False)"): "no code assigns to a CellFile's fields or hashes one",
+    ("almabench/store.py", 'state = torch.load(path, map_location="cpu", weights_only=True, mmap=False)'):
+        "mmap decides only when the weights are read from disk (peek reads the step and key), not what they are",
     ("almabench/train.py", "channels_last: bool = True"):
         "DeviceData's default: the harness always passes it (from_dataset); the layout changes no value",
     ("almabench/train.py", "@dataclass(eq=True)"): "no code compares or hashes two CellStates",
