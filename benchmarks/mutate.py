@@ -123,7 +123,10 @@ WHOLE_LINES: dict[tuple[str, str], str] = {
         "ax.yaxis.set_major_locator(MaxNLocator(nbins=5))",
         "fig = plt.figure(figsize=(PANEL_W * ncols + 0.5, PANEL_H * sum(heights) + 0.35 * len(groups) + 0.6),",
         "subfigs = fig.subfigures(len(groups), 1, height_ratios=[h + 0.3 for h in heights], squeeze=False)[:, 0]",
-        "if i % ncols == 0:", "if i + ncols >= len(panels):")},
+        "if i % ncols == 0:", "if i + ncols >= len(panels):",
+        "ncols = min(COLUMNS, max(len(panels) for _, panels in groups))",
+        "heights = [math.ceil(len(panels) / ncols) for _, panels in groups]",
+        'subfig.suptitle(name, fontsize=8, x=0.0, ha="left")')},
     ("analysis/paired.py", "axes = subfig.subplots(nrows, ncols, squeeze=False)"):
         "only axes.flat is used, which walks a squeezed array and an unsqueezed one alike",
     ("analysis/paired.py", "@dataclass(frozen=True)"): "no code assigns to a PairedPanel's fields or hashes one",
@@ -132,12 +135,30 @@ WHOLE_LINES: dict[tuple[str, str], str] = {
         "ax.set_xlim(rows[\"dense_gap\"].min() / 1.15, rows[\"dense_gap\"].max() * 1.15)",
         "longest = max(len(rung_label(row, shown)) for _, row in part.iterrows()) if len(part) else 0",
         "fig.legend(handles, labels, loc=\"upper left\", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize=7)",
-        "previous = -np.inf")},
+        "previous = -np.inf",
+        "ax.set_title(arch, pad=12 + 3.4 * longest)  # above the rung labels (about 3.4 pt a character)",
+        "width = ax.get_position().width * fig_width * 72  # the panel's width in points",
+        "at = (np.log10(x) - low) / (high - low) * width",
+        'ax.annotate(rung_label(row, shown), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(placed - at, 6),')},
+    ("analysis/regime.py", "handles, labels = axes[0][-1].get_legend_handles_labels()"):
+        "the legend's entries are read off one panel; every panel of the last column draws the same comparisons",
     ("analysis/regime.py", "for values, g in table.groupby(group, sort=False, dropna=False):"):
         "regime_table sorts by these keys already, and none of them is ever missing (dataset, pruner, τ, arch, "
         "method, baseline, metric), so sorting or dropping missing keys changes nothing",
 }
+_TIE = ("a boundary met only by an exact tie of two computed floats (a whisker exactly WIDE times the median, an "
+        "interval end exactly at the axis limit), which decides only whether that whisker is cut at the axis")
 EQUIVALENT: dict[tuple[str, str], str] = {
+    ("analysis/regime.py", "normal = half.isna() | (half < WIDE * half.median()) if half.notna().any() else "
+                           "half.isna()"): _TIE,
+    ("analysis/regime.py", 'beyond = several & (end < limits[0]) if arrow == "v" else several & (end >= limits[1])'):
+        _TIE,
+    ("analysis/regime.py", 'beyond = several & (end <= limits[0]) if arrow == "v" else several & (end > limits[1])'):
+        _TIE,
+    ("analysis/regime.py", "if not rung_keys(keys) or summary.empty and deltas.empty:"):
+        "delta_table always returns its columns, so deltas without rows merge into the same empty table",
+    ("analysis/paired.py", "ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))  # megabatches are whole"):
+        _LAYOUT,
     ("almabench/sparsity.py", "over = [name for name in sparse if eps * ratio[name] >= 1.0]"):
         "a layer at exactly d_l = 1 is dense either way; solving ε over the others then gives the same ε",
     ("almabench/sparsity.py", "chosen[torch.topk(joined, keep, sorted=True).indices] = True"): _AS_A_SET,

@@ -68,6 +68,8 @@ def test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale()
     assert far[0] < -21 - 12.7 and far[1] >= 0
     assert any(line.get_ydata()[0] == 0 and line.get_ydata()[-1] == 0 for line in app.get_lines()
                if line.get_gid() not in ("mean", "seed"))  # the zero line
+    ticks = app.get_xticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)  # megabatches are whole: no tick at 1.5
     plt.close(fig)
 
 

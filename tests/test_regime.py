@@ -24,6 +24,7 @@ from almabench.analysis.cli import report
 from almabench.analysis.load import cells, load_results
 from almabench.analysis.regime import (
     REGIME_COLUMNS,
+    RUNG_KEYS,
     drawn_settings,
     regime_figure,
     regime_table,
@@ -251,3 +252,35 @@ def test_a_whisker_far_wider_than_the_others_is_cut_at_the_axis_with_arrows() ->
         assert fig._suptitle.get_text().endswith("arrow = whisker cut at the axis")
     finally:
         plt.close(fig)
+
+
+def test_zero_stays_in_view_where_every_difference_lies_above_it() -> None:
+    rows, keys = hand_rows([(2.0, 3.0, 0.5, 3), (4.0, 4.0, 0.5, 3), (8.0, 5.0, 0.5, 3)])
+    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
+    try:
+        low, high = fig.axes[0].get_ylim()
+        assert low < 0.0 and high > 5.5  # zero, every mean and every whisker end is in view
+        assert low > -0.1 * (5.5 - 0.0) - 1e-9  # and the axis starts at zero (plus its pad), not further down
+    finally:
+        plt.close(fig)
+
+
+def test_rungs_without_dense_have_no_place_on_the_axis_and_draw_no_map(rungs: list[Path], tmp_path: Path) -> None:
+    for folder in rungs:
+        for path in folder.glob("*.json"):
+            if json.loads(path.read_text())["config"]["method"] == "dense":
+                path.unlink()
+    table, keys = regime_of(rungs)
+    assert table.empty and drawn_settings(table, keys) == []
+    result = CliRunner().invoke(report, [*map(str, rungs), "--out", str(tmp_path / "r"), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "r" / "regime.csv").exists() and "regime map" not in result.output
+
+
+def test_blocks_that_differ_in_no_rung_key_are_no_map(rungs: list[Path]) -> None:
+    frame = load_results([rungs[1]])
+    keys = [k for k in with_varying_splits(list(BLOCK_KEYS), frame) if k not in RUNG_KEYS]
+    cell_rows = assign_blocks(cells(scope_in_method(frame)), keys)
+    summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys)
+    assert not summary.empty and not deltas.empty
+    assert regime_table(summary, deltas, keys).empty
