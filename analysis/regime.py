@@ -162,17 +162,23 @@ def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence
 
 
 DODGE = 0.012  # log10 units between neighbouring comparisons at one rung (about 3 %)
-WIDE = 3.0  # a whisker more than this many times the panel's median whisker is cut at the axis
+WIDE = 3.0  # a whisker more than this many times the panel's median whisker is cut at the axis ...
+REACH = 0.25  # ... where its end lies more than this fraction of the rest's range beyond the rest
 
 
 def y_limits(part: pd.DataFrame) -> tuple[float, float]:
-    """The panel's y range: every mean, zero and every interval end, but for intervals more than WIDE times
-    the panel's median interval, which are cut (a rung where the seeds disagree wildly)."""
+    """The panel's y range: every mean, zero and every interval end, but for the ends of intervals more than
+    WIDE times the panel's median interval (a rung where the seeds disagree wildly) that lie more than REACH of
+    the range beyond it: those are cut. A wide whisker that ends just past the others is drawn whole."""
     half = (part["ci_high"] - part["ci_low"]) / 2
     normal = half.isna() | (half <= WIDE * half.median()) if half.notna().any() else half.isna()
     values = [0.0, *part["delta"].dropna(), *part.loc[normal, "ci_low"].dropna(),
               *part.loc[normal, "ci_high"].dropna()]
     low, high = min(values), max(values)
+    reach = REACH * (high - low or 1.0)
+    wide_ends = [*part.loc[~normal, "ci_low"].dropna(), *part.loc[~normal, "ci_high"].dropna()]
+    low = min([low, *(v for v in wide_ends if v >= low - reach)])
+    high = max([high, *(v for v in wide_ends if v <= high + reach)])
     pad = 0.08 * (high - low or 1.0)
     return low - pad, high + pad
 
