@@ -147,7 +147,7 @@ WHOLE_LINES: dict[tuple[str, str], str] = {
         "method, baseline, metric), so sorting or dropping missing keys changes nothing",
 }
 _TIE = ("a boundary met only by an exact tie of two computed floats (a whisker exactly WIDE times the median, an "
-        "interval end exactly at the axis limit), which decides only whether that whisker is cut at the axis")
+        "interval end exactly at the axis limit or at REACH), which decides only whether that whisker is cut")
 EQUIVALENT: dict[tuple[str, str], str] = {
     ("analysis/regime.py", "normal = half.isna() | (half < WIDE * half.median()) if half.notna().any() else "
                            "half.isna()"): _TIE,
@@ -155,6 +155,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         _TIE,
     ("analysis/regime.py", 'beyond = several & (end <= limits[0]) if arrow == "v" else several & (end > limits[1])'):
         _TIE,
+    ("analysis/regime.py", "low = min([low, *(v for v in wide_ends if v > low - reach)])"): _TIE,
+    ("analysis/regime.py", "high = max([high, *(v for v in wide_ends if v < high + reach)])"): _TIE,
     ("analysis/regime.py", "if not rung_keys(keys) or summary.empty and deltas.empty:"):
         "delta_table always returns its columns, so deltas without rows merge into the same empty table",
     ("analysis/paired.py", "ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))  # megabatches are whole"):

@@ -287,15 +287,24 @@ def test_blocks_that_differ_in_no_rung_key_are_no_map(rungs: list[Path]) -> None
 
 
 def test_a_wide_whisker_that_ends_just_past_the_others_is_drawn_whole() -> None:
-    # whiskers of 0.5, 0.5 and 2.4: the last is over WIDE times the median, but its ends (-2.4, +2.4) lie within
-    # REACH (a quarter of the others' range, -2.5 to 1.5) of the rest, so the axis takes them in
-    rows, keys = hand_rows([(2.0, -2.0, 0.5, 3), (4.0, 1.0, 0.5, 3), (8.0, 0.0, 2.4, 3)])
+    # whiskers of 0.5, 0.5 and 2.2: the last is over WIDE times the median, but its ends (-2.2, +2.2) lie within
+    # REACH (a quarter of the others' range, -2 to 1.5: 0.875) of it on both sides, so the axis takes them in
+    rows, keys = hand_rows([(2.0, -1.5, 0.5, 3), (4.0, 1.0, 0.5, 3), (8.0, 0.0, 2.2, 3)])
     fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
     try:
         ax = fig.axes[0]
         low, high = ax.get_ylim()
-        assert (low, high) == pytest.approx((-2.5 - 0.08 * 4.9, 2.4 + 0.08 * 4.9))
+        assert (low, high) == pytest.approx((-2.2 - 0.08 * 4.4, 2.2 + 0.08 * 4.4))
         assert not [ln for ln in ax.get_lines() if ln.get_marker() in ("v", "^")]  # nothing cut
         assert "arrow" not in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+
+
+def test_a_panel_where_every_difference_is_zero_still_has_a_range() -> None:
+    rows, keys = hand_rows([(2.0, 0.0, 0.0, 3), (4.0, 0.0, 0.0, 3)])
+    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
+    try:
+        assert fig.axes[0].get_ylim() == pytest.approx((-0.08, 0.08))  # the pad of a unit range around zero
     finally:
         plt.close(fig)
