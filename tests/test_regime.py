@@ -308,3 +308,20 @@ def test_a_panel_where_every_difference_is_zero_still_has_a_range() -> None:
         assert fig.axes[0].get_ylim() == pytest.approx((-0.08, 0.08))  # the pad of a unit range around zero
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize(("spans", "limits"), [
+    ([(2.0, -1.5, 0.5, 3), (4.0, 1.0, 0.5, 3), (8.0, 0.0, 3.0, 3)], (-2.0 - 0.08 * 3.5, 1.5 + 0.08 * 3.5)),
+    ([(2.0, 0.0, 0.0, 3), (4.0, 0.0, 0.0, 3), (8.0, 0.0, 0.4, 3)], (-0.08, 0.08)),  # the rest have no range
+], ids=["past-a-quarter-of-the-range", "past-a-quarter-of-a-unit"])
+def test_a_wide_whisker_reaching_past_reach_is_cut_at_both_ends(spans, limits) -> None:
+    rows, keys = hand_rows(spans)
+    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
+    try:
+        ax = fig.axes[0]
+        low, high = ax.get_ylim()
+        assert (low, high) == pytest.approx(limits)
+        arrows = {ln.get_marker(): list(ln.get_ydata()) for ln in ax.get_lines() if ln.get_marker() in ("v", "^")}
+        assert arrows == {"v": [low], "^": [high]}
+    finally:
+        plt.close(fig)
