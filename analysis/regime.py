@@ -151,7 +151,11 @@ def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence
                 _label_rungs(ax, part.drop_duplicates("dense_gap"), shown, fig.get_figwidth())
             if r == len(DIFFERENCES) - 1:
                 ax.set_xlabel("dense's mean generalisation gap at the rung (points, log)")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
+    legend = {}  # every comparison of every panel, once: an architecture may lack one (GMP ran on one net only)
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize=7)
     title = block_label(setting) if setting else "all cells"
     note = "; arrow = whisker cut at the axis" if clipped else ""

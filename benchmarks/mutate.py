@@ -140,8 +140,6 @@ WHOLE_LINES: dict[tuple[str, str], str] = {
         "width = ax.get_position().width * fig_width * 72  # the panel's width in points",
         "at = (np.log10(x) - low) / (high - low) * width",
         'ax.annotate(rung_label(row, shown), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(placed - at, 6),')},
-    ("analysis/regime.py", "handles, labels = axes[0][-1].get_legend_handles_labels()"):
-        "the legend's entries are read off one panel; every panel of the last column draws the same comparisons",
     ("analysis/regime.py", "for values, g in table.groupby(group, sort=False, dropna=False):"):
         "regime_table sorts by these keys already, and none of them is ever missing (dataset, pruner, τ, arch, "
         "method, baseline, metric), so sorting or dropping missing keys changes nothing",

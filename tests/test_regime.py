@@ -325,3 +325,14 @@ def test_a_wide_whisker_reaching_past_reach_is_cut_at_both_ends(spans, limits) -
         assert arrows == {"v": [low], "^": [high]}
     finally:
         plt.close(fig)
+
+
+def test_the_legend_names_a_comparison_that_only_one_architecture_has(rungs: list[Path]) -> None:
+    table, keys = regime_of(rungs)
+    table = table[(table["arch"] == "convnet") | (table["baseline"] == "dense")]  # osp on the conv net only
+    [(setting, rows)] = drawn_settings(table, keys)
+    fig = regime_figure(rows, setting, keys, 3.5, 2.5)
+    try:
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == ["app − dense", "app − osp"]
+    finally:
+        plt.close(fig)
