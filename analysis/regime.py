@@ -14,6 +14,7 @@ per-rung means, says where it would cross zero if the trend held (regime_trends)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -151,7 +152,7 @@ def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence
                 _label_rungs(ax, part.drop_duplicates("dense_gap"), shown, fig.get_figwidth())
             if r == len(DIFFERENCES) - 1:
                 ax.set_xlabel("dense's mean generalisation gap at the rung (points, log)")
-    legend = {}  # every comparison of every panel, once: an architecture may lack one (GMP ran on one net only)
+    legend: dict[str, Any] = {}  # every panel's comparisons, once: an architecture may lack one (GMP)
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
