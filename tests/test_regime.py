@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -225,10 +227,19 @@ def hand_rows(spans: list[tuple[float, float, float, int]]) -> tuple[pd.DataFram
     return pd.DataFrame(rows), keys
 
 
-def test_two_paired_seeds_are_a_filled_point_with_whiskers_and_one_is_hollow() -> None:
-    rows, keys = hand_rows([(2.0, -1.0, 0.5, 2), (4.0, -0.5, 0.5, 1), (8.0, 0.0, 0.5, 3)])
+@contextmanager
+def hand_figure(spans: list[tuple[float, float, float, int]]) -> Iterator[plt.Figure]:
+    """The regime figure of hand_rows(spans), closed afterwards."""
+    rows, keys = hand_rows(spans)
     fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
     try:
+        yield fig
+    finally:
+        plt.close(fig)
+
+
+def test_two_paired_seeds_are_a_filled_point_with_whiskers_and_one_is_hollow() -> None:
+    with hand_figure([(2.0, -1.0, 0.5, 2), (4.0, -0.5, 0.5, 1), (8.0, 0.0, 0.5, 3)]) as fig:
         ax = fig.axes[0]
         filled = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_markerfacecolor() != "white"]
         hollow = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_markerfacecolor() == "white"]
@@ -236,33 +247,23 @@ def test_two_paired_seeds_are_a_filled_point_with_whiskers_and_one_is_hollow() -
         assert [list(ln.get_ydata()) for ln in hollow] == [[-0.5]]
         assert len([seg for coll in ax.collections for seg in coll.get_segments()]) == 2  # whiskers: 2 rungs
         assert "arrow" not in fig._suptitle.get_text()  # nothing was cut
-    finally:
-        plt.close(fig)
 
 
 def test_a_whisker_far_wider_than_the_others_is_cut_at_the_axis_with_arrows() -> None:
-    rows, keys = hand_rows([(2.0, -1.0, 20.0, 3), (4.0, -0.5, 0.5, 3), (8.0, 0.0, 0.5, 3)])
-    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
-    try:
+    with hand_figure([(2.0, -1.0, 20.0, 3), (4.0, -0.5, 0.5, 3), (8.0, 0.0, 0.5, 3)]) as fig:
         ax = fig.axes[0]
         low, high = ax.get_ylim()
         assert -3.0 < low and high < 3.0  # the axis follows the narrow whiskers, not ±20
         arrows = {ln.get_marker(): list(ln.get_ydata()) for ln in ax.get_lines() if ln.get_marker() in ("v", "^")}
         assert arrows == {"v": [low], "^": [high]}
         assert fig._suptitle.get_text().endswith("arrow = whisker cut at the axis")
-    finally:
-        plt.close(fig)
 
 
 def test_zero_stays_in_view_where_every_difference_lies_above_it() -> None:
-    rows, keys = hand_rows([(2.0, 3.0, 0.5, 3), (4.0, 4.0, 0.5, 3), (8.0, 5.0, 0.5, 3)])
-    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
-    try:
+    with hand_figure([(2.0, 3.0, 0.5, 3), (4.0, 4.0, 0.5, 3), (8.0, 5.0, 0.5, 3)]) as fig:
         low, high = fig.axes[0].get_ylim()
         assert low < 0.0 and high > 5.5  # zero, every mean and every whisker end is in view
         assert low > -0.1 * (5.5 - 0.0) - 1e-9  # and the axis starts at zero (plus its pad), not further down
-    finally:
-        plt.close(fig)
 
 
 def test_rungs_without_dense_have_no_place_on_the_axis_and_draw_no_map(rungs: list[Path], tmp_path: Path) -> None:
@@ -289,25 +290,17 @@ def test_blocks_that_differ_in_no_rung_key_are_no_map(rungs: list[Path]) -> None
 def test_a_wide_whisker_that_ends_just_past_the_others_is_drawn_whole() -> None:
     # whiskers of 0.5, 0.5 and 2.2: the last is over WIDE times the median, but its ends (-2.2, +2.2) lie within
     # REACH (a quarter of the others' range, -2 to 1.5: 0.875) of it on both sides, so the axis takes them in
-    rows, keys = hand_rows([(2.0, -1.5, 0.5, 3), (4.0, 1.0, 0.5, 3), (8.0, 0.0, 2.2, 3)])
-    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
-    try:
+    with hand_figure([(2.0, -1.5, 0.5, 3), (4.0, 1.0, 0.5, 3), (8.0, 0.0, 2.2, 3)]) as fig:
         ax = fig.axes[0]
         low, high = ax.get_ylim()
         assert (low, high) == pytest.approx((-2.2 - 0.08 * 4.4, 2.2 + 0.08 * 4.4))
         assert not [ln for ln in ax.get_lines() if ln.get_marker() in ("v", "^")]  # nothing cut
         assert "arrow" not in fig._suptitle.get_text()
-    finally:
-        plt.close(fig)
 
 
 def test_a_panel_where_every_difference_is_zero_still_has_a_range() -> None:
-    rows, keys = hand_rows([(2.0, 0.0, 0.0, 3), (4.0, 0.0, 0.0, 3)])
-    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
-    try:
+    with hand_figure([(2.0, 0.0, 0.0, 3), (4.0, 0.0, 0.0, 3)]) as fig:
         assert fig.axes[0].get_ylim() == pytest.approx((-0.08, 0.08))  # the pad of a unit range around zero
-    finally:
-        plt.close(fig)
 
 
 @pytest.mark.parametrize(("spans", "limits"), [
@@ -315,16 +308,12 @@ def test_a_panel_where_every_difference_is_zero_still_has_a_range() -> None:
     ([(2.0, 0.0, 0.0, 3), (4.0, 0.0, 0.0, 3), (8.0, 0.0, 0.4, 3)], (-0.08, 0.08)),  # the rest have no range
 ], ids=["past-a-quarter-of-the-range", "past-a-quarter-of-a-unit"])
 def test_a_wide_whisker_reaching_past_reach_is_cut_at_both_ends(spans, limits) -> None:
-    rows, keys = hand_rows(spans)
-    fig = regime_figure(rows, {"dataset": "d"}, keys, 3.5, 2.5)
-    try:
+    with hand_figure(spans) as fig:
         ax = fig.axes[0]
         low, high = ax.get_ylim()
         assert (low, high) == pytest.approx(limits)
         arrows = {ln.get_marker(): list(ln.get_ydata()) for ln in ax.get_lines() if ln.get_marker() in ("v", "^")}
         assert arrows == {"v": [low], "^": [high]}
-    finally:
-        plt.close(fig)
 
 
 def test_the_legend_names_a_comparison_that_only_one_architecture_has(rungs: list[Path]) -> None:

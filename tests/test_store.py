@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from test_untrusted_results import DOCS, GOOD
 
 from almabench.config import RunConfig
 from almabench.store import (
@@ -27,8 +27,7 @@ from almabench.store import (
     temp_files,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "results" / "cifar10-t8"
-APP = "47e16d4a66db2dce"  # a committed result, valid by construction
+APP = GOOD["app"]  # a committed result, valid by construction
 
 
 def config(seed: int = 0) -> RunConfig:
