@@ -102,8 +102,11 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
     method = method if method is not None else METHODS.get(config.method)()
     crop_padding = config.crop_padding
 
+    def new_model() -> nn.Module:
+        return build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0])
+
     torch.manual_seed(init_seed(config.seed, 0))  # the global RNG: one cell per process at a time (run_cell)
-    model = build_model(config.arch, dataset.num_classes, dataset.channels, dataset.image_size[0]).to(device)
+    model = new_model().to(device)
     if data.channels_last:
         model = model.to(memory_format=torch.channels_last)
     masks = Masks(prunable_parameters(model, config.prune_linear))
@@ -133,7 +136,8 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
     for t in range(len(steps) + 1, config.megabatches + 1):
         cell.step = t
         indices = step_data(stream, t, config.replay)
-        ctx = StepContext(t, config, model, masks, data, stream, indices, cell.method_generator, crop_padding)
+        ctx = StepContext(t, config, model, masks, data, stream, indices, cell.method_generator, crop_padding,
+                          new_model=new_model)
         t0 = time.perf_counter()
         method.before_step(ctx)
         synchronize(device)

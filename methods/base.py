@@ -10,6 +10,7 @@ outside almabench, a package of its own or a --plugin file (almabench.plugins; `
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from almabench.config import RunConfig
+from almabench.models import init_seed
 from almabench.protocol import PROTOCOLS
 from almabench.registry import Registry
 from almabench.sparsity import PRUNERS, Masks, top_k_masks
@@ -39,6 +41,20 @@ class StepContext:
     generator: torch.Generator  # CPU generator for sampling and random scores, seeded per run
     crop_padding: int = 0  # the run's augmentation, for protocols that read π_t through it
     sample_indices: Tensor | None = None  # π_t, recorded by `scores`
+    # builds the cell's architecture on the CPU, its init drawn from torch's global RNG as the cell's own network
+    # was (seeded with init_seed(seed, 0)): for methods that re-initialise (scratch, shrink-perturb); see fresh_init
+    new_model: Callable[[], nn.Module] | None = None
+
+    def fresh_init(self, offset: int) -> tuple[int, dict[str, Tensor]]:
+        """(seed, state dict) of the cell's network initialised afresh from init_seed(config.seed, offset); the
+        global random state is left as it was (forked), so nothing else the cell draws moves."""
+        if self.new_model is None:
+            raise RuntimeError("this step context has no new_model: the harness passes one (almabench.run)")
+        seed = init_seed(self.config.seed, offset)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = self.new_model()
+        return seed, fresh.state_dict()
 
     @property
     def sample_size(self) -> int:

@@ -174,10 +174,11 @@ def test_paper_app_follows_the_schedule_and_released_app_compounds():
 
 def test_every_method_runs_and_records_its_target():
     """T = 3, τ = 4.5: APP's schedule is 0.8^δ with δ = linspace(1, 4.5, 3) = 1, 2.75, 4.5; gmp and imp end each
-    megabatch on it too; osp, rigl and set hold 0.8^4.5 throughout; dense keeps everything."""
+    megabatch on it too; osp, rigl and set hold 0.8^4.5 throughout; dense and the warm-start controls keep
+    everything."""
     app, final = [0.8, 0.8**2.75, 0.8**4.5], [0.8**4.5] * 3
     targets = {"app": app, "app-released": app, "gmp": app, "imp": app, "osp": final, "rigl": final, "set": final,
-               "dense": [1.0] * 3}
+               "dense": [1.0] * 3, "scratch": [1.0] * 3, "shrink-perturb": [1.0] * 3}
     assert sorted(METHODS) == sorted(targets)
     for name, target in targets.items():
         result = run_cell(RunConfig(method=name, **TINY))
@@ -204,7 +205,7 @@ def test_cli_run_writes_three_results_that_follow_their_schedules(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--methods", "app,nope"],
-     "unknown method 'nope'; choose from: app, app-released, dense, gmp, imp, osp, rigl, set"),
+     "unknown method 'nope'; choose from: app, app-released, dense, gmp, imp, osp, rigl, scratch, set, shrink-perturb"),
     (["--datasets", "mnist"], "unknown dataset 'mnist'; choose from: cifar10, cifar100, digits"),
     (["--archs", "resnet9"], "unknown architecture 'resnet9'; choose from: convnet,"),
     (["--pruner", "grasp2"], "unknown pruner 'grasp2'; choose from: grasp, magnitude, random, snip, synflow"),
