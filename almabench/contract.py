@@ -13,7 +13,10 @@ the embedded digits (T = 3, 1 epoch, 600 images, 1 torch thread: a few seconds) 
 - resume: a run killed after megabatch 1 and resumed from its checkpoint gives the same step records;
 - record: the result is JSON (finite numbers) that store.validate_result accepts, and the method's extra step
   keys do not shadow the harness's own;
-- determinism: two runs give the same step records.
+- determinism: two runs give the same step records and bit-identical weights, batch-norm statistics and masks
+  after every megabatch, though each run's hooks are entered with torch's, numpy's and Python's global random
+  state seeded differently: a draw from anything but the cell's own generators (ctx.generator, the training
+  generator) shows, however small the noise.
 
 Timings (keys ending in `seconds`, images_per_second) are left out of every comparison. The method runs wrapped
 in a subclass that watches its hooks (it adds an after_sgd_step hook, which changes no number: the masks it
@@ -25,11 +28,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,6 +46,10 @@ from almabench.sparsity import Masks
 from almabench.train import CellState, SGDStep
 
 TOLERANCE = 0.005  # |recorded − declared density|
+# how a method draws random numbers that repeat: what the determinism check's failure tells its author
+SEEDED = ("draw every random number from ctx.generator in before_step (e.g. torch.randn(w.shape, "
+          "generator=ctx.generator)) or cell.method_generator in after_sgd_step, never from torch's, numpy's or "
+          "Python's global random state or an unseeded generator (np.random.default_rng(), random.Random())")
 CHECKS = ("density", "masks", "pairing", "resume", "record", "determinism")
 
 
@@ -98,8 +107,11 @@ class Probe:
     off_mask_sgd: tuple[int, int, float] = (0, 0, 0.0)  # (SGD steps, weights, largest |w|) off the mask
     off_mask_kept: tuple[int, int, float] = (0, 0, 0.0)  # (megabatches, weights, largest |w|) off the mask
     extra_keys: set[str] = field(default_factory=set)
+    states: list[str] = field(default_factory=list)  # per megabatch: weights, buffers and masks of the kept network
     masks: Masks | None = None
+    model: torch.nn.Module | None = None
     cell: CellState | None = None
+    global_seed: int = 0  # the global random state each hook of this run is entered with (seeded by step)
 
 
 def _digest(tensors: list[Tensor]) -> str:
@@ -133,7 +145,8 @@ def watched(cls: type[Method]) -> type[Method]:
 
     def before_step(self, ctx: StepContext) -> None:
         probe: Probe = self.probe
-        probe.masks = ctx.masks
+        probe.masks, probe.model = ctx.masks, ctx.model
+        _seed_global_state(probe.global_seed, ctx.step)
         if ctx.step == 1:
             before = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
             probe.initial = _digest(list(before.values()))
@@ -157,11 +170,23 @@ def watched(cls: type[Method]) -> type[Method]:
             probe.off_mask_kept = _add(probe.off_mask_kept, _off_mask(probe.masks))
         if probe.cell is not None:
             probe.generators.append(_digest([probe.cell.train_generator.get_state()]))
+        if probe.model is not None and probe.masks is not None:
+            masks = probe.masks.masks
+            probe.states.append(_digest([*probe.model.state_dict().values(), *(masks[k] for k in sorted(masks))]))
         return record
 
     hooks = {"__init__": __init__, "before_step": before_step, "after_sgd_step": after_sgd_step,
              "step_record": step_record, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
     return type(cls.__name__, (cls,), hooks)
+
+
+def _seed_global_state(seed: int, step: int) -> None:
+    """Seed torch's, numpy's and Python's global random state from (seed, step): runs given different seeds enter
+    every megabatch with different global states, so a method that draws from them repeats nothing."""
+    value = seed * 1_000_003 + step
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    random.seed(value)
 
 
 @torch.no_grad()
@@ -191,10 +216,12 @@ class _Run:
     probe: Probe
 
 
-def _run(config: RunConfig, options: RunOptions, checkpoint: Path | None = None, kill_after: int = 0) -> _Run:
+def _run(config: RunConfig, options: RunOptions, checkpoint: Path | None = None, kill_after: int = 0,
+         global_seed: int = 0) -> _Run:
     from almabench.run import run_cell
 
     method = watched(METHODS.get(config.method))()
+    method.probe.global_seed = global_seed  # type: ignore[attr-defined]
 
     def progress(step: dict[str, Any]) -> None:
         if kill_after and step["step"] == kill_after:
@@ -235,27 +262,31 @@ def check_method(name: str, plugins: tuple[str, ...] | list[str] = (), seed: int
     config = check_grid([for_method(contract_config(name, seed))], options)[0]
     dense_config = check_grid([for_method(contract_config("dense", seed))], options)[0]
     threads = torch.get_num_threads()
+    saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
     try:
-        first = _run(config, options)
-        second = _run(config, options)
+        first = _run(config, options, global_seed=1)
+        second = _run(config, options, global_seed=2)  # other global random states: see determinism_check
         with tempfile.TemporaryDirectory(prefix="almabench-check-") as folder:
             checkpoint = Path(folder) / "cell.pt"
             try:
-                _run(config, options, checkpoint, kill_after=1)
+                _run(config, options, checkpoint, kill_after=1, global_seed=1)
                 raise AlmabenchError("check-method: the run was not stopped after megabatch 1")
             except _Killed:
                 pass
-            resumed = _run(config, options, checkpoint)
+            resumed = _run(config, options, checkpoint, global_seed=1)
         dense = first if name == "dense" else _dense(dense_config, options)
     finally:
         torch.set_num_threads(threads)
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
     checks = (
         density_check(cls, first.result["steps"]),
         masks_check(first.probe),
         pairing_check(cls, first.probe, dense.probe),
         resume_check(first.result["steps"], resumed.result["steps"], second.result["steps"]),
         record_check(first.result, dense.result, first.probe.extra_keys),
-        determinism_check(first.result["steps"], second.result["steps"]),
+        determinism_check(first, second),
     )
     return ContractReport(name, METHODS.describe_origin(name), config, checks)
 
@@ -348,9 +379,18 @@ def record_check(result: dict[str, Any], dense: dict[str, Any], method_keys: set
                                    f"harness's {len(harness)}")
 
 
-def determinism_check(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> Check:
-    a, b = comparable(first), comparable(second)
+def determinism_check(first: _Run, second: _Run) -> Check:
+    """Step records, then the kept network and masks bit for bit, of two runs entered with other global states."""
+    a, b = comparable(first.result["steps"]), comparable(second.result["steps"])
     if a != b:
-        return Check("determinism", "fail", f"two runs at the same seed differ: {_first_difference(a, b)}")
-    return Check("determinism", "pass", f"two runs give identical step records ({len(a)} megabatches, timings "
-                                        f"aside)")
+        return Check("determinism", "fail", f"two runs at the same seed differ: {_first_difference(a, b)}; "
+                                            f"{SEEDED}")
+    states = zip(first.probe.states, second.probe.states)
+    apart = [t for t, (x, y) in enumerate(states, start=1) if x != y]
+    if apart:
+        return Check("determinism", "fail", f"two runs at the same seed give the same step records but other "
+                                            f"weights, batch-norm statistics or masks after megabatch {apart[0]} "
+                                            f"(compared bit for bit; the runs entered each hook with other global "
+                                            f"random states); {SEEDED}")
+    return Check("determinism", "pass", f"two runs give identical step records and bit-identical weights and masks "
+                                        f"after all {len(a)} megabatches, entered with other global random states")

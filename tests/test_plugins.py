@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from almabench import plugins
 from almabench.cli import main
 from almabench.config import RunConfig, RunOptions
-from almabench.contract import CHECKS, check_method
+from almabench.contract import CHECKS, Probe, _Run, check_method, determinism_check
 from almabench.methods import METHODS
 from almabench.run import run_cell
 
@@ -154,7 +154,7 @@ DEFECTS = {
               "in megabatches_seen (megabatches_seen: 2 vs 1) (keep what the method carries between megabatches in "
               "state_dict / load_state_dict)",
     "record": "step_record's key(s) test_accuracy shadow the harness's own; rename them",
-    "determinism": "two runs at the same seed differ: megabatch 1 differs in noise (",
+    "determinism": "two runs at the same seed differ: megabatch 1 differs in noise (",  # and says what to use
 }
 
 
@@ -165,6 +165,36 @@ def test_check_method_fails_each_planted_defect_with_its_own_message(check):
     assert failed == (["resume", "determinism"] if check == "determinism" else [check])  # resume needs determinism
     assert report.get(check).detail.startswith(DEFECTS[check])
     assert report.lines()[-1].startswith(f"defect-{check} breaks the contract: ")
+
+
+@pytest.mark.parametrize("name", ["defect-numpy-noise", "defect-torch-noise"])
+def test_check_method_fails_noise_of_0_001_from_an_unseeded_or_global_generator_and_says_what_to_use(name):
+    """Noise this small leaves the rounded step records alone: the weights, compared bit for bit, do not."""
+    report = check_method(name, [str(HERE / "defects.py")])
+    failed = [c.name for c in report.checks if not c.ok]  # resume too where the draw is unseeded
+    assert failed[-1] == "determinism" and set(failed) <= {"resume", "determinism"}
+    detail = report.get("determinism").detail
+    assert detail.startswith("two runs at the same seed ")
+    assert "draw every random number from ctx.generator" in detail and "global random state" in detail
+
+
+def test_the_determinism_check_compares_the_kept_networks_bit_for_bit_where_the_step_records_agree():
+    steps = [{"step": 1, "test_errors": 3, "seconds": 1.0}, {"step": 2, "test_errors": 2, "seconds": 2.0}]
+    first = _Run({"steps": steps}, Probe(states=["a", "b"]))
+    again = _Run({"steps": [{**s, "seconds": 9.0} for s in steps]}, Probe(states=["a", "b"]))
+    other = _Run({"steps": steps}, Probe(states=["a", "c"]))
+    assert determinism_check(first, again).status == "pass"
+    failed = determinism_check(first, other)
+    assert failed.status == "fail"
+    assert failed.detail.startswith("two runs at the same seed give the same step records but other weights, "
+                                    "batch-norm statistics or masks after megabatch 2 (compared bit for bit")
+
+
+def test_check_method_passes_noise_drawn_from_the_cells_generator():
+    report = check_method("seeded-noise", [str(HERE / "defects.py")])
+    assert report.ok, report.lines()
+    assert report.get("determinism").detail.startswith("two runs give identical step records and bit-identical "
+                                                       "weights and masks after all 3 megabatches")
 
 
 def test_check_method_command_prints_each_check_and_exits_1_on_a_defect():

@@ -4,6 +4,7 @@ keeps it) with one defect each."""
 import random
 from typing import Any
 
+import numpy as np
 import torch
 
 from almabench.methods import register
@@ -70,3 +71,46 @@ class Random(AnytimeOSP):
 
     def step_record(self) -> dict[str, Any]:
         return {"noise": random.Random().random()}  # seeded from the clock
+
+
+class _Noise(AnytimeOSP):
+    """OSP plus noise of scale 0.001 on every surviving weight before megabatches 2 on: drawn by `draw`."""
+
+    scale = 0.001
+
+    def draw(self, ctx, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def before_step(self, ctx) -> None:
+        super().before_step(ctx)
+        if ctx.step > 1:
+            with torch.no_grad():
+                for w in ctx.masks.params.values():
+                    w.add_(self.scale * self.draw(ctx, w))
+            ctx.masks.apply()
+
+
+@register
+class UnseededNumpyNoise(_Noise):
+    name = "defect-numpy-noise"
+
+    def draw(self, ctx, w: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.random.default_rng().standard_normal(tuple(w.shape))).to(w.dtype)
+
+
+@register
+class GlobalTorchNoise(_Noise):
+    name = "defect-torch-noise"
+
+    def draw(self, ctx, w: torch.Tensor) -> torch.Tensor:
+        return torch.randn_like(w)
+
+
+@register
+class SeededNoise(_Noise):
+    """Keeps the contract: its noise comes from the cell's generator."""
+
+    name = "seeded-noise"
+
+    def draw(self, ctx, w: torch.Tensor) -> torch.Tensor:
+        return torch.randn(w.shape, generator=ctx.generator).to(w.dtype)
