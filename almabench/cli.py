@@ -121,6 +121,9 @@ def _load_plugins(plugins: tuple[str, ...], spec_plugins: tuple[str, ...] = ()) 
                    "time=4:00:00 --slurm gpus_per_node=1 (also cpus_per_task, mem, account, qos, constraint, "
                    "max_timeouts, signal_delay; or a [slurm] table in the spec). Repeatable.")
 @click.option("--detach", is_flag=True, help="With --backend slurm: submit, print the job ids, and exit.")
+@click.option("--rerun-changed", is_flag=True,
+              help="Run again the finished cells whose result was made by other plugin code than the code installed "
+                   "now (run and --dry-run name them); their old files are moved aside to <name>.replaced.")
 @click.option("--dry-run", is_flag=True,
               help="Print the cells, which are done / failed / missing in --out, and the compute left; run nothing.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
@@ -134,8 +137,8 @@ def _load_plugins(plugins: tuple[str, ...], spec_plugins: tuple[str, ...] = ()) 
                    "--out/FORMAT), the layout `almabench export` writes. Repeatable. Needs the extra: "
                    "pip install 'almabench[FORMAT]'.")
 def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, taus, epochs, batch_size, settings,
-        device, precision, compile_, jobs, threads, backend, scheduler, slurm_pairs, detach, dry_run, out, data_root,
-        download, plugins, logs) -> None:
+        device, precision, compile_, jobs, threads, backend, scheduler, slurm_pairs, detach, rerun_changed, dry_run,
+        out, data_root, download, plugins, logs) -> None:
     """Run the grid; cells whose result already exists in --out are skipped, failed ones run again.
 
     A line per finished megabatch and per cell; on a terminal, a progress bar over the grid's training
@@ -212,7 +215,9 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
 
     with progress:
         outcome = run_grid(configs, options, out, jobs, on_done, backend=backend, scheduler=scheduler,
-                           on_start=on_start, watch=progress, logs=targets, settings=slurm)
+                           on_start=on_start, watch=progress, logs=targets, settings=slurm,
+                           rerun_changed=rerun_changed, on_changed=lambda lines: progress.write("\n".join(lines), err=True)
+                           if lines else None)
     busy = f", {len(outcome.busy)} left to another run" if outcome.busy else ""
     click.echo(f"{outcome.ran} ran, {outcome.skipped} already done, {len(outcome.failed)} failed{busy}; "
                f"results in {out}/")
@@ -269,14 +274,18 @@ def _print_plan(configs, options: RunOptions, out: Path, source: str, jobs: int,
         cost = "" if passes is None or cell.state == "done" else f"  {passes:,} image-passes"
         detail = f"  ({cell.detail})" if cell.detail else ""
         click.echo(f"  {cell.state:8} {describe(cell.config):44} {cell.path.name}{cost}{detail}")
+        if cell.changed:
+            click.echo(f"           made by other plugin code than the code installed now: {cell.changed} "
+                       f"(--rerun-changed runs it again)")
         if cell.config.resolved:
             changed = ", ".join(f"{k}={_toml(v)}" for k, v in cell.config.differences_from_paper().items())
             click.echo(f"           not the paper's: {changed}" if changed else "           the paper's recipe")
         else:
             click.echo("           settings unknown until its data loads (flip, crop_padding, milestones)")
     counts = plan.counts()
-    click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['corrupt']} corrupt, "
-               f"{counts['missing']} missing: {len(plan.todo)} cell(s) to run")
+    other = sum(bool(c.changed) for c in plan.cells)
+    click.echo(f"{counts['done']} done{f' ({other} by other plugin code)' if other else ''}, {counts['failed']} "
+               f"failed, {counts['corrupt']} corrupt, {counts['missing']} missing: {len(plan.todo)} cell(s) to run")
     if plan.todo:
         _print_compute_left(plan, out, jobs)
     if slurm is not None and plan.todo:
@@ -325,6 +334,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
     from almabench.plan import folder_states
     from almabench.specs import load_spec, resolve_configs, shipped_specs
+    from almabench.stale import mark_changed
     from almabench.store import CHECKPOINT_DIR, cell_files
 
     if not results.exists():
@@ -349,15 +359,19 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     for name in names:
         spec = load_spec(name)
         _load_plugins((), spec.plugins)  # a plugin method's scope (Method.default_scope) names its cells
-        cells = cell_files(resolve_configs(spec.configs(), RunOptions(), strict=False), results)
+        cells = mark_changed(cell_files(resolve_configs(spec.configs(), RunOptions(), strict=False), results))
         if not specs and not any(c.path.name in present for c in cells):
             continue  # a shipped spec with nothing here yet
         counts = {s: sum(c.state == s for c in cells) for s in ("done", "failed", "corrupt", "missing")}
         if shown == 0:
             click.echo("per spec:")
         shown += 1
-        click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
+        changed = [c for c in cells if c.changed]
+        other = f" ({len(changed)} by other plugin code)" if changed else ""
+        click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done{other}, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
+        for cell in changed:
+            click.echo(f"    {cell.path.name}: made by other plugin code than the code installed now: {cell.changed}")
     _print_checkpoints(sorted((results / CHECKPOINT_DIR).glob("*.pt")))
     from almabench.slurm import status_lines
 
@@ -429,10 +443,11 @@ def _print_checkpoints(checkpoints: list[Path]) -> None:
 
 
 @main.command(name="list")
+@click.argument("method", required=False)
 @_plugin_option
-def list_(plugins: tuple[str, ...]) -> None:
+def list_(method: str | None, plugins: tuple[str, ...]) -> None:
     """Print the methods, datasets, architectures, pruners and specs that exist; a plugin's entries say where they
-    come from (package and version, or file)."""
+    come from (package and version, or file). With METHOD: that method and the settings a grid may vary."""
     from almabench.analysis.export import WRITERS
     from almabench.data import DATASETS
     from almabench.methods import METHODS
@@ -444,6 +459,9 @@ def list_(plugins: tuple[str, ...]) -> None:
     from almabench.stream import REPLAYS
 
     _load_plugins(plugins)
+    if method is not None:
+        click.echo("\n".join(_method_lines(method)))
+        return
 
     def named(registry) -> str:
         return ", ".join(f"{name} {describe_origin(registry, name)}".strip() for name in registry)
@@ -460,6 +478,21 @@ def list_(plugins: tuple[str, ...]) -> None:
     click.echo(f"protocols:      {', '.join(PROTOCOLS)} (--set protocol=released: the released code's harness)")
     click.echo(f"specs:          {', '.join(shipped_specs())}")
     click.echo(f"export formats: {named(WRITERS)}")
+
+
+def _method_lines(name: str) -> list[str]:
+    """`almabench list METHOD`: what it does, where it comes from, and its settings."""
+    from almabench.methods import METHODS
+    from almabench.plugins import describe_origin
+
+    cls = METHODS.get(name)
+    lines = [f"{name}: {cls.summary}", f"  from: {describe_origin(METHODS, name) or 'almabench'} ({cls.__module__})"]
+    if not cls.settings:
+        return [*lines, "  settings: none"]
+    lines.append("  settings (--set NAME=VALUE, or a spec's [config] / [grid] NAME = [...]):")
+    for s in cls.settings:
+        lines.append(f"    {s.name:16} default {s.default:<8g} {s.describe_range():28} {s.help}")
+    return lines
 
 
 @main.command(name="check-method")
@@ -483,12 +516,15 @@ def check_method_(name: str, plugins: tuple[str, ...], seed: int) -> None:
 @click.argument("name")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="Folder the package's folder (almabench-NAME) is written into.")
-def new_method_(name: str, dest: Path) -> None:
+@click.option("--kind", type=click.Choice(["prune", "perturb"]), default="prune", show_default=True,
+              help="prune: a method that sets masks (magnitude pruning to APP's schedule); perturb: one that changes "
+                   "the weights (shrink and perturb before each megabatch, with two settings a grid can sweep).")
+def new_method_(name: str, dest: Path, kind: str) -> None:
     """Write a package for a new method NAME: pyproject with its entry point, the method (a small commented
     example), a test that runs its contract check, and a README with the commands that install and benchmark it."""
     from almabench.scaffold import new_method
 
-    folder = new_method(name, dest)
+    folder = new_method(name, dest, kind)
     click.echo(f"wrote {folder}/ (the method: {folder}/{name.replace('-', '_')}/method.py); next:")
     click.echo(f"  cd {folder} && pip install -e . && almabench check-method {name}")
     click.echo(f"  almabench run --methods {name},app,dense && almabench report results/")

@@ -17,6 +17,11 @@ from typing import Any
 
 from almabench.errors import AlmabenchError
 
+# A method's declared settings (methods.base.Setting) where a cell sets them to other values than their defaults:
+# (name, value) pairs sorted by name. Defaults are left out (specs.for_method), so a cell at its method's defaults
+# has none and keeps the name it had before methods had settings.
+MethodSettings = tuple[tuple[str, float | int], ...]
+
 
 def _to_int(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -48,6 +53,21 @@ def _to_ints(value: Any) -> tuple[int, ...]:
     return tuple(_to_int(x) for x in ([value] if isinstance(value, int) else value))
 
 
+def _to_settings(value: Any) -> MethodSettings:
+    """A method's settings as a sorted tuple of (name, number) pairs (frozen, hashable); a dict or pairs in."""
+    pairs = value.items() if isinstance(value, dict) else value
+    if isinstance(pairs, (str, bytes)):
+        raise TypeError(value)
+    out = []
+    for name, number in pairs:
+        if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise TypeError(value)
+        out.append((name, number))
+    if len({name for name, _ in out}) != len(out):
+        raise ValueError(value)
+    return tuple(sorted(out))
+
+
 def _or_none(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else coerce(value)
 
@@ -61,9 +81,11 @@ _COERCE = {
     "bool | None": _or_none(_to_bool),
     "int | None": _or_none(_to_int),
     "tuple[int, ...] | None": _or_none(_to_ints),
+    "MethodSettings": _to_settings,
 }
 _KIND = {"str": "a string", "str | None": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-         "bool | None": "true or false", "int | None": "an integer", "tuple[int, ...] | None": "a list of integers"}
+         "bool | None": "true or false", "int | None": "an integer", "tuple[int, ...] | None": "a list of integers",
+         "MethodSettings": "a table of the method's settings (name = number)"}
 
 # The paper's recipe for CIFAR (SPEC.md), against which `--dry-run` names what a cell changes.
 PAPER_RECIPE: dict[str, Any] = {
@@ -117,6 +139,8 @@ class RunConfig:
     flip: bool | None = None  # None: the dataset's own (CIFAR flips, digits and user data do not)
     # the harness around the methods: the paper's, or the released code's departures 4-7 (almabench.protocol)
     protocol: str = "paper"
+    # the method's own settings that differ from its defaults (methods.base.Setting; `almabench list METHOD`)
+    settings: MethodSettings = ()
 
     def __post_init__(self) -> None:
         # Coerce types so that 4 and 4.0, or [20, 40] and (20, 40), name the same cell. f.type is the
@@ -137,7 +161,7 @@ class RunConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if value != f.default:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
+                out[f.name] = _plain(value, f.name)
         return out
 
     def named(self) -> dict[str, Any]:
@@ -148,7 +172,7 @@ class RunConfig:
         return {**out, **{k: None for k in NAMED_WITHOUT if getattr(self, k) is None}}
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {f.name: _plain(getattr(self, f.name), f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -203,13 +227,21 @@ class RunConfig:
         return {k: getattr(self, k) for k, v in PAPER_RECIPE.items() if getattr(self, k) != v}
 
 
+def _plain(value: Any, name: str) -> Any:
+    """A field's value as JSON holds it: settings as an object, other tuples as lists."""
+    if name == "settings":
+        return dict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
 def range_problem(config: RunConfig) -> str | None:
     """Why config's values lie outside what a run accepts (a number out of its range, or not finite), or None.
 
     The checks that need nothing but the config: `run` applies them with the registries' (specs.check_config),
     and a result file's config must pass them too (store.validate_result), whoever wrote it.
     """
-    for name, value in config.to_dict().items():  # inf passes every range check below, and JSON cannot hold it
+    values = {**config.to_dict(), **dict(config.settings)}
+    for name, value in values.items():  # inf passes every range check below, and JSON cannot hold it
         if isinstance(value, float) and not math.isfinite(value):
             return f"{name} must be a finite number, got {value}"
     milestones = config.milestones or ()

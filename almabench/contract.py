@@ -221,6 +221,7 @@ def _run(config: RunConfig, options: RunOptions, checkpoint: Path | None = None,
     from almabench.run import run_cell
 
     method = watched(METHODS.get(config.method))()
+    method.configure(dict(config.settings))
     method.probe.global_seed = global_seed  # type: ignore[attr-defined]
 
     def progress(step: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from almabench.data import Dataset, load_dataset
 from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.inference import eval_batch_size, largest_activation_bytes
-from almabench.methods import METHODS, Method, StepContext
+from almabench.methods import METHODS, Method, StepContext, build_method
 from almabench.models import build_model, init_seed
 from almabench.plugins import load_for_cell
 from almabench.protocol import PROTOCOLS
@@ -99,7 +99,7 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
     check_stream(dataset.n_train, config.megabatches, config.val_fraction, config.stream_images)
     stream = make_stream(dataset.n_train, config.megabatches, config.seed, config.val_fraction, protocol.layout,
                          pool=stream_pool(dataset.y_train, config.stream_images))
-    method = method if method is not None else METHODS.get(config.method)()
+    method = method if method is not None else build_method(config)
     crop_padding = config.crop_padding
 
     def new_model() -> nn.Module:
@@ -162,6 +162,7 @@ def _run_cell(config: RunConfig, options: RunOptions, progress, checkpoint: Path
         "params_total": params_total,
         "prunable_total": masks.total,
         "flops_dense": sum(flops.values()),
+        **({"method_settings": method.setting_values()} if method.settings else {}),
         "data": dataset.describe(),
         "environment": {**env, "precision": "bf16" if data.autocast_dtype else "fp32",
                         "channels_last": data.channels_last,

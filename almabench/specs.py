@@ -70,33 +70,72 @@ class GridSpec:
     def configs(self) -> list[RunConfig]:
         """The cells of the grid, each once: a method that never prunes (dense) gets the default pruning
         keys, and one that ignores some (gmp, rigl, set and imp: the pruner) those, so crossing it with several
-        pruners or τ runs it once, not once per pruner; an unset scope is the method's own."""
+        pruners or τ runs it once, not once per pruner; an unset scope is the method's own. A method's settings
+        (keys that are no config key) reach the methods that declare them, and no other."""
         names = list(self.axes)
         cells = []
         for values in itertools.product(*(self.axes[n] for n in names)):
-            cells.append(for_method(RunConfig.from_dict({**self.fixed, **dict(zip(names, values))})))
+            keys = {**self.fixed, **dict(zip(names, values))}
+            settings = {k: keys.pop(k) for k in list(keys) if k not in FIELDS}
+            cells.append(for_method(RunConfig.from_dict(keys), settings))
+        given = {k for k in [*self.axes, *self.fixed] if k not in FIELDS}
+        unused = sorted(given - {name for c in cells if c.method in METHODS for name in declared(c.method)})
+        if unused:
+            owners = setting_owners()
+            whose = "; ".join(f"{k} of {', '.join(owners.get(k, ['no method']))}" for k in unused)
+            raise AlmabenchError(f"setting(s) {', '.join(unused)} belong to no method of this grid ({whose})")
         return list(dict.fromkeys(cells))
 
 
 PRUNING_KEYS = ("pruner", "tau", "scope", "sample_fraction", "prune_linear")
 
 
-def for_method(config: RunConfig) -> RunConfig:
-    """The config as its method reads it: the pruning keys it ignores at their defaults, and an unset scope
-    resolved to the method's own (Method.default_scope). An unknown method is left to check_config."""
+def for_method(config: RunConfig, settings: dict[str, Any] | None = None) -> RunConfig:
+    """The config as its method reads it: the pruning keys it ignores at their defaults, an unset scope resolved
+    to the method's own (Method.default_scope), and, of `settings` (and config.settings), the method's own
+    declared settings, checked and typed, where they differ from their defaults. An unknown method is left to
+    check_config."""
     if config.method not in METHODS:
         return config
     method = METHODS.get(config.method)
     unused = method.ignores if method.prunes else PRUNING_KEYS
     config = config.replace(**{k: FIELDS[k].default for k in unused}) if unused else config
+    given = {**dict(config.settings), **(settings or {})}
+    own = {}
+    for setting in method.settings:
+        if setting.name in given:
+            value = setting.coerce(given[setting.name])
+            if value != setting.coerce(setting.default):
+                own[setting.name] = value
+    config = config.replace(settings=own)
     return config.replace(scope=method.default_scope) if config.scope is None else config
 
 
+def declared(method: str) -> list[str]:
+    """The names of a registered method's settings."""
+    return [s.name for s in METHODS.get(method).settings]
+
+
+def setting_owners() -> dict[str, list[str]]:
+    """Every setting name of the registered methods, with the methods that declare it."""
+    owners: dict[str, list[str]] = {}
+    for name in METHODS:
+        for setting in declared(name):
+            owners.setdefault(setting, []).append(name)
+    return owners
+
+
 def canonical_key(key: str, where: str) -> str:
+    """A config key (plural spellings accepted) or the name of a registered method's setting."""
     name = ALIASES.get(key, key)
-    if name not in FIELDS:
-        valid = ", ".join(sorted(FIELDS))
-        raise AlmabenchError(f"{where}: unknown key {key!r}; valid keys: {valid}")
+    owners = setting_owners()
+    if name not in FIELDS and name not in owners:
+        valid = ", ".join(sorted(k for k in FIELDS if k != "settings"))
+        methods = "; ".join(f"{k} ({', '.join(v)})" for k, v in sorted(owners.items()))
+        raise AlmabenchError(f"{where}: unknown key {key!r}; valid keys: {valid}; method settings: {methods}")
+    if name == "settings":
+        raise AlmabenchError(f"{where}: set a method's settings by name ({', '.join(sorted(owners))}), not as "
+                             f"'settings'")
     return name
 
 
@@ -262,5 +301,6 @@ def describe(config: RunConfig) -> str:
     alike), plus those of DESCRIBED_WHEN_SET that differ from their defaults (an unset one is not shown)."""
     changed = config.named()
     extra = "".join(f" {k}={changed[k]}" for k in DESCRIBED_WHEN_SET if changed.get(k) is not None)
+    extra += "".join(f" {k}={v}" for k, v in config.settings)
     return (f"{config.method} {config.dataset} {config.arch} T={config.megabatches} epochs={config.epochs} "
             f"seed={config.seed}{extra}")

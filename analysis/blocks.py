@@ -44,7 +44,8 @@ def parse_group_by(spec: str | None, columns: Sequence[str]) -> list[str]:
 # Any setting that changes what a cell computes splits the rows it varies in (two epoch budgets of a scale
 # ladder, the paper's and the released harness, ...): a table row averages seeds and nothing else.
 # scope is not among them: a cell at another scope than the paper's is its own method (scope_in_method).
-SPLIT_WHEN_VARYING: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k not in ("method", "seed", "scope"))
+# Neither are a method's settings: a cell at other settings is its own method too ('shrink-perturb (shrink=0.2)').
+SPLIT_WHEN_VARYING: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k not in ("method", "seed", "scope", "settings"))
 PAPER_SCOPE = "global"  # the paper's (SPEC.md): one threshold over every prunable layer
 
 
@@ -64,15 +65,20 @@ def with_varying_splits(keys: Sequence[str], frame: pd.DataFrame) -> list[str]:
 
 
 def scope_in_method(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with every pruning cell whose scope is not the paper's named as its own method, e.g.
-    'rigl (erk-dense-first)': RigL as its authors run it then sits in the same block as APP and RigL at global
-    scope, each with its own row and delta. A scope a result does not record (older files) was global."""
+    """The frame with every pruning cell whose scope is not the paper's, and every cell whose method settings are
+    not its method's defaults, named as its own method, e.g. 'rigl (erk-dense-first)' or 'shrink-perturb
+    (shrink=0.2)': RigL as its authors run it then sits in the same block as APP and RigL at global scope, each
+    with its own row and delta. A scope a result does not record (older files) was global."""
     if "scope" not in frame.columns:
         return frame
     other = frame["prunes"] & frame["scope"].notna() & (frame["scope"] != PAPER_SCOPE)
-    if not other.any():
+    settings = frame["settings"] if "settings" in frame.columns else pd.Series("", index=frame.index)
+    tuned = settings.fillna("").astype(str) != ""
+    if not other.any() and not tuned.any():
         return frame
-    return frame.assign(method=frame["method"].where(~other, frame["method"] + " (" + frame["scope"].astype(str) + ")"))
+    scope = frame["scope"].astype(str).where(other, "")
+    extra = (scope + ", " + settings.fillna("").astype(str)).str.strip(", ")
+    return frame.assign(method=frame["method"].where(~(other | tuned), frame["method"] + " (" + extra + ")"))
 
 
 def assign_blocks(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

@@ -58,10 +58,20 @@ def problem(result: Any) -> str | None:
     return validate_result(result)
 
 
+def settings_label(settings: dict[str, Any]) -> str:
+    """A cell's non-default method settings as its label shows them: 'shrink=0.2, perturb=0' ('' for none)."""
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(settings.items()))
+
+
 def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
-    """The tidy rows of one valid result: config keys, cell scalars, data/env provenance, then the step."""
+    """The tidy rows of one valid result: config keys, cell scalars, data/env provenance, then the step. A method's
+    settings are a label (column settings: the non-default ones) and a column each (setting_NAME: every declared
+    one, with the value the cell ran with)."""
     # A key a result lacks was added to RunConfig after it ran, and had its default then (the hash rule).
-    cell: dict[str, Any] = {k: _hashable(v) for k, v in {**CONFIG_DEFAULTS, **result["config"]}.items()}
+    config = {**CONFIG_DEFAULTS, **result["config"]}
+    config["settings"] = settings_label(config["settings"])
+    cell: dict[str, Any] = {k: _hashable(v) for k, v in config.items()}
+    cell.update({f"setting_{k}": v for k, v in result.get("method_settings", {}).items()})
     cell.update({k: result.get(k) for k in CELL_KEYS})
     cell.update({new: result.get(old) for old, new in CELL_RENAMES.items()})
     cell.update({f"data_{k}": _hashable(v) for k, v in result.get("data", {}).items()})

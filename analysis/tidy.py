@@ -11,7 +11,8 @@ data_notes stays a list. A key this module does not know (a field added later) i
 same rules, or kept as JSON text.
 
 `cells` also holds what the report names a cell by: `label`, its method as the report's tables write it (with its
-scope where that is not the paper's global one: 'rigl (erk-dense-first)', blocks.scope_in_method), and `block`,
+scope where that is not the paper's global one, and its method settings where not the defaults: 'rigl
+(erk-dense-first)', 'shrink-perturb (shrink=0.2)', blocks.scope_in_method), and `block`,
 the title of the report's block of the folder (blocks.block_label of the block keys and the settings that vary
 across the cells; a dense cell, which the report puts in every pruner's and τ's block, is given the one its own
 settings name).
@@ -30,13 +31,13 @@ import pandas as pd
 from almabench.config import RunConfig
 
 from .blocks import BLOCK_KEYS, block_label, scope_in_method, with_varying_splits
-from .load import Warn, read_results, result_files, results_folder, warn_stderr
+from .load import Warn, read_results, result_files, results_folder, settings_label, warn_stderr
 
 INT, FLOAT, BOOL, TEXT, TIME, LIST = "Int64", "float64", "boolean", "string", "datetime64[ns, UTC]", "list"
 NUMBERS = "numbers"  # a list of numbers, stored as text: "1,2"
 _FIELD_DTYPES = {"str": TEXT, "str | None": TEXT, "int": INT, "float": FLOAT, "bool": BOOL, "bool | None": BOOL,
                  "int | None": INT,
-                 "tuple[int, ...] | None": NUMBERS}
+                 "tuple[int, ...] | None": NUMBERS, "MethodSettings": TEXT}
 CONFIG_COLUMNS: dict[str, str] = {f.name: _FIELD_DTYPES[str(f.type)] for f in fields(RunConfig)}
 
 # One row per cell. seconds_<part> are the result's seconds_by_part; data_* and env_* its `data` and
@@ -155,8 +156,10 @@ def _in_cell_order(frame: pd.DataFrame, rank: dict[str, int], within: list[str])
 
 def _cell_row(result: dict[str, Any], file: str) -> dict[str, Any]:
     config = {**RunConfig().to_dict(), **result["config"]}  # a key added later had its default then
+    config["settings"] = settings_label(config["settings"])  # the non-default ones; setting_NAME: every one
     row: dict[str, Any] = {"config_hash": result["config_hash"], "file": file, "status": result["status"],
                            "schema_version": result.get("schema_version"), **config}
+    row.update({f"setting_{k}": v for k, v in result.get("method_settings", {}).items()})
     for key in ("final_test_accuracy", "cer", "final_density", "final_gap", "mean_gap", "test_size", "params_total",
                 "prunable_total", "flops_dense", "started_at", "finished_at", "seconds"):
         row[key] = result.get(key)

@@ -10,8 +10,9 @@ outside almabench, a package of its own or a --plugin file (almabench.plugins; `
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -19,6 +20,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from almabench.config import RunConfig
+from almabench.errors import AlmabenchError
 from almabench.models import init_seed
 from almabench.protocol import PROTOCOLS
 from almabench.registry import Registry
@@ -102,6 +104,41 @@ class StepContext:
 HOOKS = ("before_step", "after_sgd_step")
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A number a method reads that a grid may vary: `--set NAME=VALUE`, a spec's [config] or [grid] (an axis).
+
+    The value is an attribute of the method instance (self.NAME), its default also of the class. A cell names a
+    setting only where it differs from the default, so a method's files keep their names when it gains one.
+    """
+
+    name: str
+    default: float | int  # an int default makes an integer setting (2.0 is accepted as 2, 2.5 is refused)
+    help: str  # one line: what it is, its unit, and where the default comes from
+    low: float | None = None  # the smallest value allowed (inclusive); None: no bound
+    high: float | None = None  # the largest value allowed (inclusive)
+
+    def coerce(self, value: Any) -> float | int:
+        """The value in the setting's type, or AlmabenchError naming the setting, its type and range."""
+        integer = isinstance(self.default, int)
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if ok and integer and float(value).is_integer():
+            value = int(value)
+        elif ok and not integer:
+            value = float(value)
+        elif ok:
+            ok = False
+        if not ok or (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise AlmabenchError(f"{self.name} must be {self.describe_range()}, got {value!r}")
+        return value
+
+    def describe_range(self) -> str:
+        kind = "an integer" if isinstance(self.default, int) else "a number"
+        bounds = [f">= {self.low:g}" if self.low is not None else "", f"<= {self.high:g}" if self.high is not None
+                  else ""]
+        return " ".join([kind, " and ".join(b for b in bounds if b)]).strip()
+
+
 class Method:
     """Base class: a dense learner that changes nothing before a step and has no hook in training."""
 
@@ -114,13 +151,35 @@ class Method:
     # clauses of the contract (almabench.contract: "density", "pairing") the method departs from on purpose, and
     # why: the check reports the departure instead of failing it
     departs: ClassVar[dict[str, str]] = {}
+    settings: ClassVar[tuple[Setting, ...]] = ()  # numbers a grid may vary (Setting); self.NAME holds each
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A misspelt hook would never run: names that look like hooks must be hooks."""
+        """A misspelt hook would never run: names that look like hooks must be hooks. A setting must not take a
+        config key's name (--set would not know which is meant), and its default is the class's value."""
         super().__init_subclass__(**kwargs)
         for attr in vars(cls):
             if attr.startswith(("before_", "after_")) and attr not in HOOKS:
                 raise TypeError(f"{cls.__name__}.{attr} is not a hook; the hooks are {', '.join(HOOKS)}")
+        keys = {f.name for f in fields(RunConfig)}
+        for setting in vars(cls).get("settings", ()):
+            if setting.name in keys or not setting.name.isidentifier():
+                raise TypeError(f"{cls.__name__}: setting {setting.name!r} must be an identifier other than the "
+                                f"config keys ({', '.join(sorted(keys))})")
+            setattr(cls, setting.name, setting.coerce(setting.default))
+
+    def configure(self, values: dict[str, float | int]) -> None:
+        """Set the declared settings from a cell's config (config.settings: those not at their defaults)."""
+        declared = {s.name: s for s in self.settings}
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise AlmabenchError(f"{self.name} has no setting {', '.join(unknown)}; its settings: "
+                                 f"{', '.join(declared) or 'none'}")
+        for name, setting in declared.items():
+            setattr(self, name, setting.coerce(values.get(name, setting.default)))
+
+    def setting_values(self) -> dict[str, float | int]:
+        """Every declared setting with the value this instance runs with (recorded in the result)."""
+        return {s.name: getattr(self, s.name) for s in self.settings}
 
     def before_step(self, ctx: StepContext) -> None:
         """Runs before the training of step ctx.step; may prune through ctx.prune."""
@@ -156,6 +215,13 @@ class Method:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what state_dict returned."""
+
+
+def build_method(config: RunConfig) -> Method:
+    """A new instance of the cell's method with the cell's settings."""
+    method = METHODS.get(config.method)()
+    method.configure(dict(config.settings))
+    return method
 
 
 def _is_method(entry: object) -> str | None:

@@ -15,13 +15,15 @@ from almabench.config import RunConfig
 from almabench.sparsity import app_density, top_k_masks
 from almabench.train import CellState, SGDStep
 
-from .base import Method, StepContext, register
+from .base import Method, Setting, StepContext, register
+
+START, END = 0.2, 0.75  # of each megabatch's SGD steps: RigL's CIFAR setting for its GMP baseline
 
 
-def span(total: int) -> tuple[int, int, int]:
+def span(total: int, start: float = START, end: float = END) -> tuple[int, int, int]:
     """(first, last, every): the iterations of a megabatch of `total` SGD steps that the cubic runs over."""
-    first = max(1, int(0.2 * total))
-    last = max(first, int(0.75 * total))
+    first = max(1, int(start * total))
+    last = max(first, int(end * total))
     return first, last, max(1, (last - first) // 10)
 
 
@@ -32,6 +34,14 @@ class GradualMagnitude(Method):
     prunes = True
     shrinks = True
     ignores = ("pruner", "sample_fraction")  # magnitude by definition, no sample
+    settings = (
+        Setting("prune_start", START, "b as a fraction of each megabatch's SGD steps: where the cubic starts "
+                "(RigL's CIFAR GMP setting)", low=0.0, high=1.0),
+        Setting("prune_end", END, "e as a fraction of each megabatch's SGD steps: where it reaches the target "
+                "(RigL's CIFAR GMP setting)", low=0.0, high=1.0),
+    )
+    prune_start: float
+    prune_end: float
 
     def __init__(self) -> None:
         self.start = self.final = 1.0  # the densities of this megabatch, from its masks: nothing to checkpoint
@@ -47,7 +57,7 @@ class GradualMagnitude(Method):
         self.updates, self.schedule = [], {}
 
     def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
-        first, last, every = span(sgd.total)
+        first, last, every = span(sgd.total, self.prune_start, self.prune_end)
         i = sgd.iteration
         if i < first or i > last or ((i - first) % every and i != last):
             return
@@ -60,7 +70,7 @@ class GradualMagnitude(Method):
         self.updates.append({"iteration": i, "target_density": density, "nonzero": cell.masks.nonzero()})
 
     def settled(self, iteration: int, total: int) -> bool:
-        return iteration >= span(total)[1]
+        return iteration >= span(total, self.prune_start, self.prune_end)[1]
 
     def step_record(self) -> dict[str, Any]:
         return {"gmp_schedule": self.schedule, "mask_updates": self.updates}

@@ -18,11 +18,14 @@ from almabench.config import RunConfig
 from almabench.sparsity import app_density
 from almabench.train import CellState, SGDStep
 
-from .base import Method, StepContext, register
+from .base import Method, Setting, StepContext, register
+
+CAP, FRACTION = 500, 0.1
 
 
-def rewind_iteration(total: int) -> int:
-    return max(1, min(500, total // 10))
+def rewind_iteration(total: int, cap: int = CAP, fraction: float = FRACTION) -> int:
+    """k = max(1, min(cap, ⌊fraction · N_1⌋)); int(N·0.1) is N // 10 exactly (0.1's double is just above 0.1)."""
+    return max(1, min(cap, int(total * fraction)))
 
 
 @register
@@ -32,6 +35,14 @@ class LotteryRewind(Method):
     prunes = True
     shrinks = True
     ignores = ("pruner", "sample_fraction")  # magnitude by definition, no sample
+    settings = (
+        Setting("rewind_cap", CAP, "the latest SGD iteration of megabatch 1 to rewind to (Frankle et al.'s "
+                "ResNet-20 rewind point)", low=1),
+        Setting("rewind_fraction", FRACTION, "the rewind point's largest share of megabatch 1's SGD steps",
+                low=0.0, high=1.0),
+    )
+    rewind_cap: int
+    rewind_fraction: float
 
     def __init__(self) -> None:
         self.rewind: dict[str, Tensor] = {}  # empty until megabatch 1 reaches iteration k
@@ -48,7 +59,7 @@ class LotteryRewind(Method):
             ctx.masks.apply()
 
     def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
-        if cell.step == 1 and sgd.iteration == rewind_iteration(sgd.total):
+        if cell.step == 1 and sgd.iteration == rewind_iteration(sgd.total, self.rewind_cap, self.rewind_fraction):
             self.rewind = {k: v.detach().clone() for k, v in cell.model.state_dict().items()}
             self.k = sgd.iteration
 

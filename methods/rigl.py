@@ -27,16 +27,16 @@ from almabench.config import RunConfig
 from almabench.sparsity import PRUNERS, drop_and_grow
 from almabench.train import CellState, SGDStep
 
-from .base import Method, StepContext, register
+from .base import Method, Setting, StepContext, register
 
 DROP_FRACTION = 0.3
 END = 0.75  # of each megabatch's SGD steps
 EVERY = 100
 
 
-def window_end(total: int) -> int:
+def window_end(total: int, end: float = END) -> int:
     """e = ⌊0.75N⌋: the drop/grow updates run at iterations below it, so the masks are final from it on."""
-    return int(END * total)
+    return int(end * total)
 
 
 @register
@@ -46,6 +46,17 @@ class RigL(Method):
     prunes = True
     ignores = ("pruner", "sample_fraction")  # the start mask is random, the updates use |w| and |grad|
     default_scope = "erk-dense-first"  # RigL's CIFAR setting
+    settings = (
+        Setting("drop_fraction", DROP_FRACTION, "f at the first update, decayed by a cosine to 0 at e (RigL's "
+                "CIFAR setting)", low=0.0, high=1.0),
+        Setting("update_every", EVERY, "Δ, SGD steps between drop/grow updates (RigL's CIFAR setting; fewer where "
+                "a megabatch has under ten updates' room)", low=1),
+        Setting("update_end", END, "e as a fraction of each megabatch's SGD steps: no update from there on (RigL's "
+                "setting)", low=0.0, high=1.0),
+    )
+    drop_fraction: float
+    update_every: int
+    update_end: float
 
     def __init__(self) -> None:
         self.updates: list[dict[str, Any]] = []  # this megabatch's, for its record
@@ -65,11 +76,11 @@ class RigL(Method):
         return {n: p.grad.abs() if p.grad is not None else torch.zeros_like(p) for n, p in cell.masks.params.items()}
 
     def after_sgd_step(self, cell: CellState, sgd: SGDStep) -> None:
-        end = window_end(sgd.total)
-        every = min(EVERY, max(1, end // 10))
+        end = window_end(sgd.total, self.update_end)
+        every = min(self.update_every, max(1, end // 10))
         if sgd.iteration % every or sgd.iteration >= end:
             return
-        fraction = DROP_FRACTION * 0.5 * (1.0 + math.cos(math.pi * sgd.iteration / end))
+        fraction = self.drop_fraction * 0.5 * (1.0 + math.cos(math.pi * sgd.iteration / end))
         old = cell.masks.masks
         drop = {n: p.detach().abs() for n, p in cell.masks.params.items()}
         new = drop_and_grow(old, drop, self.grow_scores(cell), fraction)
@@ -83,7 +94,7 @@ class RigL(Method):
         self.updates.append({"iteration": sgd.iteration, "every": every, "drop_fraction": fraction, "grown": grown})
 
     def settled(self, iteration: int, total: int) -> bool:
-        return iteration >= window_end(total)
+        return iteration >= window_end(total, self.update_end)
 
     def step_record(self) -> dict[str, Any]:
         return {"mask_updates": self.updates}

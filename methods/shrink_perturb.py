@@ -13,22 +13,26 @@ noise as p ~ N(0, σ²); its text could not be read in full offline, so the form
 Megabatch 1 is dense's exactly (nothing to shrink yet).
 """
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from almabench.models import init_seed
 
-from .base import Method, StepContext, register
+from .base import Method, Setting, StepContext, register
 
 
 @register
 class ShrinkPerturb(Method):
     name = "shrink-perturb"
-    summary = ("before each megabatch, w <- 0.4 w + 0.1 x (a fresh init): Ash & Adams 2020's warm-start remedy, "
-               "their code's defaults")
-    shrink: ClassVar[float] = 0.4  # λ
-    perturb: ClassVar[float] = 0.1  # σ
+    summary = ("before each megabatch, w <- shrink * w + perturb * (a fresh init): Ash & Adams 2020's warm-start "
+               "remedy")
+    settings = (Setting("shrink", 0.4, "λ, the factor every weight is multiplied by (the authors' code's default)",
+                        low=0.0, high=1.0),
+                Setting("perturb", 0.1, "σ, the scale of the fresh initialisation added (the authors' code's default)",
+                        low=0.0))
+    shrink: float
+    perturb: float
 
     def __init__(self) -> None:
         self.noise_seed = 0  # the init seed of the current megabatch's ε (the cell's own init at megabatch 1)
