@@ -36,6 +36,7 @@ from almabench.locks import cell_lock, describe_owner, this_run
 from almabench.progress import GridProgress, stream_note
 from almabench.run import run_cell
 from almabench.specs import check_grid, describe
+from almabench.stale import changed_lines, mark_changed, move_replaced
 from almabench.store import (
     CellFile,
     StorageError,
@@ -158,6 +159,8 @@ def run_grid(
     watch: GridProgress | None = None,
     logs: tuple[LogTarget, ...] = (),
     settings: Any = None,
+    rerun_changed: bool = False,
+    on_changed: Callable[[list[str]], None] | None = None,
 ) -> GridOutcome:
     """Run every cell whose result file is missing or failed, `jobs` at a time, results in out/.
 
@@ -167,15 +170,18 @@ def run_grid(
     with dask or ray: as many cells at once as the cluster has workers; with slurm: as Slurm allows.
     A corrupt file in out/ is moved aside to <name>.corrupt (with a warning) and its cell rerun.
     on_start(cells, cells to run, torch threads a cell uses or 0 where only its worker knows) is called once
-    every check has passed, before the first cell runs.
+    every check has passed, before the first cell runs, then on_changed with the lines that name the finished cells
+    made by other plugin code (almabench.stale; rerun_changed runs them again).
     A cell another run is running (its lock is held) is skipped and listed in GridOutcome.busy. A write the
     disk refuses stops the grid with one AlmabenchError line; every finished file stays as it is.
     watch (almabench.progress) hears of every cell's start and megabatches, from whichever process runs it;
     logs are the live logs every cell writes (almabench.watch).
     """
-    cells, todo, options, threads = prepare_grid(configs, options, out, jobs, backend, scheduler)
+    cells, todo, options, threads = prepare_grid(configs, options, out, jobs, backend, scheduler, rerun_changed)
     if on_start is not None:
         on_start(len(cells), len(todo), threads)
+    if on_changed is not None:
+        on_changed(changed_lines(cells, rerun_changed))
     tally = _Tally(skipped=len(cells) - len(todo))
     in_process = _in_process(backend, jobs, len(todo))
     if watch is not None:
@@ -200,18 +206,25 @@ def run_grid(
 
 
 def prepare_grid(configs: list[RunConfig], options: RunOptions, out: Path, jobs: int, backend: str = "loky",
-                 scheduler: str | None = None) -> tuple[list[CellFile], list[RunConfig], RunOptions, int]:
+                 scheduler: str | None = None, rerun_changed: bool = False,
+                 ) -> tuple[list[CellFile], list[RunConfig], RunOptions, int]:
     """Every check before a cell runs (or is submitted), and the folder made: (the cells' files, the cells to
-    run, the options they run with, the torch threads a cell uses or 0 where only its worker knows)."""
+    run, the options they run with, the torch threads a cell uses or 0 where only its worker knows). Finished
+    cells made by other plugin code (almabench.stale) are marked; with rerun_changed their files are moved aside
+    and they run again."""
     if jobs < 1 and not (jobs == -1 and BACKENDS.get(backend).cluster):
         raise AlmabenchError(f"--jobs must be at least 1, got {jobs}")
     check_backend(backend, scheduler)
     configs = check_grid(configs, options)
     precision = resolve_precision(options.precision, resolve_device(options.device))
     prepare_out(out)
-    cells = cell_files(configs, out)
+    cells = mark_changed(cell_files(configs, out))
     check_same_data(cells, options)
-    todo = [cell.config for cell in cells if cell.state != "done"]
+    if rerun_changed:
+        for cell in cells:
+            if cell.changed:
+                move_replaced(cell)
+    todo = [cell.config for cell in cells if cell.state != "done" or (rerun_changed and cell.changed)]
     _warn_other_precision(cells, precision)
     if jobs > 1 and options.threads == 0 and BACKENDS.get(backend).submit is None:
         options = RunOptions(**{**options.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})

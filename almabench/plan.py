@@ -17,6 +17,7 @@ from almabench.errors import AlmabenchError
 from almabench.names import quoted
 from almabench.progress import step_passes
 from almabench.specs import check_config, check_resolved, resolve_configs
+from almabench.stale import mark_changed
 from almabench.store import CellFile, cell_files, read_json, result_state
 from almabench.stream import check_stream
 
@@ -92,7 +93,7 @@ def plan_grid(configs: list[RunConfig], options: RunOptions, out: Path) -> Plan:
     for config in configs:
         if config.dataset in loaded:
             check_resolved(config, loaded[config.dataset])
-    cells = cell_files(configs, out)
+    cells = mark_changed(cell_files(configs, out))
     passes: dict[RunConfig, int | None] = {}
     seconds: dict[RunConfig, float | None] = {}
     keys: dict[RunConfig, tuple] = {}

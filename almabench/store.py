@@ -389,6 +389,7 @@ class CellFile:
     path: Path
     state: str  # done, failed, corrupt, missing (STATES)
     detail: str = ""  # the error of a failed cell, what is wrong with a corrupt file
+    changed: str = ""  # a done cell made by other plugin code than the code installed now: how (almabench.stale)
 
 
 def cell_files(configs: list[RunConfig], out: Path) -> list[CellFile]:
@@ -401,13 +402,14 @@ def cell_files(configs: list[RunConfig], out: Path) -> list[CellFile]:
     return cells
 
 
-def move_aside(path: Path) -> Path:
-    """Rename a corrupt file to <name>.corrupt (or .corrupt.1, ...) so that nothing is deleted silently."""
-    target = path.with_name(path.name + ".corrupt")
+def move_aside(path: Path, why: str = "corrupt") -> Path:
+    """Rename a corrupt file to <name>.corrupt (or .corrupt.1, ...; another `why`, another suffix) so that nothing
+    is deleted silently."""
+    target = path.with_name(f"{path.name}.{why}")
     n = 0
     while target.exists():
         n += 1
-        target = path.with_name(f"{path.name}.corrupt.{n}")
+        target = path.with_name(f"{path.name}.{why}.{n}")
     try:
         os.replace(path, target)
     except OSError as exc:
