@@ -36,11 +36,17 @@ def _split(value: str | None) -> list[str]:
               help="Methods the curve figures draw in colour, comma-separated (as the tables name them, e.g. "
                    "'app,osp,rigl (erk-dense-first)'); the others grey and thin. Default: the paper's methods "
                    "(dense, osp, app, app-released), once more than 5 methods share a figure.")
+@click.option("--reference", "references", multiple=True, metavar="METHOD",
+              help="Show each other method's difference from METHOD (as the tables name it, or a registered name "
+                   "for every label of it) in the delta tables, forest and paired figures, e.g. --reference "
+                   "shrink-perturb for 'shrink-perturb − dense'. Repeatable or comma-separated. Default: APP's "
+                   "variants against the rest; the regime map stays APP's.")
 @click.option("--dataset", default=None, help="Only cells on this dataset.")
 @click.option("--arch", default=None, help="Only cells with this architecture.")
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
 def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group_by: str, methods: str | None,
-           highlight: str | None, dataset: str | None, arch: str | None, megabatches: int | None) -> None:
+           highlight: str | None, references: tuple[str, ...], dataset: str | None, arch: str | None,
+           megabatches: int | None) -> None:
     """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR (and
     its subfolders). Several folders, or a folder of folders, make one report: where their blocks differ in
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
@@ -88,6 +94,11 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     if unknown:
         raise click.ClickException(f"--highlight names method(s) not in the report: {', '.join(unknown)} "
                                    f"(its methods: {', '.join(sorted(labels))})")
+    refs = [r for value in references for r in _split(value)]
+    unknown = [r for r in refs if r not in labels and r not in {label.split(" (", 1)[0] for label in labels}]
+    if unknown:
+        raise click.ClickException(f"--reference names method(s) not in the report: {', '.join(unknown)} "
+                                   f"(its methods: {', '.join(sorted(labels))})")
     try:
         keys = parse_group_by(group_by, frame.columns)
         if group_by == DEFAULT_GROUP_BY or group_by.startswith("+"):  # an explicit list is taken as given
@@ -95,7 +106,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         target = out or results_dir / "report"
         source = results_dir if len(results_dirs) == 1 else ", ".join(map(str, results_dirs))
         result = build_report(frame, target, fmts, keys, warn=echo_warning, source=source, notes=notes,
-                              highlight=_split(highlight) if highlight is not None else None)
+                              highlight=_split(highlight) if highlight is not None else None, references=refs)
     except (StorageError, OSError) as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
         reason = err.reason if isinstance(err, StorageError) else (err.strerror or str(err)).lower()
         raise click.ClickException(f"cannot write the report into {quoted(target)}/: {reason}; pass --out FOLDER "

@@ -11,6 +11,7 @@ around zero; here each difference gets the panel height. A band around 0 is a di
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -44,13 +45,15 @@ def paired_by_step(rows: pd.DataFrame, a: str, b: str, metric: str = "test_accur
     return pd.DataFrame(out, columns=["step", "mean", "low", "high", "n"])
 
 
-def pairs(methods: list[str] | pd.Series) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def pairs(methods: list[str] | pd.Series, references: Sequence[str] = ()) -> tuple[list[tuple[str, str]],
+                                                                                  list[tuple[str, str]]]:
     """(every method − dense) and (app − every other method but dense), in display order; app-released
-    stands in for app where a block has no app."""
+    stands in for app where a block has no app, and the first reference the block holds for app where
+    references are given (paper.comparisons)."""
     order = method_order(methods)
     versus_dense = [(m, "dense") for m in order if m != "dense"] if "dense" in order else []
-    apps = [a for a, _ in comparisons(order)]
-    versus_app = [(a, b) for a, b in comparisons(order) if a == apps[0] and b != "dense"] if apps else []
+    apps = [a for a, _ in comparisons(order, references)]
+    versus_app = [(a, b) for a, b in comparisons(order, references) if a == apps[0] and b != "dense"] if apps else []
     return versus_dense, versus_app
 
 
@@ -84,10 +87,10 @@ class PairedPanel:
         return low - pad, high + pad
 
 
-def paired_panels(rows: pd.DataFrame) -> list[tuple[str, list[PairedPanel]]]:
+def paired_panels(rows: pd.DataFrame, references: Sequence[str] = ()) -> list[tuple[str, list[PairedPanel]]]:
     """The figure's groups of panels: ('app − each other method', ...), ('each method − dense', ...); a
     comparison without a common seed has no panel."""
-    versus_dense, versus_app = pairs(rows["method"])
+    versus_dense, versus_app = pairs(rows["method"], references)
     groups = []
     for name, comparisons_ in ((f"{versus_app[0][0]} − each other method" if versus_app else "", versus_app),
                                ("each method − dense", versus_dense)):
@@ -121,11 +124,11 @@ def _draw(ax: plt.Axes, panel: PairedPanel, colour_of: str, seeds_max: int) -> N
     ax.tick_params(labelsize=6, pad=1)
 
 
-def paired_figure(rows: pd.DataFrame, title: str) -> plt.Figure:
+def paired_figure(rows: pd.DataFrame, title: str, references: Sequence[str] = ()) -> plt.Figure:
     """Small multiples of per-megabatch paired differences in test accuracy, one panel per comparison, each
     scaled to its own band and seeds; a panel's lines are in the style of the method compared against app (or
     of the method compared with dense)."""
-    groups = paired_panels(rows)
+    groups = paired_panels(rows, references)
     seeds_max = int(rows.groupby("method")["seed"].nunique().max())
     ncols = min(COLUMNS, max(len(panels) for _, panels in groups))
     heights = [math.ceil(len(panels) / ncols) for _, panels in groups]

@@ -6,6 +6,7 @@ compare like with like; they are never used in any computation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -31,11 +32,19 @@ def method_order(methods: list[str] | pd.Series) -> list[str]:
     return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
 
 
-def comparisons(methods: list[str] | pd.Series) -> list[tuple[str, str]]:
+def comparisons(methods: list[str] | pd.Series, references: Sequence[str] = ()) -> list[tuple[str, str]]:
     """(APP variant, baseline) pairs of a block: each APP variant against every method that is not APP
     (dense, osp and any baseline added later), then against the APP variants after it (app - app-released
-    once, not also its mirror), all in display order."""
+    once, not also its mirror), all in display order.
+
+    references (`report --reference`) replace the APP variants as the left side: each reference the block holds
+    (a label as the tables write it, or a registered name, which stands for every label of that method) against
+    every other method, a pair of two references once."""
     order = method_order(methods)
+    if references:
+        refs = list(dict.fromkeys(m for r in references for m in order if m == r or base_method(m) == r))
+        return [(ref, other) for i, ref in enumerate(refs) for other in order
+                if other != ref and other not in refs[:i]]
     apps = [m for m in order if is_app(m)]
     others = [m for m in order if not is_app(m)]
     return [(app, base) for i, app in enumerate(apps) for base in [*others, *apps[i + 1:]]]

@@ -502,9 +502,9 @@ def _dash(method: str) -> str | tuple:
     return "" if linestyle == "-" else linestyle[1]
 
 
-def plot_paired(rows: pd.DataFrame, block: dict, writer: FigureWriter) -> Plot:
+def plot_paired(rows: pd.DataFrame, block: dict, writer: FigureWriter, references: Sequence[str] = ()) -> Plot:
     """paired.paired_figure, saved as paired_<block>."""
-    fig = paired_figure(rows, block_label(block))
+    fig = paired_figure(rows, block_label(block), references)
     return Plot("paired", block_label(block), writer.save(fig, f"paired_{block_slug(block)}"))
 
 
@@ -532,10 +532,11 @@ def plot_forests(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter
 
 def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str], out: Path,
                formats: Sequence[str], deltas: pd.DataFrame | None = None,
-               highlight: Sequence[str] | None = None) -> list[Plot]:
+               highlight: Sequence[str] | None = None, references: Sequence[str] = ()) -> list[Plot]:
     """Every figure, from step rows and cell rows already assigned to blocks (blocks.assign_blocks); deltas are
-    the report's delta table (computed here where not given)."""
-    deltas = delta_table(cell_rows, keys) if deltas is None else deltas
+    the report's delta table (computed here where not given); references the methods whose differences the
+    forest and paired figures show (paper.comparisons; default APP's)."""
+    deltas = delta_table(cell_rows, keys, references) if deltas is None else deltas
     colours = palette(method_order(steps["method"]))
     writer = FigureWriter(out, formats)
     plots: list[Plot] = []
@@ -548,8 +549,8 @@ def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str]
                                     "gap", writer, colours, highlight=highlight))
             plots.append(plot_density(rows, block, writer, colours, highlight))
             plots.append(plot_cer(_select(cell_rows, block), block, writer, colours))
-            if paired_panels(rows):  # a comparison with a seed both methods ran
-                plots.append(plot_paired(rows, block, writer))
+            if paired_panels(rows, references):  # a comparison with a seed both methods ran
+                plots.append(plot_paired(rows, block, writer, references))
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
             for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
@@ -566,15 +567,17 @@ def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str]
 
 
 def plot_regimes(settings: Sequence[tuple[dict, pd.DataFrame]], keys: Sequence[str], out: Path,
-                 formats: Sequence[str]) -> list[Plot]:
-    """regime.regime_figure for each setting regime.drawn_settings found, saved as regime_<setting>."""
+                 formats: Sequence[str], versus_dense: bool = False) -> list[Plot]:
+    """regime.regime_figure for each setting regime.drawn_settings found, saved as regime_<setting> (or, of each
+    method against dense, regime-vs-dense_<setting>)."""
     writer = FigureWriter(out, formats)
     plots = []
+    kind, what = ("regime-vs-dense", "each method − dense") if versus_dense else ("regime", "regime map")
     with _style():
         for setting, rows in settings:
-            label = f"regime map: {block_label(setting) if setting else 'all cells'}"
-            fig = regime_figure(rows, setting, keys, WIDTH * 1.3, HEIGHT)
-            plots.append(Plot("regime", label, writer.save(fig, f"regime_{block_slug(setting) if setting else 'all'}")))
+            label = f"{what}: {block_label(setting) if setting else 'all cells'}"
+            fig = regime_figure(rows, setting, keys, WIDTH * 1.3, HEIGHT, versus_dense)
+            plots.append(Plot(kind, label, writer.save(fig, f"{kind}_{block_slug(setting) if setting else 'all'}")))
     return plots
 
 

@@ -3,8 +3,10 @@
 A rung is a block of the report that differs from its neighbours only in how much the stream lets dense overfit:
 the stream's size, the epochs per megabatch and the number of megabatches (RUNG_KEYS, and the milestones the
 epochs give). Each rung is placed at dense's mean generalisation gap there (train − validation accuracy averaged
-over the megabatches, then over dense's seeds), and carries the paired differences of APP against dense, OSP and
-GMP (tables.delta_table: paired by seed, with the 95 % t-interval) in final test accuracy and in final gap.
+over the megabatches, then over dense's seeds), and carries the paired differences of APP against dense, OSP, GMP
+and the warm-start controls scratch and shrink-perturb (tables.delta_table: paired by seed, with the 95 %
+t-interval) in final test accuracy and in final gap. A second map (VERSUS_DENSE) draws each method against dense
+instead: which of them closes dense's gap, and at what cost in accuracy.
 Rungs that share every other block key (dataset, pruner, τ, ...) form one setting; a setting is drawn once two
 of its rungs exist, with one panel per architecture, so a second architecture sits beside the first on its own
 panel even where it has a single rung. A line through a comparison's rungs, fitted by least squares on the
@@ -26,7 +28,11 @@ from .style import line_kwargs
 
 RUNG_KEYS: tuple[str, ...] = ("stream_images", "epochs", "megabatches", "milestones")
 PANEL_KEY = "arch"
-COMPARED: tuple[tuple[str, str], ...] = (("app", "dense"), ("app", "osp"), ("app", "gmp"))
+COMPARED: tuple[tuple[str, str], ...] = (("app", "dense"), ("app", "osp"), ("app", "gmp"), ("app", "scratch"),
+                                         ("app", "shrink-perturb"))
+# the second map: each method's difference from dense (tables.delta_table with these methods as references)
+VERSUS_DENSE: tuple[tuple[str, str], ...] = tuple((m, "dense") for m in ("app", "osp", "gmp", "scratch",
+                                                                         "shrink-perturb"))
 DIFFERENCES: tuple[tuple[str, str], ...] = (("final_test_accuracy", "final test accuracy"),
                                             ("final_gap", "final gap, train − val"))
 X_METRIC = "mean_gap"  # dense's, at the rung: how much dense overfits there
@@ -44,8 +50,9 @@ def rung_keys(keys: Sequence[str]) -> list[str]:
     return [k for k in keys if k in RUNG_KEYS]
 
 
-def regime_table(summary: pd.DataFrame, deltas: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """One row per rung, comparison (COMPARED, where both methods ran) and difference (DIFFERENCES): the block
+def regime_table(summary: pd.DataFrame, deltas: pd.DataFrame, keys: Sequence[str],
+                 compared: Sequence[tuple[str, str]] = COMPARED) -> pd.DataFrame:
+    """One row per rung, comparison (compared, where both methods ran) and difference (DIFFERENCES): the block
     keys, dense's mean gap (its mean, std and n over seeds) and the paired delta with its interval. Empty
     where the blocks differ in no rung key: a single rung is no map."""
     keys = list(keys)
@@ -55,7 +62,7 @@ def regime_table(summary: pd.DataFrame, deltas: pd.DataFrame, keys: Sequence[str
     dense = summary[(summary["method"] == "dense") & (summary["metric"] == X_METRIC)]
     dense = dense[[*keys, "mean", "std", "n"]].rename(columns={"mean": "dense_gap", "std": "dense_gap_std",
                                                                "n": "dense_n"})
-    wanted = pd.MultiIndex.from_tuples([(a, b, m) for a, b in COMPARED for m, _ in DIFFERENCES])
+    wanted = pd.MultiIndex.from_tuples([(a, b, m) for a, b in compared for m, _ in DIFFERENCES])
     picked = deltas[pd.MultiIndex.from_frame(deltas[["method", "baseline", "metric"]]).isin(wanted)]
     table = dense.merge(picked, on=keys, how="inner")  # a rung without dense has no place on the axis
     if table.empty:
@@ -118,12 +125,13 @@ def regime_trends(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 
 def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence[str],
-                  width: float, height: float) -> plt.Figure:
+                  width: float, height: float, versus_dense: bool = False) -> plt.Figure:
     """Rows: the regime table of one setting. Columns of panels: one per architecture; rows of panels: one per
     difference. Each comparison is one line over the rungs (x: dense's mean gap, log scale), a point with its
     95 % t-interval, the comparisons dodged a little apart; a rung with a single seed is a hollow point without
     whiskers. A whisker far wider than the others (a rung whose seeds disagree) is cut at the axis and ends in
-    an arrow, so it does not flatten every other rung into a few pixels."""
+    an arrow, so it does not flatten every other rung into a few pixels. versus_dense: the rows are each method
+    against dense (VERSUS_DENSE), drawn in the method's look rather than the baseline's."""
     archs = sorted(rows[PANEL_KEY].unique())
     fig, axes = plt.subplots(len(DIFFERENCES), len(archs), figsize=(width * len(archs), height * len(DIFFERENCES)),
                              squeeze=False, sharex=True)
@@ -138,7 +146,8 @@ def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence
             lines = list(part.groupby(["method", "baseline"], sort=False))
             for i, ((method, baseline), line) in enumerate(lines):
                 dodge = 10 ** (DODGE * (i - (len(lines) - 1) / 2))
-                clipped |= _draw_comparison(ax, line.sort_values("dense_gap"), method, baseline, dodge, limits)
+                clipped |= _draw_comparison(ax, line.sort_values("dense_gap"), method, baseline, dodge, limits,
+                                            method if versus_dense else baseline)
             ax.set_xscale("log")
             ax.set_xlim(rows["dense_gap"].min() / 1.15, rows["dense_gap"].max() * 1.15)
             ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -160,7 +169,8 @@ def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize=7)
     title = block_label(setting) if setting else "all cells"
     note = "; arrow = whisker cut at the axis" if clipped else ""
-    fig.suptitle(f"regime map: {title}\npaired by seed: mean, whiskers = 95 % t-interval; hollow = 1 seed{note}",
+    what = "each method − dense" if versus_dense else "regime map"
+    fig.suptitle(f"{what}: {title}\npaired by seed: mean, whiskers = 95 % t-interval; hollow = 1 seed{note}",
                  fontsize=8)
     fig.tight_layout()
     return fig
@@ -189,10 +199,11 @@ def y_limits(part: pd.DataFrame) -> tuple[float, float]:
 
 
 def _draw_comparison(ax: plt.Axes, line: pd.DataFrame, method: str, baseline: str, dodge: float,
-                     limits: tuple[float, float]) -> bool:
-    """One comparison's points and the line through them, in the baseline's colour and app's marker, x scaled
-    by dodge; True where a whisker was cut at the axis limits."""
-    colour, linestyle = line_kwargs(baseline)["color"], line_kwargs(baseline)["linestyle"]
+                     limits: tuple[float, float], look: str) -> bool:
+    """One comparison's points and the line through them, in the colour and dashes of `look` (the baseline, or
+    the method where every comparison is against dense) and the method's marker, x scaled by dodge; True where a
+    whisker was cut at the axis limits."""
+    colour, linestyle = line_kwargs(look)["color"], line_kwargs(look)["linestyle"]
     marker = line_kwargs(method)["marker"]
     x, y = line["dense_gap"].to_numpy(float) * dodge, line["delta"].to_numpy(float)
     ax.plot(x, y, color=colour, linestyle=linestyle, linewidth=1.1, zorder=2, label=f"{method} − {baseline}")

@@ -29,7 +29,7 @@ from .blocks import (
 from .load import CONFIG_KEYS, Warn, cells, warn_stderr
 from .paper import method_order
 from .plots import Plot, make_plots, plot_regimes
-from .regime import drawn_settings, regime_table, regime_trends, rung_label, varying_rung_keys
+from .regime import VERSUS_DENSE, drawn_settings, regime_table, regime_trends, rung_label, varying_rung_keys
 from .render import (
     aligned,
     block_tables,
@@ -60,11 +60,14 @@ class Report:
 
 def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf"),
                  keys: Sequence[str] = BLOCK_KEYS, warn: Warn = warn_stderr, source: str | Path | None = None,
-                 notes: Sequence[str] = (), highlight: Sequence[str] | None = None) -> Report:
+                 notes: Sequence[str] = (), highlight: Sequence[str] | None = None,
+                 references: Sequence[str] = ()) -> Report:
     """Write tables, figures and report.md for a loaded results frame (load.load_results) into out.
 
     notes are earlier warnings (e.g. files the loader skipped) to list in report.md next to the new ones;
-    highlight the methods the curve figures draw in colour (plots.emphasis; None: the default rule).
+    highlight the methods the curve figures draw in colour (plots.emphasis; None: the default rule); references
+    the methods whose differences the delta tables, forest and paired figures show (default: APP's). The regime
+    map stays APP's.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,11 +84,14 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     check_environment(cell_rows, keys, record)
     check_code(cell_rows, keys, record)
     _check_fingerprints(cells(frame), record)
-    summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys)
+    summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys, references)
     tables = block_tables(summary, deltas, keys)
 
-    regime = regime_table(summary, deltas, keys)
+    regime = regime_table(summary, delta_table(cell_rows, keys) if references else deltas, keys)
     settings = drawn_settings(regime, keys)
+    controls = [m for m, _ in VERSUS_DENSE]
+    versus_dense = drawn_settings(regime_table(summary, delta_table(cell_rows, keys, controls), keys, VERSUS_DENSE)
+                                  if settings else regime.iloc[0:0], keys)
     regime_md = _regime_markdown(settings, keys)
 
     report = Report(out=out, text=to_text(tables) + _regime_text(settings, keys))
@@ -93,13 +99,16 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
                ("tables.csv", csv_frame(summary, deltas, keys).to_csv(index=False))]
     if settings:
         outputs.append(("regime.csv", pd.concat([rows for _, rows in settings]).to_csv(index=False)))
+    if versus_dense:
+        outputs.append(("regime-vs-dense.csv", pd.concat([rows for _, rows in versus_dense]).to_csv(index=False)))
     for name, content in outputs:
         write_text(out / name, content)
         report.files.append(out / name)
 
     report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats, deltas,
-                              highlight)
+                              highlight, references)
     report.plots += plot_regimes(settings, keys, out / FIGURES, formats)
+    report.plots += plot_regimes(versus_dense, keys, out / FIGURES, formats, versus_dense=True)
     report.files += [p for plot in report.plots for p in plot.paths]
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,

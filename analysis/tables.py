@@ -67,8 +67,9 @@ def identical_results(per_seed: pd.DataFrame, a: str, b: str) -> bool:
     return len(common) > 0 and bool((x.loc[common] == y.loc[common]).all().all())
 
 
-def delta_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Long frame, one row per block, (APP variant, baseline) of paper.comparisons and metric.
+def delta_table(cells: pd.DataFrame, keys: Sequence[str], references: Sequence[str] = ()) -> pd.DataFrame:
+    """Long frame, one row per block, (APP variant, baseline) of paper.comparisons and metric (each reference
+    against every other method instead, where references are given: `report --reference`).
 
     Cells of one seed share the stream and the initialisation, so a delta is paired by seed: delta is the
     mean over the seeds both methods ran of d_s = A_s - B_s, with the interval of that mean (stats.mean_interval:
@@ -83,7 +84,7 @@ def delta_table(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         headline = headline_for(block_cells)
         per_seed = block_cells.groupby(["method", "seed"])[list(DELTA_METRICS)].mean()
         every = block_cells.groupby(["method", "seed"])[[m.column for m in METRICS]].mean()
-        for app, base in comparisons(block_cells["method"]):
+        for app, base in comparisons(block_cells["method"], references):
             same = identical_results(every, app, base)
             for metric in DELTA_METRICS:
                 a, b = per_seed.loc[app, metric].dropna(), per_seed.loc[base, metric].dropna()

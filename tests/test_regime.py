@@ -33,6 +33,7 @@ from almabench.analysis.regime import (
     regime_trends,
     rung_label,
 )
+from almabench.analysis.style import line_kwargs
 from almabench.analysis.tables import delta_table, summary_table
 
 SEEDS = (0, 1, 2)
@@ -325,3 +326,47 @@ def test_the_legend_names_a_comparison_that_only_one_architecture_has(rungs: lis
         assert [t.get_text() for t in fig.legends[0].get_texts()] == ["app − dense", "app − osp"]
     finally:
         plt.close(fig)
+
+
+SCRATCH_EXTRA, SP_EXTRA = (6, 7, 8), (1, 0, 2)  # their test errors above dense's at each seed (of 100)
+
+
+def test_the_warm_start_controls_join_the_map_and_each_method_against_dense_has_a_map_of_its_own(
+        rungs: list[Path], tmp_path: Path) -> None:
+    """scratch and shrink-perturb beside app: app − each in the regime map, and X − dense in the second map, with
+    the paired means of the files' own numbers, drawn in each method's look."""
+    for epochs, folder in zip((1, 2, 3), rungs):
+        for seed in SEEDS:
+            dense_errors, gap = 40 + seed, DENSE_GAPS[epochs][seed]
+            write_result(folder, "scratch", seed, [dense_errors + SCRATCH_EXTRA[seed]] * 2, gap - 4, epochs=epochs)
+            write_result(folder, "shrink-perturb", seed, [dense_errors + SP_EXTRA[seed]] * 2, gap - 2, epochs=epochs)
+    table, _ = regime_of(rungs)
+    acc = table[(table["arch"] == "convnet") & (table["metric"] == "final_test_accuracy")]
+    by = acc.set_index(["epochs", "baseline"])["delta"]
+    for epochs in (1, 2, 3):  # app − X = (X's errors − app's errors) points, averaged over seeds
+        app = APP_EXTRA_ERRORS[epochs]
+        assert by[(epochs, "scratch")] == pytest.approx(sum(s - a for s, a in zip(SCRATCH_EXTRA, app)) / 3)
+        assert by[(epochs, "shrink-perturb")] == pytest.approx(sum(s - a for s, a in zip(SP_EXTRA, app)) / 3)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(report, [*map(str, rungs), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    versus = pd.read_csv(out / "regime-vs-dense.csv")
+    acc = versus[(versus["arch"] == "convnet") & (versus["metric"] == "final_test_accuracy")]
+    assert set(acc["method"]) == {"app", "osp", "scratch", "shrink-perturb"} and set(acc["baseline"]) == {"dense"}
+    got = acc.set_index(["epochs", "method"])["delta"]
+    for epochs in (1, 2, 3):
+        assert got[(epochs, "scratch")] == pytest.approx(-sum(SCRATCH_EXTRA) / 3)
+        assert got[(epochs, "shrink-perturb")] == pytest.approx(-sum(SP_EXTRA) / 3)
+        assert got[(epochs, "app")] == pytest.approx(-sum(APP_EXTRA_ERRORS[epochs]) / 3)
+    gap = versus[(versus["arch"] == "convnet") & (versus["metric"] == "final_gap")].set_index(["epochs", "method"])
+    assert gap.loc[(2, "scratch"), "delta"] == pytest.approx(-4.0 - 7.0)  # dense's final gap is 7 above its mean
+    fig = regime_figure(versus, {}, ["dataset", "arch", "epochs"], 3.5, 2.5, versus_dense=True)
+    try:
+        drawn = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()
+                 if not line.get_label().startswith("_")}
+    finally:
+        plt.close(fig)
+    assert drawn.keys() == {"app − dense", "osp − dense", "scratch − dense", "shrink-perturb − dense"}
+    assert drawn["scratch − dense"] == line_kwargs("scratch")["color"] != drawn["shrink-perturb − dense"]
+    assert sorted(p.name for p in (out / "figures").glob("regime*.png")) == [
+        "regime-vs-dense_digits_snip_tau4.5.png", "regime_digits_snip_tau4.5.png"]
