@@ -101,6 +101,12 @@ class Registry(Generic[T]):
         from almabench.plugins import entry_points_of
 
         for name, origin, load in entry_points_of(self.entry_points):
+            if name in self._entries and name not in self._origins:  # almabench's own: it keeps the name
+                uninstall = f"pip uninstall {origin.package}" if origin.package else "uninstall it"
+                warnings.warn(f"{origin.describe()}: {self.kind} {name!r} is almabench's own, which runs; the "
+                              f"package's entry is ignored (rename its entry point to use it, or {uninstall})",
+                              stacklevel=2)
+                continue
             try:
                 entry = load()
                 why = self.check(entry) if self.check is not None else None

@@ -1,9 +1,11 @@
 """`almabench new-method NAME`: a package of its own for a new method, that works as written.
 
 It holds a pyproject with the entry point that registers the method (almabench.plugins finds it once the package
-is installed), the method (the smallest useful one: magnitude pruning to APP's schedule before each megabatch),
-a test that runs the contract check (almabench.contract) and a README with the commands that install it and
-benchmark it against app and dense.
+is installed), the method, a test that runs the contract check (almabench.contract) and a README with the commands
+that install it and benchmark it against app and dense. Two kinds of method (KINDS): one that prunes (the smallest
+useful one: magnitude pruning to APP's schedule before each megabatch) and one that changes the weights (shrink
+and perturb them before each megabatch, its noise from the cell's generator, its two numbers settings a grid can
+sweep).
 """
 
 from __future__ import annotations
@@ -64,6 +66,41 @@ class {cls}(Method):
         ctx.prune(magnitude, self.target_density(ctx.step, ctx.config), within_current=True)
 '''
 
+PERTURB = '''\
+"""{name}: before each megabatch after the first, every weight becomes shrink · w + noise · ε, ε ~ N(0, 1). Edit
+before_step to make it yours.
+
+The harness (almabench) runs the stream, the training, the evaluation and the records; a method that changes
+weights works on ctx.model in before_step (before each megabatch trains). Draw every random number from
+ctx.generator (seeded per cell): `almabench check-method` runs the method twice from other global random states
+and fails it where the weights differ. Megabatch 1 is left as dense has it, so the two stay paired.
+"""
+
+import torch
+
+from almabench.methods import Method, Setting, StepContext
+
+
+class {cls}(Method):
+    name = "{name}"  # the entry point's name in pyproject.toml: what --methods and the results call it
+    summary = "before each megabatch, w <- shrink * w + noise * N(0, 1) from the cell's generator"
+    # numbers a grid may vary: --set shrink=0.5, or a spec's [grid] shrink = [0.3, 0.6]; self.shrink holds the value
+    settings = (Setting("shrink", 0.5, "the factor every weight is multiplied by", low=0.0, high=1.0),
+                Setting("noise", 0.01, "the standard deviation of the Gaussian noise added", low=0.0))
+    shrink: float
+    noise: float
+
+    def before_step(self, ctx: StepContext) -> None:
+        if ctx.step == 1:
+            return
+        with torch.no_grad():
+            for w in ctx.model.parameters():
+                epsilon = torch.randn(w.shape, generator=ctx.generator).to(w.device, w.dtype)
+                w.copy_(self.shrink * w + self.noise * epsilon)
+        ctx.masks.apply()  # a pruned weight stays exactly zero
+'''
+KINDS = {"prune": METHOD, "perturb": PERTURB}  # new-method --kind
+
 TEST = '''\
 """The contract that makes {name}'s numbers comparable with app's and dense's, on a tiny stream (seconds)."""
 
@@ -90,9 +127,9 @@ The method is in `{module}/method.py`; `pytest` runs `tests/test_contract.py`, t
 '''
 
 
-def new_method(name: str, dest: Path) -> Path:
-    """Write the package for method `name` into dest/almabench-NAME and return that folder; nothing is
-    overwritten."""
+def new_method(name: str, dest: Path, kind: str = "prune") -> Path:
+    """Write the package for method `name` of `kind` (KINDS) into dest/almabench-NAME and return that folder;
+    nothing is overwritten."""
     from almabench.methods import METHODS
 
     if not NAME.fullmatch(name):
@@ -108,7 +145,7 @@ def new_method(name: str, dest: Path) -> Path:
     cls = "".join(part.capitalize() for part in name.split("-"))
     files = {
         "pyproject.toml": PYPROJECT, f"{module}/__init__.py": '"""{name}: a method for almabench."""\n',
-        f"{module}/method.py": METHOD, "tests/test_contract.py": TEST, "README.md": README,
+        f"{module}/method.py": KINDS[kind], "tests/test_contract.py": TEST, "README.md": README,
     }
     for relative, template in files.items():
         path = folder / relative

@@ -130,6 +130,56 @@ def test_a_resume_refuses_a_checkpoint_made_by_other_plugin_code(tmp_path):
     assert resumed == []
 
 
+def test_cells_made_by_other_plugin_code_are_named_by_dry_run_status_and_run_and_rerun_changed_redoes_them(tmp_path):
+    plugin, out, spec = tmp_path / "half.py", tmp_path / "out", tmp_path / "s.toml"
+    shutil.copy(HALF, plugin)
+    spec.write_text(f'plugins = ["half.py"]\n[grid]\nmethod = ["half", "dense"]\nseed = [0, 1]\n'
+                    f'[config]\nmegabatches = 2\nepochs = 1\nstream_images = 300\n')
+    base = ["--spec", str(spec), "--out", str(out), "--threads", "1"]
+    assert CliRunner().invoke(main, ["run", *base]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.json")}
+    half = sorted(p.name for p in out.glob("*.json") if json.loads(p.read_text())["config"]["method"] == "half")
+    plugin.write_text(plugin.read_text() + "\n# an edit\n")
+    plugins.forget()  # a new process imports the edited file
+    new_code = file_fingerprint(plugin)
+
+    dry = CliRunner().invoke(main, ["run", *base, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "4 done (2 by other plugin code), 0 failed, 0 corrupt, 0 missing: 0 cell(s) to run" in dry.output
+    assert dry.output.count(f"made by other plugin code than the code installed now: method half: code ") == 2
+    assert f", code {new_code} now (--rerun-changed runs it again)" in dry.output
+
+    plugins.forget()
+    status = CliRunner().invoke(main, ["status", str(out), "--spec", str(spec)])
+    assert status.exit_code == 0, status.output
+    assert "4 cells: 4 done (2 by other plugin code), 0 failed" in status.output
+    assert sorted(line.split(":")[0].strip() for line in status.output.splitlines()
+                  if "made by other plugin code" in line) == half
+
+    plugins.forget()
+    kept = CliRunner().invoke(main, ["run", *base])
+    assert kept.exit_code == 0, kept.output
+    assert "warning: 2 finished cell(s) were made by other plugin code than the code installed now, kept as they " \
+           "are; --rerun-changed runs them again:" in kept.output
+    assert "0 ran, 4 already done" in kept.output
+    assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before
+
+    plugins.forget()
+    rerun = CliRunner().invoke(main, ["run", *base, "--rerun-changed"])
+    assert rerun.exit_code == 0, rerun.output
+    assert "2 ran, 2 already done" in rerun.output
+    assert sorted(p.name for p in out.glob("*.replaced")) == [f"{name}.replaced" for name in half]
+    for name in half:
+        assert (out / f"{name}.replaced").read_bytes() == before[name]
+        made = json.loads((out / name).read_text())["environment"]["plugins"]["method"]["fingerprint"]
+        assert made == new_code
+    for name in set(before) - set(half):
+        assert (out / name).read_bytes() == before[name]  # dense: almabench's own code, untouched
+    plugins.forget()
+    again = CliRunner().invoke(main, ["run", *base, "--dry-run"])
+    assert "4 done, 0 failed" in again.output and "other plugin code" not in again.output
+
+
 # ------------------------------------------------------------------------------------------------ the contract
 
 
@@ -274,6 +324,25 @@ def fake_distribution(site: Path, entry_points: str, module: str, source: str) -
     (site / f"{module}.py").write_text(source)
 
 
+def test_an_installed_package_that_registers_a_built_in_name_is_one_warning_naming_it_and_the_built_in_runs(
+        tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    fake_distribution(site, "[almabench.methods]\nosp = fakeplug_osp:Mine\n", "fakeplug_osp",
+                      "from almabench.methods import Method\n\n\nclass Mine(Method):\n    name = 'osp'\n")
+    monkeypatch.syspath_prepend(str(site))
+    plugins.forget()
+    code, output, out, before = bad_run(tmp_path, methods="osp")
+    assert code == 0, output
+    assert [line for line in output.splitlines() if line.startswith("warning: ")] == [
+        "warning: entry point osp = fakeplug_osp:Mine of package fakeplug 1.2: method 'osp' is almabench's own, "
+        "which runs; the package's entry is ignored (rename its entry point to use it, or pip uninstall fakeplug)"]
+    made = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "earlier.json"]
+    assert [(d["config"]["method"], d["final_density"] < 1, "plugins" in d["environment"]) for d in made] == [
+        ("osp", True, False)]
+    listed = CliRunner().invoke(main, ["list"])
+    assert listed.exit_code == 0 and "  osp            prune once at step 1" in listed.output
+
+
 def test_an_entry_point_that_is_not_a_method_warns_a_run_that_does_not_use_it_and_stops_one_that_does(
         tmp_path, monkeypatch):
     site = tmp_path / "site"
@@ -376,12 +445,14 @@ def test_a_plugin_importable_in_the_parent_but_not_in_a_worker_is_a_failure_reco
 
 
 def test_a_plugin_method_gets_a_look_of_its_own_from_its_name_unlike_every_built_in():
-    from almabench.analysis.style import PLUGIN_COLOURS, STYLES, style
+    from almabench.analysis.style import PLUGIN_COLOURS, STYLES, contrast_on_white, style
 
     looks = {name: style(name) for name in ("half", "scaffolded-test", "my-method", "lth-variant", "x")}
     assert looks == {name: style(name) for name in looks}  # the same every time: a hash of the name, not an order
-    assert looks["half"] == style("half") and looks["half"].marker == "h" and looks["half"].linestyle == (0, (1, 3))
-    assert looks["half"].colour == PLUGIN_COLOURS[0]
+    assert looks["half"] == style("half") and looks["half"].marker == "d"
+    assert looks["half"].linestyle == (0, (3, 1, 1, 1, 1, 1)) and looks["half"].colour == PLUGIN_COLOURS[0]
+    assert min(contrast_on_white(c) for c in PLUGIN_COLOURS) >= 3.0  # a pale yellow (1.4:1) would fail
+    assert contrast_on_white((1.0, 1.0, 1.0)) == pytest.approx(1.0) and contrast_on_white((0, 0, 0)) == 21.0
     for look in looks.values():
         for builtin in STYLES.values():
             assert look.colour != builtin.colour and look.marker != builtin.marker

@@ -112,7 +112,7 @@ def test_new_method_refuses_a_bad_or_taken_name_and_an_existing_folder(tmp_path)
         "Bad_Name": "Error: new-method: 'Bad_Name' is not a method name; use lowercase letters, digits and single "
                     "hyphens, starting with a letter (e.g. my-method)",
         "app": "Error: new-method: 'app' is taken by almabench; choose a name not in: app, app-released, dense, gmp, "
-               "imp, osp, rigl, set",
+               "imp, osp, rigl, scratch, set, shrink-perturb",
         "mine": f"Error: new-method: {tmp_path / 'almabench-mine'} exists; choose another --dest or name (nothing "
                 f"was written)",
     }
@@ -120,3 +120,20 @@ def test_new_method_refuses_a_bad_or_taken_name_and_an_existing_folder(tmp_path)
         result = CliRunner().invoke(main, ["new-method", name, "--dest", str(tmp_path)])
         assert (result.exit_code, result.output) == (1, message + "\n")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["almabench-mine", "keep.txt"]
+
+
+def test_new_method_kind_perturb_writes_a_weight_changing_method_that_keeps_the_contract_and_has_settings(tmp_path):
+    result = CliRunner().invoke(main, ["new-method", "my-noise", "--kind", "perturb", "--dest", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    method = tmp_path / "almabench-my-noise" / "my_noise" / "method.py"
+    plugin = tmp_path / "my_noise_method.py"  # the module as a --plugin file (registered by name, not entry point)
+    plugin.write_text(method.read_text() + "\nfrom almabench.methods import register\n\nregister(MyNoise)\n")
+    plugins.forget()
+    try:
+        report = check_method("my-noise", [str(plugin)])
+        assert [c.status for c in report.checks] == ["pass"] * 6, report.lines()
+        from almabench.methods import METHODS
+
+        assert {s.name: s.default for s in METHODS.get("my-noise").settings} == {"shrink": 0.5, "noise": 0.01}
+    finally:
+        plugins.forget()
