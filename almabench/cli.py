@@ -216,8 +216,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
     with progress:
         outcome = run_grid(configs, options, out, jobs, on_done, backend=backend, scheduler=scheduler,
                            on_start=on_start, watch=progress, logs=targets, settings=slurm,
-                           rerun_changed=rerun_changed, on_changed=lambda lines: progress.write("\n".join(lines), err=True)
-                           if lines else None)
+                           rerun_changed=rerun_changed, on_changed=_say_changed(progress))
     busy = f", {len(outcome.busy)} left to another run" if outcome.busy else ""
     click.echo(f"{outcome.ran} ran, {outcome.skipped} already done, {len(outcome.failed)} failed{busy}; "
                f"results in {out}/")
@@ -231,6 +230,15 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
                         f"inspect, then delete: {', '.join(outcome.corrupt)}")
     if problems:
         raise click.ClickException("; ".join(problems))
+
+
+def _say_changed(progress: Any) -> Any:
+    """run_grid's on_changed: its lines (the cells made by other plugin code) on stderr, above the progress bar."""
+    def say(lines: list[str]) -> None:
+        if lines:
+            progress.write("\n".join(lines), err=True)
+
+    return say
 
 
 def _slurm_settings(backend: str, pairs: tuple[str, ...], detach: bool, grid: Any) -> Any:

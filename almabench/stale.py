@@ -66,3 +66,30 @@ def changed_lines(cells: list[CellFile], rerun: bool) -> list[str]:
             "kept as they are; --rerun-changed runs them again")
     return [f"warning: {len(changed)} finished cell(s) were made by other plugin code than the code installed now, "
             f"{what}:", *(f"  {c.path.name}: {c.changed}" for c in changed)]
+
+
+def installed_code_changes(plugins: Any) -> str:
+    """What the report says of a cell whose recorded plugins (environment.plugins) differ from the plugin code this
+    process has registered under the same names (installed packages' entry points, or --plugin files imported
+    here): as plugin_code_change, or '' where they agree or the plugin is not registered here."""
+    from almabench.data import DATASETS
+    from almabench.methods import METHODS
+    from almabench.models import ARCHS
+    from almabench.plugins import source_fingerprint
+    from almabench.sparsity import PRUNERS
+
+    if not isinstance(plugins, dict):
+        return ""
+    changes = []
+    for role, registry in (("method", METHODS), ("arch", ARCHS), ("pruner", PRUNERS), ("dataset", DATASETS)):
+        entry = plugins.get(role)
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        name = entry["name"]
+        origin = registry.origin(name) if name in registry else None
+        if origin is None:
+            continue
+        now = source_fingerprint(origin.module)
+        if entry.get("fingerprint") != now:
+            changes.append(f"{role} {name}: {_code(entry.get('fingerprint'))} then, {_code(now)} now")
+    return "; ".join(changes)

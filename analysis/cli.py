@@ -41,12 +41,15 @@ def _split(value: str | None) -> list[str]:
                    "for every label of it) in the delta tables, forest and paired figures, e.g. --reference "
                    "shrink-perturb for 'shrink-perturb − dense'. Repeatable or comma-separated. Default: APP's "
                    "variants against the rest; the regime map stays APP's.")
+@click.option("--plugin", "plugins", multiple=True, metavar="FILE.py|MODULE",
+              help="Import a plugin (as `run --plugin` does), so that cells made by other code than it are named. "
+                   "Installed packages' entry points need no flag. Repeatable.")
 @click.option("--dataset", default=None, help="Only cells on this dataset.")
 @click.option("--arch", default=None, help="Only cells with this architecture.")
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
 def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group_by: str, methods: str | None,
-           highlight: str | None, references: tuple[str, ...], dataset: str | None, arch: str | None,
-           megabatches: int | None) -> None:
+           highlight: str | None, references: tuple[str, ...], plugins: tuple[str, ...], dataset: str | None,
+           arch: str | None, megabatches: int | None) -> None:
     """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR (and
     its subfolders). Several folders, or a folder of folders, make one report: where their blocks differ in
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
@@ -62,6 +65,11 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     try:
         for folder in results_dirs:
             results_folder(folder)
+        if plugins:
+            from almabench.plugins import load_plugins
+            from almabench.specs import plugin_path
+
+            load_plugins(tuple(plugin_path(p, Path.cwd()) for p in plugins))
     except AlmabenchError as err:  # the command runs on its own too (tests, almabench.analysis.report)
         raise click.ClickException(str(err)) from None
     results_dir = results_dirs[0] if len(results_dirs) == 1 else _shared_folder(results_dirs)

@@ -58,6 +58,20 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
+def _check_plugin_code(cell_rows: pd.DataFrame, warn: Warn) -> None:
+    """One warning per cell made by other plugin code than the code registered in this process under the same
+    name (an installed package, or a --plugin file imported here): its numbers are not the installed code's."""
+    from almabench.stale import installed_code_changes
+
+    if "env_plugins" not in cell_rows.columns:
+        return
+    for _, row in cell_rows.iterrows():
+        change = installed_code_changes(row["env_plugins"])
+        if change:
+            warn(f"{row['method']} seed {row['seed']} ({row['config_hash']}): made by other plugin code than the "
+                 f"code installed now: {change}")
+
+
 def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf"),
                  keys: Sequence[str] = BLOCK_KEYS, warn: Warn = warn_stderr, source: str | Path | None = None,
                  notes: Sequence[str] = (), highlight: Sequence[str] | None = None,
@@ -83,6 +97,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     check_homogeneous(cell_rows, keys, record)
     check_environment(cell_rows, keys, record)
     check_code(cell_rows, keys, record)
+    _check_plugin_code(cells(frame), record)
     _check_fingerprints(cells(frame), record)
     summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys, references)
     tables = block_tables(summary, deltas, keys)

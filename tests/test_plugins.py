@@ -133,8 +133,8 @@ def test_a_resume_refuses_a_checkpoint_made_by_other_plugin_code(tmp_path):
 def test_cells_made_by_other_plugin_code_are_named_by_dry_run_status_and_run_and_rerun_changed_redoes_them(tmp_path):
     plugin, out, spec = tmp_path / "half.py", tmp_path / "out", tmp_path / "s.toml"
     shutil.copy(HALF, plugin)
-    spec.write_text(f'plugins = ["half.py"]\n[grid]\nmethod = ["half", "dense"]\nseed = [0, 1]\n'
-                    f'[config]\nmegabatches = 2\nepochs = 1\nstream_images = 300\n')
+    spec.write_text('plugins = ["half.py"]\n[grid]\nmethod = ["half", "dense"]\nseed = [0, 1]\n'
+                    '[config]\nmegabatches = 2\nepochs = 1\nstream_images = 300\n')
     base = ["--spec", str(spec), "--out", str(out), "--threads", "1"]
     assert CliRunner().invoke(main, ["run", *base]).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.glob("*.json")}
@@ -146,7 +146,7 @@ def test_cells_made_by_other_plugin_code_are_named_by_dry_run_status_and_run_and
     dry = CliRunner().invoke(main, ["run", *base, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "4 done (2 by other plugin code), 0 failed, 0 corrupt, 0 missing: 0 cell(s) to run" in dry.output
-    assert dry.output.count(f"made by other plugin code than the code installed now: method half: code ") == 2
+    assert dry.output.count("made by other plugin code than the code installed now: method half: code ") == 2
     assert f", code {new_code} now (--rerun-changed runs it again)" in dry.output
 
     plugins.forget()
@@ -178,6 +178,14 @@ def test_cells_made_by_other_plugin_code_are_named_by_dry_run_status_and_run_and
     plugins.forget()
     again = CliRunner().invoke(main, ["run", *base, "--dry-run"])
     assert "4 done, 0 failed" in again.output and "other plugin code" not in again.output
+    plugin.write_text(plugin.read_text() + "\n# a second edit\n")
+    plugins.forget()
+    report = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "r"), "--format", "png",
+                                       "--plugin", str(plugin)])
+    assert report.exit_code == 0, report.output
+    named = [line for line in report.output.splitlines() if "made by other plugin code" in line]
+    assert len(named) == 2 and all(line.startswith("warning: half seed ") for line in named)
+    assert f"then, code {file_fingerprint(plugin)} now" in named[0]
 
 
 # ------------------------------------------------------------------------------------------------ the contract
