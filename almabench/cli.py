@@ -169,9 +169,9 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
         {**{k: v for k, v in fixed.items() if v is not None},
          **{canonical_key(k, "--set"): v for k, v in _parse_set(settings).items()}},
     )
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise AlmabenchError(f"--threads must be between 1 and {MAX_THREADS} (torch threads per cell), got {threads}")
     configs = grid.configs()
-    if threads is not None and threads < 1:
-        raise AlmabenchError(f"--threads must be at least 1, got {threads}")
     options = RunOptions(device=device, data_root=data_root, download=download, precision=precision,
                          compile=compile_, threads=threads or 0, plugins=plugins)
     if jobs is None:
@@ -230,6 +230,9 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
                         f"inspect, then delete: {', '.join(outcome.corrupt)}")
     if problems:
         raise click.ClickException("; ".join(problems))
+
+
+MAX_THREADS = 4096  # torch takes an int32; no machine almabench runs on has more cores than this
 
 
 def _say_changed(progress: Any) -> Any:
@@ -507,13 +510,15 @@ def _method_lines(name: str) -> list[str]:
 @click.argument("name")
 @_plugin_option
 @click.option("--seed", type=int, default=0, show_default=True, help="The seed of the tiny stream.")
-def check_method_(name: str, plugins: tuple[str, ...], seed: int) -> None:
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds before the check stops (a hook that never returns); the built-ins take seconds.")
+def check_method_(name: str, plugins: tuple[str, ...], seed: int, timeout: float) -> None:
     """Check that method NAME keeps the contract that makes its numbers comparable (declared density held,
     pruned weights zero, paired with dense, exact resume, a valid record, deterministic) on a tiny stream: the
     embedded digits, T = 3, 1 epoch; a few seconds. Exit 1 where a check fails."""
     from almabench.contract import check_method
 
-    report = check_method(name, _load_plugins(plugins), seed=seed)
+    report = check_method(name, _load_plugins(plugins), seed=seed, timeout=timeout)
     for line in report.lines():
         click.echo(line)
     if not report.ok:

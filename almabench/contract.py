@@ -25,11 +25,15 @@ restores at the kept checkpoint are those a method without one keeps).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import random
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,7 @@ from almabench.sparsity import Masks
 from almabench.train import CellState, SGDStep
 
 TOLERANCE = 0.005  # |recorded − declared density|
+TIME_LIMIT = 600.0  # seconds for the whole check: the built-ins take 5-10 s on 2 cores
 # how a method draws random numbers that repeat: what the determinism check's failure tells its author
 SEEDED = ("draw every random number from ctx.generator in before_step (e.g. torch.randn(w.shape, "
           "generator=ctx.generator)) or cell.method_generator in after_sgd_step, never from torch's, numpy's or "
@@ -253,8 +258,36 @@ def _dense(config: RunConfig, options: RunOptions) -> _Run:
     return _run(config, options)
 
 
-def check_method(name: str, plugins: tuple[str, ...] | list[str] = (), seed: int = 0) -> ContractReport:
-    """Run the contract's checks on method `name` (after importing `plugins`: --plugin files or modules)."""
+def check_method(name: str, plugins: tuple[str, ...] | list[str] = (), seed: int = 0,
+                 timeout: float = TIME_LIMIT) -> ContractReport:
+    """Run the contract's checks on method `name` (after importing `plugins`: --plugin files or modules); a check
+    that has not finished after `timeout` seconds (a hook that never returns) stops with one AlmabenchError line."""
+    with _time_limit(timeout, f"check-method {name}: not finished after {timeout:g} s (the built-ins take seconds): "
+                              f"a hook of the method that never returns? (--timeout sets the limit)"):
+        return _check_method(name, plugins, seed)
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, message: str) -> Iterator[None]:
+    """Raise AlmabenchError(message) in the main thread once `seconds` have passed (SIGALRM: POSIX, main thread
+    only; elsewhere no limit)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise AlmabenchError(message)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _check_method(name: str, plugins: tuple[str, ...] | list[str], seed: int) -> ContractReport:
     from almabench.specs import check_grid, for_method
 
     load_plugins(tuple(plugins))

@@ -10,12 +10,15 @@ sweep).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 from pathlib import Path
 
 from almabench.errors import AlmabenchError
 
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+MAX_NAME = 64  # characters: the package folder's name (almabench-NAME) stays far below 255 bytes
 
 PYPROJECT = '''\
 [build-system]
@@ -132,16 +135,20 @@ def new_method(name: str, dest: Path, kind: str = "prune") -> Path:
     nothing is overwritten."""
     from almabench.methods import METHODS
 
-    if not NAME.fullmatch(name):
-        raise AlmabenchError(f"new-method: {name!r} is not a method name; use lowercase letters, digits and single "
-                             f"hyphens, starting with a letter (e.g. my-method)")
+    if not NAME.fullmatch(name) or len(name) > MAX_NAME:
+        raise AlmabenchError(f"new-method: {name!r} is not a method name; use lowercase letters, digits and "
+                             f"single hyphens, starting with a letter, at most {MAX_NAME} characters (e.g. my-method)")
+    module = name.replace("-", "_")
+    if importlib.util.find_spec(module) is not None:
+        raise AlmabenchError(f"new-method: {name!r} would make a package {module} that hides the importable module "
+                             f"{module} (its own imports would import itself); choose another name, e.g. "
+                             f"my-{name}")
     if name in METHODS:
         raise AlmabenchError(f"new-method: {name!r} is taken by {METHODS.describe_origin(name)}; choose a name not "
                              f"in: {', '.join(METHODS.names())}")
     folder = dest / f"almabench-{name}"
-    if folder.exists():
+    if os.path.lexists(folder):  # a dangling link too: writing through it would land wherever it points
         raise AlmabenchError(f"new-method: {folder} exists; choose another --dest or name (nothing was written)")
-    module = name.replace("-", "_")
     cls = "".join(part.capitalize() for part in name.split("-"))
     files = {
         "pyproject.toml": PYPROJECT, f"{module}/__init__.py": '"""{name}: a method for almabench."""\n',

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -36,6 +37,7 @@ ALIASES = {
     "protocols": "protocol",
 }
 DEFAULT_SPEC = "quick"
+MAX_CELLS = 100_000  # of one grid: planning 10^5 cells takes seconds, 10^6 minutes (and is never meant)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class GridSpec:
         pruners or τ runs it once, not once per pruner; an unset scope is the method's own. A method's settings
         (keys that are no config key) reach the methods that declare them, and no other."""
         names = list(self.axes)
+        product = math.prod(len(self.axes[n]) for n in names)
+        if product > MAX_CELLS:  # counted before a single config is built: a typo'd axis must not hang the run
+            sizes = " × ".join(f"{n} {len(self.axes[n]):,}" for n in names if len(self.axes[n]) > 1)
+            raise AlmabenchError(f"the grid has {product:,} cells ({sizes}); almabench plans at most {MAX_CELLS:,} "
+                                 f"in one run: split it into several specs or --out folders")
         cells = []
         for values in itertools.product(*(self.axes[n] for n in names)):
             keys = {**self.fixed, **dict(zip(names, values))}

@@ -109,8 +109,8 @@ def test_new_method_refuses_a_bad_or_taken_name_and_an_existing_folder(tmp_path)
     (tmp_path / "almabench-mine").mkdir()
     (tmp_path / "almabench-mine" / "keep.txt").write_text("mine")
     cases = {
-        "Bad_Name": "Error: new-method: 'Bad_Name' is not a method name; use lowercase letters, digits and single "
-                    "hyphens, starting with a letter (e.g. my-method)",
+        "Bad_Name": "Error: new-method: 'Bad_Name' is not a method name; use lowercase letters, digits and "
+                    "single hyphens, starting with a letter, at most 64 characters (e.g. my-method)",
         "app": "Error: new-method: 'app' is taken by almabench; choose a name not in: app, app-released, dense, gmp, "
                "imp, osp, rigl, scratch, set, shrink-perturb",
         "mine": f"Error: new-method: {tmp_path / 'almabench-mine'} exists; choose another --dest or name (nothing "
