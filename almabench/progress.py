@@ -26,6 +26,7 @@ from almabench.specs import describe
 from almabench.stream import REPLAYS, make_stream
 
 FALLBACK_COLUMNS = 80
+FALLBACK_ROWS = 24
 STEP_KEYS = ("step", "test_accuracy", "density", "seconds", "train_size")  # what an event carries of a step
 
 
@@ -84,7 +85,8 @@ class GridProgress:
             self.write("note: no progress bar: stderr is closed")
             return
         self.bar = tqdm(total=sum(map(sum, self.passes.values())), unit="img", unit_scale=True, smoothing=0,
-                        file=self.file, disable=None, desc="grid", ncols=bar_columns(self.file))
+                        file=self.file, disable=None, desc="grid", ncols=bar_columns(self.file),
+                        nrows=bar_rows(self.file))
         self._postfix()
 
     def event(self, message: dict[str, Any]) -> None:
@@ -178,6 +180,16 @@ def bar_columns(file: IO[str]) -> int | None:
     except (AttributeError, OSError, ValueError):  # not a terminal (no bar is drawn then), or no file number
         return None
     return FALLBACK_COLUMNS if columns == 0 else None
+
+
+def bar_rows(file: IO[str]) -> int | None:
+    """The terminal's rows for tqdm: None (tqdm measures) unless the terminal reports 0 rows, as one without a size
+    does; tqdm then draws no bar at all (it keeps nrows − 1 = −1 lines), so 24, the usual fallback."""
+    try:
+        rows = os.get_terminal_size(file.fileno()).lines
+    except (AttributeError, OSError, ValueError):
+        return None
+    return FALLBACK_ROWS if rows == 0 else None
 
 
 def _n_train(config: RunConfig, options: RunOptions) -> int:

@@ -81,3 +81,40 @@ def test_check_method_on_a_hook_that_never_returns_stops_at_its_time_limit(tmp_p
             check_method("hangs", [str(plugin)], timeout=2)
     finally:
         plugins.forget()
+
+
+def run_on_a_terminal_of(rows: int, columns: int, args: list[str], cwd: Path) -> str:
+    """Run `almabench ARGS` with its output on a real pseudo-terminal of that size; what the terminal received."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "almabench.cli", *args], stdin=subprocess.DEVNULL,
+                               stdout=slave, stderr=slave, cwd=cwd, close_fds=True)
+    os.close(slave)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        received += chunk
+    process.wait(timeout=120)
+    os.close(master)
+    assert process.returncode == 0, received.decode(errors="replace")
+    return received.decode(errors="replace")
+
+
+def test_a_terminal_of_0_rows_and_0_columns_still_gets_the_progress_bar(tmp_path):
+    args = ["run", "--methods", "dense", "--megabatches", "2", "--epochs", "1", "--set", "stream_images=300",
+            "--threads", "1", "--out", str(tmp_path / "out")]
+    screen = run_on_a_terminal_of(0, 0, args, tmp_path)
+    assert "grid:" in screen and "100%" in screen, screen
+    assert "cells: 1 done, 0 running, 0 left" in screen
