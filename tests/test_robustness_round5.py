@@ -33,7 +33,8 @@ def test_a_thread_count_past_any_machine_is_refused_before_the_grid_is_built(tmp
 
 def test_a_grid_of_a_million_cells_is_one_line_at_once_not_minutes_of_silence(tmp_path):
     spec = tmp_path / "big.toml"
-    spec.write_text(f"[grid]\nmethod = ['app']\nseed = {list(range(1000))}\ntau = {[1 + i / 100 for i in range(1000)]}\n")
+    taus = [1 + i / 100 for i in range(1000)]
+    spec.write_text(f"[grid]\nmethod = ['app']\nseed = {list(range(1000))}\ntau = {taus}\n")
     line = one_line(["run", "--spec", str(spec), "--dry-run"])
     assert line == (f"Error: {spec}: the grid has 1,000,000 cells (seed 1,000 × tau 1,000); almabench plans at most "
                     f"100,000 in one run: split it into several specs or --out folders")
