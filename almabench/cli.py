@@ -324,6 +324,7 @@ def _print_compute_left(plan, out: Path, jobs: int) -> None:
 def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
     from almabench.plan import folder_states
+    from almabench.safe_paths import outside
     from almabench.specs import load_spec, resolve_configs, shipped_specs
     from almabench.store import CHECKPOINT_DIR, cell_files
 
@@ -358,7 +359,11 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         shown += 1
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
-    _print_checkpoints(sorted((results / CHECKPOINT_DIR).glob("*.pt")))
+    checkpoints = results / CHECKPOINT_DIR
+    if outside(results, checkpoints) is None:
+        _print_checkpoints(sorted(checkpoints.glob("*.pt")))
+    else:  # a link does not stretch the folder: what lies elsewhere is not read
+        warnings.warn(f"skipped {checkpoints}: a link to {checkpoints.resolve()}, outside {results}", stacklevel=2)
     from almabench.slurm import status_lines
 
     for line in status_lines(results):

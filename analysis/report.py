@@ -94,7 +94,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     if settings:
         outputs.append(("regime.csv", pd.concat([rows for _, rows in settings]).to_csv(index=False)))
     for name, content in outputs:
-        write_text(out / name, content)
+        write_text(out / name, content, out)
         report.files.append(out / name)
 
     report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats, deltas,
@@ -104,7 +104,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,
                          source=source, warnings=warnings)
-    write_text(out / "report.md", md)
+    write_text(out / "report.md", md, out)
     report.files.append(out / "report.md")
     return report
 
@@ -142,10 +142,10 @@ def _regime_text(settings: list[tuple[dict, pd.DataFrame]], keys: Sequence[str])
     return "\n".join(parts)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, root: Path | None = None) -> None:
     """As the result files are written (a temp file renamed over the name): a link already at the name is
-    replaced, never written through to a file elsewhere."""
-    write_atomic(path, lambda f: f.write(text.encode()))
+    replaced, never written through to a file elsewhere; a folder that leads out of root is one line."""
+    write_atomic(path, lambda f: f.write(text.encode()), root)
 
 
 def _check_fingerprints(cell_rows: pd.DataFrame, warn: Warn) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
+from almabench.safe_paths import inside
 
 MAX_PART = 100  # characters of one name part: a file name holds 255 bytes, and a run name nests a few parts
 
@@ -26,13 +27,10 @@ def part(value: Any) -> str:
     return text if text.strip(".") else text.replace(".", "_") or "_"
 
 
-def inside(dest: Path, path: Path) -> Path:
-    """path, if it lies under dest once links are followed; otherwise one line saying where it would have gone."""
-    root, target = Path(dest).resolve(), Path(path).resolve()
-    if target != root and not target.is_relative_to(root):
-        raise AlmabenchError(f"{quoted(path)} leads outside {quoted(dest)} (to {quoted(target)}): "
-                             f"nothing is written there")
-    return Path(path)
+def default_dest(results: Path, name: str) -> Path:
+    """RESULTS/name, the folder an export or live log writes into unless told otherwise: one line where it leads
+    out of RESULTS (a link there does not stretch the folder the user named)."""
+    return inside(results, Path(results) / name)
 
 
 def check_dest(dest: Path, option: str) -> None:
