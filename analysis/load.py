@@ -59,6 +59,18 @@ def problem(result: Any) -> str | None:
     return validate_result(result)
 
 
+def plugin_code(environment: dict[str, Any]) -> str:
+    """The plugin code the process that made a cell had imported, as the report names it ('' for none): every
+    module under environment.plugins.imported, and the entries the cell used (all that older records name)."""
+    plugins = environment.get("plugins")
+    if not isinstance(plugins, dict):
+        return ""
+    imported = plugins.get("imported")
+    entries = [*(imported if isinstance(imported, list) else []),
+               *(v for k, v in plugins.items() if k != "imported")]
+    return ", ".join(dict.fromkeys(str(e.get("from", "?")) for e in entries if isinstance(e, dict)))
+
+
 def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The tidy rows of one valid result: config keys, cell scalars, data/env provenance, then the step."""
     # A key a result lacks was added to RunConfig after it ran, and had its default then (the hash rule).
@@ -68,6 +80,7 @@ def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     cell.update({f"data_{k}": _hashable(v) for k, v in result.get("data", {}).items()})
     cell.update({f"env_{k}": _hashable(v) for k, v in result.get("environment", {}).items()})
     cell["path"] = str(path)
+    cell["plugin_code"] = plugin_code(result.get("environment", {}))
     cell["prunes"] = any(s["target_density"] < 1 or s["density"] < 1 for s in result["steps"])
     rows = []
     for s in result["steps"]:

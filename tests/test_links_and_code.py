@@ -331,3 +331,58 @@ def test_a_script_the_cli_refuses_never_reaches_a_shell(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------------- plugins
+
+
+@pytest.fixture
+def patching_plugin(tmp_path: Path):
+    """A --plugin file that registers nothing and patches a built-in method (issue 37's case: app's schedule)."""
+    from almabench import plugins
+
+    plugins.forget()
+    path = tmp_path / "patch.py"
+    path.write_text("from almabench.methods import METHODS\n\nMETHODS.get('app').patched_by_a_plugin = True\n")
+    yield path
+    plugins.forget()
+    from almabench.methods import METHODS
+
+    if hasattr(METHODS.get("app"), "patched_by_a_plugin"):
+        del METHODS.get("app").patched_by_a_plugin
+
+
+def test_a_cell_made_beside_a_plugin_names_it_and_the_report_marks_it(tmp_path, patching_plugin):
+    import json
+
+    out = tmp_path / "o"
+    code, lines = invoke("run", *T, "--plugin", patching_plugin, "--out", out)
+    assert code == 0, lines
+    (doc,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert doc["config"]["method"] == "dense"  # not a plugin's method: named all the same
+    (entry,) = doc["environment"]["plugins"]["imported"]
+    assert entry["origin"] == "file" and entry["from"] == str(patching_plugin) and len(entry["fingerprint"]) == 16
+    assert list(doc["environment"]["plugins"]) == ["imported"]
+    shutil.copy(DOCS / f"{GOOD['app']}.json", out)  # a committed cell, made without plugins
+    run = CliRunner().invoke(main, ["report", str(out), "--format", "svg"])
+    assert run.exit_code == 0, run.output
+    assert (f"warning: 1 cell(s) were made in a process that imported plugin code, which may change what any cell "
+            f"computes: {doc['config_hash']} (marked † under Configurations)") in run.output
+    report = (out / "report" / "report.md").read_text()
+    (row,) = [line for line in report.splitlines() if doc["config_hash"] in line and line.startswith("|")]
+    assert f"† {patching_plugin}" in row
+    (other,) = [line for line in report.splitlines() if GOOD["app"] in line and line.startswith("|")]
+    assert "†" not in other
+
+
+def test_a_cell_made_with_no_plugin_imported_has_no_plugins_key(tmp_path):
+    import json
+
+    from almabench import plugins
+
+    plugins.forget()
+    out = tmp_path / "o"
+    code, lines = invoke("run", *T, "--out", out)
+    assert code == 0, lines
+    (doc,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert "plugins" not in doc["environment"]
