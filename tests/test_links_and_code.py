@@ -386,3 +386,25 @@ def test_a_cell_made_with_no_plugin_imported_has_no_plugins_key(tmp_path):
     assert code == 0, lines
     (doc,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
     assert "plugins" not in doc["environment"]
+
+
+# ------------------------------------------------------------------------------------------------ trackers
+
+
+@pytest.mark.parametrize("to", ["wandb", "mlflow"])
+def test_an_export_to_a_tracker_writes_nothing_under_home(tmp_path, results, to):
+    """In a child process whose environment says neither CI nor pytest (MLflow turns its telemetry off there by
+    itself), HOME an empty folder: after the export, it is still empty; everything is under the destination."""
+    pytest.importorskip(to if to == "wandb" else "sqlalchemy")
+    home = tmp_path / "home"
+    home.mkdir()
+    quiet = ("CI", "PYTEST_CURRENT_TEST", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
+             "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "MLFLOW_DISABLE_TELEMETRY",
+             "DO_NOT_TRACK")
+    env = {**{k: v for k, v in os.environ.items() if k not in quiet}, "HOME": str(home)}
+    before = tree(tmp_path, tmp_path / "dest")
+    done = subprocess.run([sys.executable, "-m", "almabench.cli", "export", str(results), "--to", to, "--dest",
+                           str(tmp_path / "dest")], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert list(home.rglob("*")) == []
+    assert tree(tmp_path, tmp_path / "dest") == before
