@@ -51,6 +51,11 @@ def is_file_spec(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec
 
 
+def is_loaded(spec: str) -> bool:
+    """Whether this process has imported the --plugin value already (load_plugins would not import it again)."""
+    return (str(Path(spec).resolve()) if is_file_spec(spec) else spec) in _LOADED
+
+
 def load_plugins(specs: tuple[str, ...] | list[str]) -> None:
     """Import each `--plugin` (a .py file or a module name) once per process; its decorators register what it
     brings. One line (AlmabenchError) naming the plugin where one is missing, fails to import or takes a name."""

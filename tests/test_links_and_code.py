@@ -408,3 +408,21 @@ def test_an_export_to_a_tracker_writes_nothing_under_home(tmp_path, results, to)
     assert done.returncode == 0, done.stderr
     assert list(home.rglob("*")) == []
     assert tree(tmp_path, tmp_path / "dest") == before
+
+
+def test_dry_run_and_status_name_a_specs_plugin_code_before_importing_it(tmp_path):
+    from almabench import plugins
+
+    plugins.forget()
+    spec = tmp_path / "s.toml"
+    shutil.copy(Path(__file__).parent / "plugins" / "half.py", tmp_path / "half.py")
+    spec.write_text('plugins = ["half.py"]\n[grid]\nmethod = ["half"]\n[config]\ndataset = "digits"\n'
+                    'megabatches = 2\nepochs = 1\n')
+    try:
+        for args in (["run", "--dry-run", "--spec", spec, "--out", tmp_path / "o"], ["status", tmp_path, "--spec", spec]):
+            plugins.forget()
+            code, lines = invoke(*args)
+            assert code == 0, lines
+            assert f"importing plugin code named by the spec {spec}: {tmp_path / 'half.py'}" in lines, lines
+    finally:
+        plugins.forget()
