@@ -419,7 +419,8 @@ def test_dry_run_and_status_name_a_specs_plugin_code_before_importing_it(tmp_pat
     spec.write_text('plugins = ["half.py"]\n[grid]\nmethod = ["half"]\n[config]\ndataset = "digits"\n'
                     'megabatches = 2\nepochs = 1\n')
     try:
-        for args in (["run", "--dry-run", "--spec", spec, "--out", tmp_path / "o"], ["status", tmp_path, "--spec", spec]):
+        for args in (["run", "--dry-run", "--spec", spec, "--out", tmp_path / "o"],
+                     ["status", tmp_path, "--spec", spec]):
             plugins.forget()
             code, lines = invoke(*args)
             assert code == 0, lines
