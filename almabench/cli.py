@@ -12,7 +12,7 @@ import click
 from almabench.backends import BACKENDS, check_backend
 from almabench.config import RunOptions
 from almabench.errors import AlmabenchError
-from almabench.names import one_line
+from almabench.names import one_line, quoted
 
 
 class _Group(click.Group):
@@ -70,16 +70,21 @@ _plugin_option = click.option(
          "package; every worker imports it too. Repeatable.")
 
 
-def _load_plugins(plugins: tuple[str, ...], spec_plugins: tuple[str, ...] = ()) -> tuple[str, ...]:
+def _load_plugins(plugins: tuple[str, ...], spec_plugins: tuple[str, ...] = (), source: str = "") -> tuple[str, ...]:
     """Import the spec's and the command line's --plugin values here; returns them as every process imports them
-    (files by absolute path)."""
-    from almabench.plugins import is_file_spec, load_plugins
+    (files by absolute path). A spec's plugins are code that runs, though a spec reads as settings: each is named
+    on stderr before it is imported (`--dry-run` and `status` import them too, to name the cells)."""
+    from almabench.plugins import is_file_spec, is_loaded, load_plugins
     from almabench.specs import plugin_path
 
     for plugin in plugins:
         if is_file_spec(plugin) and not Path(plugin).expanduser().is_file():
             raise AlmabenchError(f"--plugin {plugin}: no such file ({Path(plugin).expanduser().resolve()}); give a "
                                  f".py file that registers a method, or an importable module name")
+    for plugin in spec_plugins:
+        if not is_loaded(plugin):
+            click.echo(f"importing plugin code named by the spec{f' {source}' if source else ''}: {quoted(plugin)}",
+                       err=True)
     resolved = tuple(dict.fromkeys((*spec_plugins, *(plugin_path(p, Path.cwd()) for p in plugins))))
     load_plugins(resolved)
     return resolved
@@ -163,7 +168,7 @@ def run(spec, methods, datasets, archs, megabatches, seeds, pruners, scopes, tau
     }
     fixed = {"epochs": epochs, "batch_size": batch_size}
     loaded = load_spec(spec)
-    plugins = _load_plugins(plugins, loaded.plugins)  # before any name is looked up
+    plugins = _load_plugins(plugins, loaded.plugins, loaded.source)  # before any name is looked up
     grid = loaded.with_overrides(
         {k: v for k, v in axes.items() if v is not None},
         {**{k: v for k, v in fixed.items() if v is not None},
@@ -344,6 +349,7 @@ def _print_compute_left(plan, out: Path, jobs: int) -> None:
 def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
     from almabench.plan import folder_states
+    from almabench.safe_paths import outside
     from almabench.specs import load_spec, resolve_configs, shipped_specs
     from almabench.stale import mark_changed
     from almabench.store import CHECKPOINT_DIR, cell_files
@@ -369,7 +375,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     shown = 0
     for name in names:
         spec = load_spec(name)
-        _load_plugins((), spec.plugins)  # a plugin method's scope (Method.default_scope) names its cells
+        _load_plugins((), spec.plugins, name)  # a plugin method's scope (Method.default_scope) names its cells
         cells = mark_changed(cell_files(resolve_configs(spec.configs(), RunOptions(), strict=False), results))
         if not specs and not any(c.path.name in present for c in cells):
             continue  # a shipped spec with nothing here yet
@@ -383,7 +389,11 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
         for cell in changed:
             click.echo(f"    {cell.path.name}: made by other plugin code than the code installed now: {cell.changed}")
-    _print_checkpoints(sorted((results / CHECKPOINT_DIR).glob("*.pt")))
+    checkpoints = results / CHECKPOINT_DIR
+    if outside(results, checkpoints) is None:
+        _print_checkpoints(sorted(checkpoints.glob("*.pt")))
+    else:  # a link does not stretch the folder: what lies elsewhere is not read
+        warnings.warn(f"skipped {checkpoints}: a link to {checkpoints.resolve()}, outside {results}", stacklevel=2)
     from almabench.slurm import status_lines
 
     for line in status_lines(results):

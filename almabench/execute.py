@@ -32,12 +32,15 @@ from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
 from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
-from almabench.locks import cell_lock, describe_owner, this_run
+from almabench.locks import LOCK_DIR, cell_lock, describe_owner, this_run
 from almabench.progress import GridProgress, stream_note
 from almabench.run import run_cell
+from almabench.safe_paths import OutsideFolder, inside, remove
+from almabench.slurm import SLURM_DIR
 from almabench.specs import check_grid, describe
 from almabench.stale import changed_lines, mark_changed, move_replaced
 from almabench.store import (
+    CHECKPOINT_DIR,
     CellFile,
     StorageError,
     cell_files,
@@ -104,13 +107,13 @@ def _run_and_write(config: RunConfig, options: RunOptions, out: Path, events: Ev
             watch.finish(result)
         finally:
             watch.close()
-    except (StorageError, OtherThreads):  # not the cell's failure: no record, the run stops with one line
+    except (StorageError, OtherThreads, OutsideFolder):  # not the cell's failure: no record, the run stops
         raise
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others
         result = failure_record(config, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         write_json_atomic(path, result)
     if result["status"] == "ok":
-        checkpoint.unlink(missing_ok=True)
+        remove(out, checkpoint)
     return result, resumed[0] if resumed else 0
 
 
@@ -139,6 +142,8 @@ def prepare_out(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AlmabenchError(f"cannot create results folder {out}: {exc.strerror or exc}") from None
+    for sub in (LOCK_DIR, CHECKPOINT_DIR, SLURM_DIR):  # before anything is written: no link out of out/ there
+        inside(out, out / sub)
     try:
         fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
         os.close(fd)
@@ -327,7 +332,7 @@ def check_same_data(cells: list[CellFile], options: RunOptions) -> None:
         if cell.state != "done":
             continue
         try:
-            recorded = read_json(cell.path)["data"]["fingerprint"]
+            recorded = read_json(cell.path, cell.path.parent)["data"]["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # an older or partial record: nothing to compare
         current = load_dataset(cell.config.dataset, options.data_root, options.download).fingerprint

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from almabench.config import RunConfig
+from almabench.safe_paths import create
 from almabench.store import StorageError
 
 LOCK_DIR = ".locks"
@@ -58,11 +59,11 @@ def describe_owner(owner: str) -> str:
 @contextmanager
 def cell_lock(out: str | Path, config: RunConfig, owner: str = "") -> Iterator[str | None]:
     """Hold the cell's lock for the body: yields None while this process holds it, or the owner string of
-    the run that holds it ("" if unknown) without waiting. Released on exit, or by the kernel on death."""
+    the run that holds it ("" if unknown) without waiting. Released on exit, or by the kernel on death.
+    A .locks that leads out of `out`, or a link at the lock file, is one line (safe_paths): never truncated."""
     path = lock_path(out, config)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = create(out, path, os.O_RDWR)
     except OSError as exc:
         raise StorageError.from_os_error(path, exc) from None
     try:

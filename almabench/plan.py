@@ -6,6 +6,7 @@ still needs, and a time at the end-to-end rate of the finished results beside th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
 from almabench.progress import step_passes
+from almabench.safe_paths import outside
 from almabench.specs import check_config, check_resolved, resolve_configs
 from almabench.stale import mark_changed
 from almabench.store import CellFile, cell_files, read_json, result_state
@@ -40,7 +42,7 @@ def measured_rates(out: Path) -> dict[tuple, tuple[float, int]]:
         if state != "done":
             continue
         try:
-            result = read_json(path)
+            result = read_json(path, out)
             data, env = result["data"], result["environment"]
             key = _rate_key(result["config"]["arch"], data["channels"], data["image_size"], env["device"])
             images = result["config"]["epochs"] * sum(s["train_size"] for s in result["steps"])
@@ -118,11 +120,15 @@ def folder_states(out: Path) -> list[tuple[Path, str, str, dict[str, Any] | None
     """Every <hash>.json in out/: (path, state, detail, config or None, data fingerprint or None)."""
     rows = []
     for path in sorted(out.glob("*.json")):
+        target = outside(out, path)
+        if target is not None:  # a link does not stretch the folder: not read, not counted
+            warnings.warn(f"skipped {path}: a link to {target}, outside {out}", stacklevel=2)
+            continue
         state, detail = result_state(path)
         doc: Any = None
         if state in ("done", "failed"):
             try:
-                doc = read_json(path)
+                doc = read_json(path, out)
             except (OSError, ValueError):
                 doc = None
         config = doc.get("config") if isinstance(doc, dict) else None

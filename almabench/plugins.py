@@ -7,7 +7,9 @@ and registers with the usual decorators when imported. `--plugin` travels in Run
 runs a cell (loky, Dask, Ray workers) imports it before the cell starts, exactly as the parent did.
 
 A plugin's code is part of a cell's provenance: `used_plugins(config)` is what the result's environment records
-and what a checkpoint's key holds, so a resume refuses a checkpoint made by other plugin code.
+and what a checkpoint's key holds, so a resume refuses a checkpoint made by other plugin code. A plugin is code
+that runs on import and may change anything (patch a built-in method), so every plugin module a process imported
+(`imported_plugins`) is named in every result that process writes, whether or not its cell uses it.
 """
 
 from __future__ import annotations
@@ -27,18 +29,31 @@ from almabench.errors import AlmabenchError
 from almabench.registry import Origin, Registry, loading
 
 _LOADED: dict[str, Origin] = {}  # --plugin spec (a resolved path or a module name) -> its origin, once per process
+_IMPORTED: dict[tuple[str, str], Origin] = {}  # every plugin import this process began: (kind, where) -> origin
 
 
 def entry_points_of(group: str) -> Iterator[tuple[str, Origin, Callable[[], Any]]]:
     """(name, origin, load) of every installed entry point of the group, in a fixed order."""
     for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
         dist = ep.dist
-        yield ep.name, Origin("entry point", f"{ep.name} = {ep.value}", dist.name if dist else "?",
-                              dist.version if dist else "?", ep.module), ep.load
+        origin = Origin("entry point", f"{ep.name} = {ep.value}", dist.name if dist else "?",
+                        dist.version if dist else "?", ep.module)
+        yield ep.name, origin, functools.partial(_recorded, origin, ep.load)
+
+
+def _recorded(origin: Origin, load: Callable[[], Any]) -> Any:
+    """load(), remembered as imported first: code that ran, even where its import then failed, is named."""
+    _IMPORTED[(origin.kind, origin.where)] = origin
+    return load()
 
 
 def is_file_spec(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def is_loaded(spec: str) -> bool:
+    """Whether this process has imported the --plugin value already (load_plugins would not import it again)."""
+    return (str(Path(spec).resolve()) if is_file_spec(spec) else spec) in _LOADED
 
 
 def load_plugins(specs: tuple[str, ...] | list[str]) -> None:
@@ -50,6 +65,7 @@ def load_plugins(specs: tuple[str, ...] | list[str]) -> None:
             continue
         origin = Origin("file", key, module=_module_name(Path(key))) if is_file_spec(spec) else Origin(
             "module", spec, module=spec)
+        _IMPORTED[(origin.kind, origin.where)] = origin  # before it runs: a failed import ran code too
         with loading(origin):
             _import(spec, origin)
         _LOADED[key] = origin
@@ -142,6 +158,7 @@ def forget() -> None:
         if origin.kind == "file":
             sys.modules.pop(origin.module, None)
     _LOADED.clear()
+    _IMPORTED.clear()
 
 
 def used_plugins(config: RunConfig) -> dict[str, dict[str, str]]:
@@ -160,6 +177,17 @@ def used_plugins(config: RunConfig) -> dict[str, dict[str, str]]:
             out[role] = {"name": name, "origin": origin.kind, "from": origin.where, "package": origin.package,
                          "version": origin.version, "fingerprint": source_fingerprint(origin.module)}
     return out
+
+
+def imported_plugins() -> list[dict[str, str]]:
+    """Every plugin module this process imported (or began to): --plugin files and modules, a spec's plugins and
+    installed entry points (every registry's group is discovered first, so that the list does not depend on which
+    registries this process happened to use), each with where it came from and its source's fingerprint."""
+    for registry in registries().values():
+        registry.discover()
+    return [{"origin": o.kind, "from": o.where, "package": o.package, "version": o.version,
+             "fingerprint": source_fingerprint(o.module)} for o in sorted(_IMPORTED.values(),
+                                                                         key=lambda o: (o.kind, o.where))]
 
 
 def source_fingerprint(module: str) -> str:

@@ -57,12 +57,17 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def with_plugins(env: dict[str, Any], config: RunConfig) -> dict[str, Any]:
-    """env plus, for a cell that runs plugin code, "plugins": each plugin entry it uses, where it came from and
-    its source's fingerprint (almabench.plugins.used_plugins). A cell of almabench's own code gets no key, so its
+    """env plus, where this process imported any plugin code, "plugins": each plugin entry the cell uses by its
+    role (method, arch, pruner, dataset), where it came from and its source's fingerprint
+    (almabench.plugins.used_plugins), and under "imported" every plugin module the process imported, used by the
+    cell or not (a plugin may patch a built-in method). A cell made with no plugin imported gets no key, so its
     record and checkpoint key are what they were before plugins existed."""
-    from almabench.plugins import used_plugins
+    from almabench.plugins import imported_plugins, used_plugins
 
-    plugins = used_plugins(config)
+    plugins: dict[str, Any] = dict(used_plugins(config))
+    imported = imported_plugins()
+    if imported:
+        plugins["imported"] = imported
     return {**env, "plugins": plugins} if plugins else env
 
 

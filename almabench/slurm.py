@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -36,6 +37,7 @@ from typing import Any
 from almabench.config import RunConfig, RunOptions
 from almabench.errors import AlmabenchError
 from almabench.names import one_line
+from almabench.safe_paths import create, read_bytes
 
 SLURM_DIR = ".slurm"
 SUBMISSIONS = "submissions.jsonl"
@@ -44,6 +46,17 @@ WARNING_SLACK = 90  # Slurm sends the time-limit signal up to 60 s early; more t
 QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESV_DEL_HOLD")
 RUNNING = ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING")
 SBATCH_KEYS = ("partition", "time", "account", "qos", "constraint", "mem", "cpus_per_task", "gpus_per_node")
+# What each text setting may hold: a value reaches the job script only as the value of its #SBATCH line (submitit
+# quotes it with shlex), and a newline would end that line and start another, so every setting is checked here.
+_NAME = r"[A-Za-z0-9_.+-]+"
+TEXT_PATTERNS = {
+    "partition": re.compile(rf"{_NAME}(,{_NAME})*"),
+    "account": re.compile(_NAME),
+    "qos": re.compile(_NAME),
+    "constraint": re.compile(r"[A-Za-z0-9_.,&|*()\[\]:!-]+"),  # features joined by & | , with counts [a*2]
+    "mem": re.compile(r"[0-9]+([KMGT]B?)?", re.IGNORECASE),
+    "time": re.compile(r"[0-9]+([-:][0-9]+)*|UNLIMITED|INFINITE", re.IGNORECASE),
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,10 @@ class SlurmSettings:
     def parse(cls, table: dict[str, Any], pairs: tuple[str, ...] = (), source: str = "") -> SlurmSettings:
         """A spec's [slurm] table, then --slurm KEY=VALUE pairs over it; a bad key or value is one line."""
         given: dict[str, tuple[Any, str]] = {key: (value, f"{source} [slurm]") for key, value in table.items()}
+        for key, value in table.items():  # before anything is stripped, parsed or written
+            _printable(f"{key}={value}", f"{source} [slurm]")
+        for pair in pairs:
+            _printable(pair, "--slurm")
         for pair in pairs:
             key, sep, raw = pair.partition("=")
             if not sep:
@@ -76,10 +93,7 @@ class SlurmSettings:
             if key not in kinds:
                 raise AlmabenchError(f"{where}: unknown key {key!r}; valid keys: {', '.join(kinds)}")
             values[key] = _value(key, value, kinds[key] == "int", where)
-        settings = cls(**values)
-        if settings.time:
-            time_seconds(settings.time)  # a bad one is one line now, not sbatch's later
-        return settings
+        return cls(**values)
 
     def resources(self) -> str:
         """The settings as sbatch options, for --dry-run and the submission line."""
@@ -87,13 +101,27 @@ class SlurmSettings:
         return ", ".join(asked) if asked else "the cluster's defaults"
 
 
+def _printable(text: str, where: str) -> None:
+    """One line where a setting holds a newline or another character that does not print: it would end its
+    #SBATCH line in the job script and start a line of its own (a directive, or a command)."""
+    if not text.isprintable():
+        raise AlmabenchError(f"{where}: {text!r} holds a newline or control character; a Slurm setting is one "
+                             f"plain value")
+
+
 def _value(key: str, value: Any, integer: bool, where: str) -> Any:
     if not integer:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise AlmabenchError(f"{where}: {key} must be a string, got {value!r}")
-        return str(value)
+        text = str(value)
+        if key == "time" and text:
+            time_seconds(text)  # its own line for a time Slurm would not read
+        if text and not TEXT_PATTERNS[key].fullmatch(text):
+            raise AlmabenchError(f"{where}: {key} {text!r} is not a Slurm {key} (letters, digits and {key}'s own "
+                                 f"separators only)")
+        return text
     try:
-        number = value if isinstance(value, int) and not isinstance(value, bool) else int(str(value))
+        number = value if isinstance(value, int) and not isinstance(value, bool) else int(str(value), 10)
     except ValueError:
         raise AlmabenchError(f"{where}: {key} must be a whole number, got {value!r}") from None
     if number < (1 if key == "signal_delay" else 0):
@@ -157,20 +185,24 @@ def submit(todo: list[RunConfig], options: RunOptions, out: Path, jobs: int, set
     """Submit the cells as one job array and record it in <out>/.slurm/submissions.jsonl."""
     import submitit
 
+    if not str(out.resolve()).isprintable():  # the folder reaches the script's #SBATCH --output line
+        raise AlmabenchError(f"--out {str(out)!r} holds a newline or control character; Slurm's job script cannot "
+                             f"name it: pick a plain folder name")
     executor = submitit.SlurmExecutor(folder=out / SLURM_DIR, max_num_timeout=settings.max_timeouts)
     extra = {k: str(getattr(settings, k)) for k in SBATCH_KEYS if getattr(settings, k)}
     # time=None drops submitit's default of 5 minutes (unset: the partition's); the rest as sbatch spells it
     executor.update_parameters(time=None, job_name="almabench", signal_delay_s=settings.signal_delay,
                                array_parallelism=jobs if jobs > 0 else len(todo), additional_parameters=extra)
-    try:
-        # an absolute --out: a job starts in the submission's folder by default, but a cluster may start it elsewhere
-        handles = executor.map_array(SlurmCell(options, str(out.resolve()), settings, tuple(logs)), todo)
-    except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in its words
-        raise AlmabenchError(f"sbatch refused the job array: {one_line(str(exc))}") from None
-    submitted = Submitted(handles[0].job_id.partition("_")[0], {h.job_id: c for h, c in zip(handles, todo)})
-    record = {"array": submitted.array, "jobs": {job: c.hash() for job, c in submitted.jobs.items()},
-              "submitted": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    with open(out / SLURM_DIR / SUBMISSIONS, "a") as f:
+    # opened before sbatch runs, inside out/ and never through a link (safe_paths): a refusal submits nothing
+    with os.fdopen(create(out, out / SLURM_DIR / SUBMISSIONS, os.O_WRONLY | os.O_APPEND), "a") as f:
+        try:
+            # an absolute --out: a job starts in the submission's folder by default, a cluster may start it elsewhere
+            handles = executor.map_array(SlurmCell(options, str(out.resolve()), settings, tuple(logs)), todo)
+        except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in its words
+            raise AlmabenchError(f"sbatch refused the job array: {one_line(str(exc))}") from None
+        submitted = Submitted(handles[0].job_id.partition("_")[0], {h.job_id: c for h, c in zip(handles, todo)})
+        record = {"array": submitted.array, "jobs": {job: c.hash() for job, c in submitted.jobs.items()},
+                  "submitted": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         f.write(json.dumps(record) + "\n")
     return submitted
 
@@ -192,7 +224,11 @@ def submissions(out: Path) -> list[dict[str, Any]]:
     """The job arrays submitted into this folder (submissions.jsonl; a damaged line is skipped)."""
     path = out / SLURM_DIR / SUBMISSIONS
     records = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
+    try:
+        text = read_bytes(path, out).decode(errors="replace") if path.is_file() else ""
+    except (OSError, AlmabenchError):  # a link out of the folder is not read
+        text = ""
+    for line in text.splitlines():
         try:
             record = json.loads(line)
             records.append({"array": str(record["array"]), "jobs": {str(j): str(h) for j, h in record["jobs"].items()}})
@@ -310,8 +346,8 @@ def _new_steps(config: RunConfig, checkpoint: Path, told: int, events: Callable[
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        doc = json.loads(read_bytes(path, path.parent))
+    except (OSError, ValueError, AlmabenchError):
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -500,16 +536,16 @@ class Attempt:
     def _counts(self) -> dict[str, int]:
         counts = {"timeouts": 0, "preemptions": 0, "stalled": 0}
         try:
-            counts.update({k: int(v) for k, v in json.loads(self.state_path.read_text()).items() if k in counts})
-        except (OSError, ValueError, TypeError, AttributeError):
+            counts.update({k: int(v) for k, v in json.loads(read_bytes(self.state_path, self.out)).items()
+                           if k in counts})
+        except (OSError, ValueError, TypeError, AttributeError, AlmabenchError):
             pass
         return counts
 
     def _requeue(self, counts: dict[str, int], why: str) -> None:
         from almabench.store import write_json_atomic
 
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.state_path, counts)
+        write_json_atomic(self.state_path, counts, self.out)  # its folder made inside out/, or one line
         print(f"requeued: {why}", flush=True)
         subprocess.run(["scontrol", "requeue", os.environ.get("SLURM_JOB_ID", self.job)], timeout=60)
         raise SystemExit(0)  # unwinds the cell (its lock is released); the requeued job resumes it

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from almabench.config import NAMED_WITHOUT, RunConfig, range_problem
 from almabench.errors import AlmabenchError
+from almabench.safe_paths import FileTooLarge, OutsideFolder, folder, inside, open_file, outside, read_bytes
 
 SCHEMA_VERSION = 1
 
@@ -70,26 +71,29 @@ def os_error_in(exc: BaseException) -> OSError | None:
 def _create_temp(folder: Path, stem: str) -> tuple[int, Path]:
     """A new hidden temp file next to the target, opened with mode 0o666 so that the kernel applies the
     umask as it does to any file (tempfile.mkstemp forces 0600: results unreadable to a group that shares
-    the folder). O_EXCL and a random name keep concurrent writers apart."""
+    the folder). O_EXCL and a random name keep concurrent writers apart; O_EXCL (and O_NOFOLLOW) never open
+    through a link."""
     for _ in range(100):
         tmp = folder / f".{stem}.{secrets.token_hex(4)}.tmp"
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+            return open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, f"no free temp file name for {stem} in {folder}")
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object], root: Path | None = None) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers (and a resume after a kill) see
-    the old file or the new one, never half of one.
+    the old file or the new one, never half of one. A link at the name is replaced, never written through.
+
+    root is the folder the caller was asked to write into (default: path's own folder): a folder on the way that
+    leads outside it (a link) is one line (safe_paths.OutsideFolder), and nothing is written.
 
     A write the file system refuses (ENOSPC, EDQUOT, EROFS, ...) removes the temp file and raises
     StorageError: the caller must stop rather than record the cell as failed.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temp(path.parent, path.stem)
+        fd, tmp = _create_temp(folder(path.parent if root is None else root, path.parent), path.stem)
     except OSError as exc:
         raise StorageError.from_os_error(path, exc) from None
     try:
@@ -109,8 +113,8 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 def temp_files(out: str | Path, config: RunConfig) -> list[Path]:
     """Temp files that write_atomic left for this cell's result or checkpoint: only a process killed
     mid-write leaves one. Whoever holds the cell's lock may delete them (nobody else writes that cell)."""
-    stem = config.hash()
-    return [p for folder in (Path(out), Path(out) / CHECKPOINT_DIR) for p in folder.glob(f".{stem}.*.tmp")]
+    stem = config.hash()  # a checkpoint folder that leads out of out/ is one line: nothing there is ours to delete
+    return [p for where in (Path(out), inside(out, Path(out) / CHECKPOINT_DIR)) for p in where.glob(f".{stem}.*.tmp")]
 
 
 def json_safe(value: Any) -> Any:
@@ -126,10 +130,11 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """A result as JSON, atomically; NaN or infinity is refused (ValueError), JSON cannot hold them."""
+def write_json_atomic(path: Path, payload: dict[str, Any], root: Path | None = None) -> None:
+    """A result as JSON, atomically; NaN or infinity is refused (ValueError), JSON cannot hold them. root: as
+    write_atomic's (the results folder, for a file under .slurm/)."""
     text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
-    write_atomic(path, lambda f: f.write(text.encode()))
+    write_atomic(path, lambda f: f.write(text.encode()), root)
 
 
 STATES = ("done", "failed", "corrupt", "missing")
@@ -180,15 +185,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, root: Path | None = None) -> Any:
     """A result (or failure record) file parsed safely: at most MAX_RESULT_BYTES, UTF-8, strict JSON (no NaN or
     Infinity, no number beyond a float), and a nesting too deep for the parser (a RecursionError) is an
-    UnreadableFile like any other bad file, never a traceback. OSError (unreadable) is left to the caller."""
-    size = path.stat().st_size
-    if size > MAX_RESULT_BYTES:
-        raise UnreadableFile(f"larger than a result can be ({size:,} bytes; at most {MAX_RESULT_BYTES:,})")
+    UnreadableFile like any other bad file, never a traceback. OSError (unreadable) is left to the caller, and so
+    is OutsideFolder: a file whose real path lies outside root (None: not checked here) is not read."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = read_bytes(path, root, MAX_RESULT_BYTES)
+    except FileTooLarge as exc:
+        size = f"{exc.size:,} bytes; at most {MAX_RESULT_BYTES:,}"
+        raise UnreadableFile(f"larger than a result can be ({size})") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UnreadableFile("not UTF-8 text") from None
     try:
@@ -362,7 +370,9 @@ def result_state(path: Path) -> tuple[str, str]:
     if not path.exists():
         return "missing", ""
     try:
-        doc = read_json(path)
+        doc = read_json(path, path.parent)  # a link to a file outside its folder is not read
+    except OutsideFolder:
+        return "corrupt", f"a link to {Path(path).resolve()}, outside {path.parent}; not read"
     except UnreadableFile as exc:
         return "corrupt", str(exc)
     except OSError as exc:
@@ -438,10 +448,11 @@ def checkpoint_path(out: str | Path, config: RunConfig) -> Path:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save to a temp file in the same folder, fsync, rename: a kill leaves the old checkpoint or the new."""
+    """torch.save to a temp file in the same folder, fsync, rename: a kill leaves the old checkpoint or the new.
+    The results folder (path's grandparent) is the root: a .checkpoints that leads out of it is one line."""
     import torch
 
-    write_atomic(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **payload}, f))
+    write_atomic(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **payload}, f), path.parent.parent)
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any] | None:
@@ -450,6 +461,8 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any] | N
 
     if not path.is_file():
         return None
+    if outside(path.parent.parent, path) is not None:  # read only inside the results folder
+        raise ValueError(f"a link to {path.resolve()}, outside {path.parent.parent}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
@@ -464,7 +477,7 @@ def peek_checkpoint(path: Path) -> dict[str, Any] | None:
     unusable (its cell starts over, with the warning load_checkpoint's reader gives)."""
     import torch
 
-    if not path.is_file():
+    if not path.is_file() or outside(path.parent.parent, path) is not None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -37,7 +37,7 @@ class LogTarget:
         that cannot be written (a file, read-only), is one line before any cell runs: a cell that cannot log would
         write a failure record, and W&B would log into its fallback folder instead."""
         from almabench.analysis.export import WRITERS
-        from almabench.analysis.export.dest import check_dest
+        from almabench.analysis.export.dest import check_dest, default_dest
         from almabench.errors import AlmabenchError
 
         kind, _, folder = value.partition(":")
@@ -45,7 +45,7 @@ class LogTarget:
         if kind not in live:
             raise AlmabenchError(f"unknown --log {kind!r}; choose from: {', '.join(live)} (optionally NAME:DIR)")
         WRITERS.get(kind).load(kind, flag="--log")  # its package is there, before any cell runs
-        target = cls(kind, Path(folder) if folder else out / kind)
+        target = cls(kind, Path(folder) if folder else default_dest(out, kind))  # a link there: one line
         check_dest(target.dest, f"--log {kind}:FOLDER")
         return target
 

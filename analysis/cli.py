@@ -55,6 +55,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
     from almabench.errors import AlmabenchError
     from almabench.names import quoted
+    from almabench.safe_paths import inside
     from almabench.store import StorageError
 
     from .blocks import datasets_apart, parse_group_by, scope_in_method, with_varying_splits
@@ -111,7 +112,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         keys = parse_group_by(group_by, frame.columns)
         if group_by == DEFAULT_GROUP_BY or group_by.startswith("+"):  # an explicit list is taken as given
             keys = with_varying_splits(keys, frame)
-        target = out or results_dir / "report"
+        target = out or inside(results_dir, results_dir / "report")  # a link there does not stretch RESULTS
         source = results_dir if len(results_dirs) == 1 else ", ".join(map(str, results_dirs))
         result = build_report(frame, target, fmts, keys, warn=echo_warning, source=source, notes=notes,
                               highlight=_split(highlight) if highlight is not None else None, references=refs)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from almabench.config import RunConfig
 from almabench.errors import AlmabenchError
+from almabench.safe_paths import OutsideFolder, outside
 from almabench.store import SCHEMA_VERSION, UnreadableFile, read_json, validate_result
 
 Warn = Callable[[str], None]
@@ -63,6 +64,18 @@ def settings_label(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(settings.items()))
 
 
+def plugin_code(environment: dict[str, Any]) -> str:
+    """The plugin code the process that made a cell had imported, as the report names it ('' for none): every
+    module under environment.plugins.imported, and the entries the cell used (all that older records name)."""
+    plugins = environment.get("plugins")
+    if not isinstance(plugins, dict):
+        return ""
+    imported = plugins.get("imported")
+    entries = [*(imported if isinstance(imported, list) else []),
+               *(v for k, v in plugins.items() if k != "imported")]
+    return ", ".join(dict.fromkeys(str(e.get("from", "?")) for e in entries if isinstance(e, dict)))
+
+
 def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The tidy rows of one valid result: config keys, cell scalars, data/env provenance, then the step. A method's
     settings are a label (column settings: the non-default ones) and a column each (setting_NAME: every declared
@@ -77,6 +90,7 @@ def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     cell.update({f"data_{k}": _hashable(v) for k, v in result.get("data", {}).items()})
     cell.update({f"env_{k}": _hashable(v) for k, v in result.get("environment", {}).items()})
     cell["path"] = str(path)
+    cell["plugin_code"] = plugin_code(result.get("environment", {}))
     cell["prunes"] = any(s["target_density"] < 1 or s["density"] < 1 for s in result["steps"])
     rows = []
     for s in result["steps"]:
@@ -91,11 +105,19 @@ def _rows(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
 EXPORT_FOLDERS = ("wandb",)  # W&B's own run folders (an export or live log under RESULTS) hold JSON of their own
 
 
-def result_files(root: Path) -> list[Path]:
+def result_files(root: Path, warn: Warn = warn_stderr) -> list[Path]:
     """Every *.json under root (recursively), in a stable order; hidden temp files are not results, nor is
-    anything under a folder named in EXPORT_FOLDERS."""
-    return sorted(p for p in root.rglob("*.json") if p.is_file() and not p.name.startswith(".")
-                  and not set(p.relative_to(root).parts[:-1]) & set(EXPORT_FOLDERS))
+    anything under a folder named in EXPORT_FOLDERS. A file whose real path lies outside root (a link out) is
+    skipped with one warning line: a link does not stretch the folder the user named."""
+    files = []
+    for path in sorted(p for p in root.rglob("*.json") if p.is_file() and not p.name.startswith(".")
+                       and not set(p.relative_to(root).parts[:-1]) & set(EXPORT_FOLDERS)):
+        target = outside(root, path)
+        if target is not None:
+            warn(f"skipped {path}: a link to {target}, outside {root}")
+        else:
+            files.append(path)
+    return files
 
 
 def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[Path, dict[str, Any]]]:
@@ -104,7 +126,10 @@ def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[
     out = []
     for path in paths:
         try:
-            result = read_json(path)
+            result = read_json(path)  # the real path result_files checked, without following a link swapped in
+        except OutsideFolder as err:
+            warn(f"skipped {path}: {err}")
+            continue
         except OSError as err:
             warn(f"skipped {path}: unreadable ({err.__class__.__name__})")
             continue
@@ -138,7 +163,7 @@ def load_results(root: str | Path | Sequence[str | Path], warn: Warn = warn_stde
     two of them is read once, with a warning); an empty frame if there are none (AlmabenchError if a root is not
     a folder)."""
     roots = [results_folder(root)] if isinstance(root, str | Path) else [results_folder(r) for r in root]
-    files = [path for r in roots for path in result_files(r)]
+    files = [path for r in roots for path in result_files(r, warn)]
     rows = [row for path, result in read_results(files, warn) for row in _rows(result, path)]
     frame = pd.DataFrame(rows)
     if not frame.empty:

@@ -77,13 +77,14 @@ class FigureWriter:
 
     def save(self, fig: plt.Figure, name: str) -> tuple[Path, ...]:
         """Write fig in every format under a unique name and close it."""
-        self.out.mkdir(parents=True, exist_ok=True)
         name = self.unique(name)
         paths = []
         for fmt in self.formats:
             path = self.out / f"{name}.{fmt}"
             metadata = {"Software": None} if fmt == "png" else None  # a link at path is replaced, not written through
-            write_atomic(path, partial(fig.savefig, format=fmt, bbox_inches="tight", metadata=metadata))
+            # the report folder is the root: a figures/ that leads out of it is one line, nothing written
+            save = partial(fig.savefig, format=fmt, bbox_inches="tight", metadata=metadata)
+            write_atomic(path, save, self.out.parent)
             paths.append(path)
         plt.close(fig)
         return tuple(paths)

@@ -99,6 +99,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     check_code(cell_rows, keys, record)
     _check_plugin_code(cells(frame), record)
     _check_fingerprints(cells(frame), record)
+    _check_plugins(cells(frame), record)
     summary, deltas = summary_table(cell_rows, keys), delta_table(cell_rows, keys, references)
     tables = block_tables(summary, deltas, keys)
 
@@ -117,7 +118,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     if versus_dense:
         outputs.append(("regime-vs-dense.csv", pd.concat([rows for _, rows in versus_dense]).to_csv(index=False)))
     for name, content in outputs:
-        write_text(out / name, content)
+        write_text(out / name, content, out)
         report.files.append(out / name)
 
     report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats, deltas,
@@ -128,7 +129,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,
                          source=source, warnings=warnings)
-    write_text(out / "report.md", md)
+    write_text(out / "report.md", md, out)
     report.files.append(out / "report.md")
     return report
 
@@ -166,10 +167,24 @@ def _regime_text(settings: list[tuple[dict, pd.DataFrame]], keys: Sequence[str])
     return "\n".join(parts)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, root: Path | None = None) -> None:
     """As the result files are written (a temp file renamed over the name): a link already at the name is
-    replaced, never written through to a file elsewhere."""
-    write_atomic(path, lambda f: f.write(text.encode()))
+    replaced, never written through to a file elsewhere; a folder that leads out of root is one line."""
+    write_atomic(path, lambda f: f.write(text.encode()), root)
+
+
+PLUGIN_MARK = "†"
+
+
+def _check_plugins(cell_rows: pd.DataFrame, warn: Warn) -> None:
+    """Cells made in a process that imported plugin code: that code ran beside almabench's and may have changed
+    what any cell computes (a plugin can patch a built-in method), so the report names them."""
+    if "plugin_code" not in cell_rows:
+        return
+    marked = cell_rows[cell_rows["plugin_code"].astype(str) != ""]
+    if len(marked):
+        warn(f"{len(marked)} cell(s) were made in a process that imported plugin code, which may change what any "
+             f"cell computes: {', '.join(marked['config_hash'])} (marked {PLUGIN_MARK} under Configurations)")
 
 
 def _check_fingerprints(cell_rows: pd.DataFrame, warn: Warn) -> None:
@@ -274,11 +289,17 @@ def _config_section(cell_rows: pd.DataFrame, source: str | Path | None) -> list[
     order = [c for c in ("dataset", "arch", "megabatches", "pruner", "tau", "method", "seed") if c in varying]
     cell_rows = cell_rows.sort_values(order, key=lambda s: s.map(rank) if s.name == "method" else s,
                                       kind="stable") if order else cell_rows
-    table = cell_rows[["config_hash", *varying, *env_varying, "final_test_accuracy", "cer", "path"]].copy()
+    marked = "plugin_code" in cell_rows and bool((cell_rows["plugin_code"].astype(str) != "").any())
+    table = cell_rows[["config_hash", *varying, *env_varying, "final_test_accuracy", "cer", "path",
+                       *(["plugin_code"] if marked else [])]].copy()
+    if marked:  # every cell made beside plugin code, whatever its method, and the code it ran beside
+        table["plugin_code"] = table["plugin_code"].map(lambda code: f"{PLUGIN_MARK} {code}" if code else "")
+        lines += [f"{PLUGIN_MARK}: made in a process that imported plugin code (named in the last column), which "
+                  f"runs beside almabench's own and may change what any cell computes.", ""]
     table["final_test_accuracy"] = table["final_test_accuracy"].map(lambda v: f"{v:.2f}")
     root = results_root(list(table["path"]), source)
     table["path"] = table["path"].map(lambda p: _relative(p, root) if root is not None else p)
-    table = table.rename(columns={"final_test_accuracy": "final acc %", "path": "file"})
+    table = table.rename(columns={"final_test_accuracy": "final acc %", "path": "file", "plugin_code": "plugin code"})
     table.columns = [c.removeprefix("env_") for c in table.columns]
     lines += [markdown_table(table.map(_fmt)), ""]
     return lines

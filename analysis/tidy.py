@@ -94,7 +94,7 @@ def load_tables(root: str | Path, warn: Warn = warn_stderr) -> ResultTables:
     """The tidy tables of every valid result under root, with the same checks as load_results (each skipped
     file gets one warning line); file paths are stored relative to root, so a moved folder exports alike."""
     root = results_folder(root)
-    return tables_of(read_results(result_files(root), warn), root)
+    return tables_of(read_results(result_files(root, warn), warn), root)
 
 
 def tables_of(results: Iterable[tuple[Path, dict[str, Any]]], root: Path) -> ResultTables:

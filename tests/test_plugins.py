@@ -60,11 +60,14 @@ def test_a_plugin_file_runs_beside_app_and_dense_through_loky_workers_and_is_rec
     assert "3 ran, 0 already done, 0 failed" in result.output
     docs = {d["config"]["method"]: d for d in (json.loads(p.read_text()) for p in out.glob("*.json"))}
     assert sorted(docs) == ["app", "dense", "half"]
+    imported = [{"origin": "file", "from": str(HALF.resolve()), "package": "", "version": "",
+                 "fingerprint": file_fingerprint(HALF)}]
     assert docs["half"]["environment"]["plugins"] == {"method": {
         "name": "half", "origin": "file", "from": str(HALF.resolve()), "package": "", "version": "",
-        "fingerprint": file_fingerprint(HALF)}}
+        "fingerprint": file_fingerprint(HALF)}, "imported": imported}
     assert [s["density"] for s in docs["half"]["steps"]] == [pytest.approx(0.5, abs=1e-4)] * 2
-    assert "plugins" not in docs["app"]["environment"] and "plugins" not in docs["dense"]["environment"]
+    # made beside the plugin's code, which could have changed them (issue 37): named though they do not use it
+    assert docs["app"]["environment"]["plugins"] == docs["dense"]["environment"]["plugins"] == {"imported": imported}
 
 
 def test_plugins_in_a_spec_are_read_relative_to_it_and_reach_dask_worker_processes(tmp_path):
@@ -406,7 +409,8 @@ def test_a_pruner_from_a_plugin_file_and_an_export_format_from_an_entry_point(tm
                    RunOptions(device="cpu", threads=1, plugins=(str(plugin),)))
     assert doc["environment"]["plugins"] == {"pruner": {
         "name": "negmag", "origin": "file", "from": str(plugin), "package": "", "version": "",
-        "fingerprint": file_fingerprint(plugin)}}
+        "fingerprint": file_fingerprint(plugin)}, "imported": [{
+        "origin": "file", "from": str(plugin), "package": "", "version": "", "fingerprint": file_fingerprint(plugin)}]}
     (out / f"{doc['config_hash']}.json").write_text(json.dumps(doc))
     site = tmp_path / "site"
     fake_distribution(site, "[almabench.exporters]\nmethods-txt = fakeplug_export:WRITER\n", "fakeplug_export",

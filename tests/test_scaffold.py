@@ -69,9 +69,10 @@ def test_a_scaffolded_package_installs_lists_runs_beside_app_and_dense_and_repor
     assert "3 ran, 0 already done, 0 failed" in run.stdout
     docs = {d["config"]["method"]: d for d in (json.loads(p.read_text()) for p in out.glob("*.json"))}
     assert sorted(docs) == ["app", "dense", NAME]
-    assert docs[NAME]["environment"]["plugins"] == {"method": {
-        "name": NAME, "origin": "entry point", "from": f"{NAME} = scaffolded_test.method:ScaffoldedTest",
-        "package": PACKAGE, "version": "0.1.0", "fingerprint": package_fingerprint(installed / "scaffolded_test")}}
+    entry = {"origin": "entry point", "from": f"{NAME} = scaffolded_test.method:ScaffoldedTest", "package": PACKAGE,
+             "version": "0.1.0", "fingerprint": package_fingerprint(installed / "scaffolded_test")}
+    assert docs[NAME]["environment"]["plugins"] == {"method": {"name": NAME, **entry}, "imported": [entry]}
+    assert docs["app"]["environment"]["plugins"] == {"imported": [entry]}  # an installed plugin ran beside it
     # the scaffold's example prunes to APP's schedule: the same densities as app's cell
     assert [s["density"] for s in docs[NAME]["steps"]] == [s["density"] for s in docs["app"]["steps"]]
 

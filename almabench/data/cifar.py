@@ -1,4 +1,9 @@
-"""CIFAR-10 / CIFAR-100 in torchvision's on-disk layout (python pickles), read into tensors in one go."""
+"""CIFAR-10 / CIFAR-100 in torchvision's on-disk layout (python pickles), read into tensors in one go.
+
+The batches are pickles, and a pickle can name any function to call: a data root may come from anyone, and the
+md5 check is only a warning, so the batches are read with BatchUnpickler, which admits only what the format
+holds (dicts, lists, str, bytes, ints and numpy arrays) and refuses any other global with one line.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +69,48 @@ def _cifar_layouts() -> dict[str, CifarLayout]:
     }
 
 
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """_codecs.encode as a protocol-2 pickle uses it to hold bytes (latin-1 text), and nothing else."""
+    if encoding.replace("-", "").lower() != "latin1" or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode to {encoding!r}")
+    return text.encode("latin1")
+
+
+# What a CIFAR batch's pickle names: ndarray's reconstruction (numpy 1 and 2 spell its module differently; a
+# protocol-5 pickle, as a re-saved copy may be, builds it from a buffer), the array and dtype types, and the bytes
+# of a protocol-2 pickle. Dicts, lists, str and ints need no global.
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    **{(f"numpy.{core}.multiarray", "_reconstruct"): _RECONSTRUCT for core in ("core", "_core")},
+    **{(f"numpy.{core}.numeric", "_frombuffer"): _FROMBUFFER for core in ("core", "_core")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """A pickle.Unpickler that admits only ALLOWED_GLOBALS: a batch that names anything else (os.system, a
+    class with a __reduce__) is refused before that is imported or called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"its pickle names {module}.{name}, which a CIFAR batch never holds "
+                                         f"(refused: a batch is data, not code)") from None
+
+
+def load_batch(path: Path) -> Any:
+    """One batch file through BatchUnpickler; a refused or broken pickle is one line naming the file."""
+    with open(path, "rb") as f:
+        try:
+            return BatchUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise AlmabenchError(f"{quoted(path)} is not a readable CIFAR batch: {exc}") from None
+
+
 def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Dataset:
     """Read torchvision's CIFAR pickles under root/<folder>; an md5 mismatch is a warning, not a failure."""
     from torchvision.datasets.utils import check_integrity, download_and_extract_archive
@@ -92,9 +139,8 @@ def read_cifar(layout: CifarLayout, root: Path, download: bool = False) -> Datas
     def read(names: tuple[tuple[str, str], ...]) -> tuple[Tensor, Tensor]:
         xs, ys = [], []
         for file_name, _ in names:
-            with open(folder / file_name, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            if "data" not in entry or layout.label_key not in entry:
+            entry = load_batch(folder / file_name)
+            if not isinstance(entry, dict) or "data" not in entry or layout.label_key not in entry:
                 raise AlmabenchError(f"{quoted(folder / file_name)} is not a {layout.name} batch (no 'data'/"
                                      f"{layout.label_key!r})")
             xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))

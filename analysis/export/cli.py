@@ -26,7 +26,7 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
     from almabench.errors import AlmabenchError
 
     from ..load import read_results, result_files, results_folder
-    from .dest import check_dest
+    from .dest import check_dest, default_dest, trackers_kept_in
 
     try:
         writer = WRITERS.get(to)
@@ -34,13 +34,17 @@ def export(results_dir: Path, to: str, dest: Path | None) -> None:
         results_folder(results_dir)
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
-    results = read_results(result_files(results_dir), lambda message: click.echo(f"warning: {message}", err=True))
+    def warn(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    results = read_results(result_files(results_dir, warn), warn)
     if not results:
         raise click.ClickException(f"no finished results (*.json with status ok) found under {results_dir}")
-    dest = dest if dest is not None else results_dir / to
     try:
+        dest = dest if dest is not None else default_dest(results_dir, to)  # a link there is one line
         check_dest(dest, "--dest FOLDER")  # before anything is written: one line, never a tracker's fallback folder
-        with warnings.catch_warnings():  # the trackers' own deprecation notices are not the user's to act on
+        # the trackers' own deprecation notices are not the user's to act on; their files stay under dest
+        with warnings.catch_warnings(), trackers_kept_in(dest):
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
             wrote = module.export(results, results_dir, dest)

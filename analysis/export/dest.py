@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
+from almabench.safe_paths import inside
 
 MAX_PART = 100  # characters of one name part: a file name holds 255 bytes, and a run name nests a few parts
 
@@ -26,13 +29,46 @@ def part(value: Any) -> str:
     return text if text.strip(".") else text.replace(".", "_") or "_"
 
 
-def inside(dest: Path, path: Path) -> Path:
-    """path, if it lies under dest once links are followed; otherwise one line saying where it would have gone."""
-    root, target = Path(dest).resolve(), Path(path).resolve()
-    if target != root and not target.is_relative_to(root):
-        raise AlmabenchError(f"{quoted(path)} leads outside {quoted(dest)} (to {quoted(target)}): "
-                             f"nothing is written there")
-    return Path(path)
+def default_dest(results: Path, name: str) -> Path:
+    """RESULTS/name, the folder an export or live log writes into unless told otherwise: one line where it leads
+    out of RESULTS (a link there does not stretch the folder the user named)."""
+    return inside(results, Path(results) / name)
+
+
+TRACKER_FOLDER = ".trackers"  # under DEST: the trackers' own caches, logs and settings
+
+
+def tracker_env(dest: Path) -> dict[str, str]:
+    """The environment that keeps every file W&B and MLflow write of their own (W&B's core-debug logs and
+    caches, MLflow's telemetry id) under dest instead of $HOME, and their telemetry off: these are local, offline
+    stores, and nothing of them is anyone else's to hear about. The names are those the installed versions read
+    (wandb.env, mlflow.environment_variables and mlflow.telemetry; XDG_* for what they find through platformdirs)."""
+    home = Path(os.path.abspath(dest)) / TRACKER_FOLDER
+    return {
+        "WANDB_DIR": str(Path(os.path.abspath(dest))), "WANDB_CACHE_DIR": str(home / "wandb-cache"),
+        "WANDB_CONFIG_DIR": str(home / "wandb-config"), "WANDB_DATA_DIR": str(home / "wandb-data"),
+        "WANDB_ARTIFACT_DIR": str(home / "wandb-artifacts"), "WANDB_ERROR_REPORTING": "false",
+        "WANDB_DISABLE_CODE": "true", "WANDB_DISABLE_GIT": "true",
+        "XDG_CACHE_HOME": str(home / "cache"), "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"), "XDG_STATE_HOME": str(home / "state"),
+        "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+    }
+
+
+@contextmanager
+def trackers_kept_in(dest: Path) -> Iterator[None]:
+    """tracker_env(dest) for the duration of an export, the environment as it was afterwards."""
+    inside(dest, Path(dest) / TRACKER_FOLDER)  # a link there would carry the trackers' files out again
+    saved = {name: os.environ.get(name) for name in tracker_env(dest)}
+    os.environ.update(tracker_env(dest))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def check_dest(dest: Path, option: str) -> None:

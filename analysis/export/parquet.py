@@ -20,6 +20,7 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
     tables = tables_of(results, root)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("cells", "steps", "layers"):  # a link at the name is replaced, never written through
-        write_atomic(dest / f"{name}.parquet", partial(getattr(tables, name).to_parquet, index=False, engine="pyarrow"))
+        write_atomic(dest / f"{name}.parquet", partial(getattr(tables, name).to_parquet, index=False, engine="pyarrow"),
+                     dest)
     return (f"cells.parquet ({len(tables.cells)} rows), steps.parquet ({len(tables.steps)} rows), "
             f"layers.parquet ({len(tables.layers)} rows)")

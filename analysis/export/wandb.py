@@ -19,7 +19,7 @@ from typing import Any
 
 from almabench.store import HASH_PATTERN
 
-from .dest import inside
+from .dest import inside, tracker_env
 from .runs import FIRST_KEYS, export_runs, final_metrics, group_name, hparams, leaf_name, step_scalars
 
 PROJECT = "almabench"
@@ -42,6 +42,7 @@ class WandbRun:
                  first: tuple[str, ...] | list[str] = FIRST_KEYS) -> None:
         os.environ["WANDB_MODE"] = "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.update(tracker_env(dest))  # a live log's process: W&B's own files under dest, never $HOME
         import wandb
 
         dest = Path(dest)
