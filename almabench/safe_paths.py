@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from almabench.errors import AlmabenchError
@@ -77,12 +78,31 @@ def read_bytes(path: str | Path, root: str | Path | None = None, limit: int | No
     target = None if root is None else outside(root, real)
     if target is not None:
         raise OutsideFolder(f"{quoted(path)} is a link to {quoted(target)}, outside {quoted(root or '')}: not read")
-    fd = open_file(real, os.O_RDONLY)
+    fd = open_file(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO's open must not wait for a writer
     with os.fdopen(fd, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if limit is not None and size > limit:
-            raise FileTooLarge(size)
-        return f.read()
+        status = os.fstat(f.fileno())
+        if not stat.S_ISREG(status.st_mode):  # a FIFO would block the read, /dev/zero never end it
+            raise NotRegularFile(path, _kind(status.st_mode))
+        if limit is not None and status.st_size > limit:
+            raise FileTooLarge(status.st_size)
+        data = f.read() if limit is None else f.read(limit + 1)
+        if limit is not None and len(data) > limit:  # it grew after fstat
+            raise FileTooLarge(len(data))
+        return data
+
+
+class NotRegularFile(OSError):
+    """read_bytes' refusal of a FIFO, device or socket: reading one would block, or never end."""
+
+    def __init__(self, path: str | Path, kind: str) -> None:
+        super().__init__(f"{quoted(path)} is not a regular file ({kind}): not read")
+        self.kind = kind
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
 class FileTooLarge(ValueError):

@@ -232,7 +232,7 @@ def submissions(out: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
             records.append({"array": str(record["array"]), "jobs": {str(j): str(h) for j, h in record["jobs"].items()}})
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # nested too deeply: damaged too
             continue
     return records
 

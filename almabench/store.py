@@ -16,7 +16,16 @@ from typing import IO, Any
 
 from almabench.config import NAMED_WITHOUT, RunConfig, range_problem
 from almabench.errors import AlmabenchError
-from almabench.safe_paths import FileTooLarge, OutsideFolder, folder, inside, open_file, outside, read_bytes
+from almabench.safe_paths import (
+    FileTooLarge,
+    NotRegularFile,
+    OutsideFolder,
+    folder,
+    inside,
+    open_file,
+    outside,
+    read_bytes,
+)
 
 SCHEMA_VERSION = 1
 
@@ -195,6 +204,8 @@ def read_json(path: Path, root: Path | None = None) -> Any:
     except FileTooLarge as exc:
         size = f"{exc.size:,} bytes; at most {MAX_RESULT_BYTES:,}"
         raise UnreadableFile(f"larger than a result can be ({size})") from None
+    except NotRegularFile as exc:
+        raise UnreadableFile(f"not a regular file ({exc.kind})") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

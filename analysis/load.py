@@ -110,11 +110,13 @@ def result_files(root: Path, warn: Warn = warn_stderr) -> list[Path]:
     anything under a folder named in EXPORT_FOLDERS. A file whose real path lies outside root (a link out) is
     skipped with one warning line: a link does not stretch the folder the user named."""
     files = []
-    for path in sorted(p for p in root.rglob("*.json") if p.is_file() and not p.name.startswith(".")
+    for path in sorted(p for p in root.rglob("*.json") if not p.is_dir() and not p.name.startswith(".")
                        and not set(p.relative_to(root).parts[:-1]) & set(EXPORT_FOLDERS)):
         target = outside(root, path)
         if target is not None:
             warn(f"skipped {path}: a link to {target}, outside {root}")
+        elif not path.is_file():  # a FIFO would block the read, a device never end it
+            warn(f"skipped {path}: not a regular file")
         else:
             files.append(path)
     return files

@@ -4,6 +4,8 @@ written and nothing hanging."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,8 +91,6 @@ def run_on_a_terminal_of(rows: int, columns: int, args: list[str], cwd: Path) ->
     import fcntl
     import pty
     import struct
-    import subprocess
-    import sys
     import termios
 
     master, slave = pty.openpty()
@@ -119,3 +119,43 @@ def test_a_terminal_of_0_rows_and_0_columns_still_gets_the_progress_bar(tmp_path
     screen = run_on_a_terminal_of(0, 0, args, tmp_path)
     assert "grid:" in screen and "100%" in screen, screen
     assert "cells: 1 done, 0 running, 0 left" in screen
+
+
+def cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """almabench in a process of its own, under a time limit: a hang fails the test instead of the suite."""
+    return subprocess.run([sys.executable, "-m", "almabench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+TINY = ["--methods", "dense", "--megabatches", "2", "--epochs", "1", "--set", "stream_images=300", "--threads", "1"]
+
+
+def test_a_fifo_and_a_link_to_dev_zero_among_the_results_are_skipped_and_nothing_hangs(tmp_path):
+    out = tmp_path / "out"
+    assert cli(["run", *TINY, "--out", str(out)], tmp_path).returncode == 0
+    [done] = list(out.glob("*.json"))
+    os.mkfifo(out / "x.json")
+    os.symlink("/dev/zero", out / "z.json")
+    status = cli(["status", str(out)], tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "corrupt x.json: not a regular file (a FIFO)" in status.stdout
+    assert f"skipped {out / 'z.json'}: a link to /dev/zero, outside {out}" in status.stderr
+    report = cli(["report", str(out), "--out", str(tmp_path / "r"), "--format", "png"], tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert f"warning: skipped {out / 'x.json'}: not a regular file" in report.stderr
+    dry = cli(["run", *TINY, "--out", str(out), "--dry-run"], tmp_path)
+    assert dry.returncode == 0 and "done     dense" in dry.stdout
+    done.unlink()
+    os.mkfifo(done)  # the cell's own file a FIFO: corrupt, moved aside, the cell runs again
+    rerun = cli(["run", *TINY, "--out", str(out)], tmp_path)
+    assert rerun.returncode == 1 and "1 ran, 0 already done" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert done.is_file() and (out / f"{done.name}.corrupt").is_fifo()
+
+
+def test_status_survives_a_deeply_nested_submissions_record(tmp_path):
+    out = tmp_path / "out"
+    (out / ".slurm").mkdir(parents=True)
+    (out / ".slurm" / "submissions.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    status = cli(["status", str(out)], tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "Traceback" not in status.stderr
