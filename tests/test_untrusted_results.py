@@ -276,8 +276,8 @@ CONFIG_CASES = [
     ({"seed": -1}, "config: seed must be an integer in 0..2^63-1 (it seeds 64-bit generators), got -1"),
     ({"colour": "red"}, "config: unknown config key(s) colour; valid keys: arch, batch_size, crop_padding, "
                         "dataset, epochs, flip, lr, lr_gamma, megabatches, method, milestones, momentum, protocol, "
-                        "prune_linear, pruner, replay, sample_fraction, scope, seed, stream_images, tau, val_fraction, "
-                        "weight_decay"),
+                        "prune_linear, pruner, replay, sample_fraction, scope, seed, settings, stream_images, tau, "
+                        "val_fraction, weight_decay"),
     ({"milestones": [[1]]}, "config: milestones must be a list of integers, got [[1]]"),
     ({"dataset": "./x.npz"}, 'config.dataset should be "x.npz" as a RunConfig holds it, got "./x.npz"'),
 ]
