@@ -14,11 +14,13 @@ that runs on import and may change anything (patch a built-in method), so every 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
 import importlib.util
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -128,14 +130,33 @@ def _import(spec: str, origin: Origin) -> None:
                                  f"file or a module importable in this Python ({sys.executable})")
         run = functools.partial(importlib.import_module, spec)
     try:
-        run()
+        with _announced_if_slow(f"importing --plugin {spec} ({origin.describe()}): it has not returned yet"):
+            run()
     except AlmabenchError:
         sys.modules.pop(origin.module, None)
         raise
-    except Exception as exc:  # noqa: BLE001 - a plugin's import may raise anything: one line, not a traceback
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin's import may raise anything, exit() too
         sys.modules.pop(origin.module, None)
         raise AlmabenchError(f"--plugin {spec} ({origin.describe()}) failed to import: "
                              f"{type(exc).__name__}: {exc}") from None
+
+
+SLOW_IMPORT = 5.0  # seconds: an import still running after this is said on stderr (one that sleeps or waits)
+
+
+@contextlib.contextmanager
+def _announced_if_slow(message: str) -> Iterator[None]:
+    """One line on stderr if the block is still running after SLOW_IMPORT seconds, so a plugin that hangs on
+    import is named instead of leaving the command silent."""
+    after = SLOW_IMPORT
+    timer = threading.Timer(after, lambda: print(f"note: {message} (after {after:g} s)", file=sys.stderr,
+                                                 flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def registries() -> dict[str, Registry]:

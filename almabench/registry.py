@@ -113,7 +113,7 @@ class Registry(Generic[T]):
                 if why is not None:
                     raise AlmabenchError(f"{origin.describe()}: names {entry!r}, which is not {why}")
                 self.add(name, entry, origin)
-            except Exception as exc:  # noqa: BLE001 - an installed plugin's import may raise anything
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - an installed plugin's import may raise anything
                 message = str(exc) if isinstance(exc, AlmabenchError) else (
                     f"{origin.describe()} failed to import: {type(exc).__name__}: {exc}")
                 self._broken.setdefault(name, message)

@@ -159,3 +159,22 @@ def test_status_survives_a_deeply_nested_submissions_record(tmp_path):
     status = cli(["status", str(out)], tmp_path)
     assert status.returncode == 0, status.stderr
     assert "Traceback" not in status.stderr
+
+
+def test_a_plugin_that_exits_on_import_is_one_line_and_one_that_sleeps_is_named(tmp_path, monkeypatch):
+    exits = tmp_path / "exits.py"
+    exits.write_text("raise SystemExit(0)\n")
+    plugins.forget()
+    line = one_line(["list", "--plugin", str(exits)])
+    assert line == f"Error: --plugin {exits} (file {exits}) failed to import: SystemExit: 0"
+    sleeps = tmp_path / "sleeps.py"
+    sleeps.write_text("import time\ntime.sleep(1.5)\n")
+    monkeypatch.setattr(plugins, "SLOW_IMPORT", 0.3)
+    plugins.forget()
+    try:
+        result = CliRunner().invoke(main, ["list", "--plugin", str(sleeps)])
+        assert result.exit_code == 0, result.output
+        assert f"note: importing --plugin {sleeps} (file {sleeps}): it has not returned yet (after 0.3 s)" in \
+            result.output
+    finally:
+        plugins.forget()
