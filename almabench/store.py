@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from almabench.config import NAMED_WITHOUT, RunConfig, range_problem
 from almabench.errors import AlmabenchError
+from almabench.result_schema import DATA, ENVIRONMENT, clock_problem, fields_problem, step_problem
 from almabench.safe_paths import (
     FileTooLarge,
     NotRegularFile,
@@ -357,7 +358,9 @@ def validate_result(doc: Any) -> str | None:
         if reason is not None:
             return reason
     reason = (_config_problem(doc["config"], doc["config_hash"]) or _steps_problem(doc["steps"])
-              or _times_problem(doc))
+              or _times_problem(doc) or clock_problem(doc) or fields_problem("data", doc["data"], DATA)
+              or fields_problem("environment", doc["environment"], ENVIRONMENT)
+              or next((r for i, s in enumerate(doc["steps"], start=1) if (r := step_problem(i, s))), None))
     if reason is not None:
         return reason
     steps, megabatches = doc["steps"], doc["config"]["megabatches"]

@@ -178,3 +178,67 @@ def test_a_plugin_that_exits_on_import_is_one_line_and_one_that_sleeps_is_named(
             result.output
     finally:
         plugins.forget()
+
+
+DOCS = Path(__file__).parents[1] / "docs" / "results" / "cifar10-t8-mid"
+ONE = DOCS / "80dcf8ac1363b320.json"  # shrink-perturb, seed 0: a committed, valid result
+
+
+def changed(path: str, value: object) -> dict:
+    """The committed result with one field (a dotted path; steps.N for a step) set to value."""
+    import json
+
+    doc = json.loads(ONE.read_text())
+    *parents, last = path.split(".")
+    target = doc
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    target[last] = value
+    return doc
+
+
+@pytest.mark.parametrize(("path", "value", "why"), [
+    ("data.n_train", "many", 'data.n_train should be a positive integer, got "many"'),
+    ("data.image_size", 5, "data.image_size should be [height, width], positive integers, got 5"),
+    ("data.notes", 5, "data.notes should be a list of strings, got 5"),
+    ("data.fingerprint", {"a": 1}, 'data.fingerprint should be a string, got {"a": 1}'),
+    ("environment.git_dirty", "yes", 'environment.git_dirty should be true, false or null, got "yes"'),
+    ("environment.precision", {"a": 1}, 'environment.precision should be a string, got {"a": 1}'),
+    ("steps.0.best_epoch", "x", 'step 1.best_epoch should be an integer >= 0, got "x"'),
+    ("steps.0.train_size", 1.5, "step 1.train_size should be an integer >= 0, got 1.5"),
+    ("steps.0.gmp_schedule", {"every": "x"}, 'step 1 gmp_schedule should be an object of numbers, got {"every": '),
+    ("steps.0.config_hash", "0000000000000000", "step 1 holds config_hash, which belong to the cell"),
+    ("steps.0.method", "dense", "step 1 holds method, which belong to the cell"),
+    ("started_at", "1000-01-01T00:00:00", 'started_at should lie between 1970 and 2200, got "1000-01-01T00:00:00"'),
+    ("seconds", 1e300, "seconds should be at most 1e+09 s, got 1e+300"),
+    ("seconds_by_part.startup", 1.7e308, "seconds_by_part.startup should be at most 1e+09 s, got 1.7e+308"),
+    ("steps.0.layer_density", {"a/../b.weight": 0.5}, "step 1 names a layer 'a/../b.weight'"),
+    ("steps.0.layer_density", {"a\x00b": 0.5}, "step 1 names a layer 'a\\x00b'"),
+    ("steps.0.layer_density", {"a\nb": 0.5}, "step 1 names a layer 'a\\nb'"),
+    ("steps.0.layer_density", {f"l{i}.weight": 1.0 for i in range(60_000)},
+     "step 1 holds 60,000 layers; a result holds at most 4,096 a step"),
+])
+def test_every_field_of_a_result_is_checked_and_a_bad_one_is_named(path, value, why):
+    from almabench.store import validate_result
+
+    assert validate_result(changed("seconds", 1.0)) is None  # the committed file is valid: only the change is bad
+    reason = validate_result(changed(path, value))
+    assert reason is not None and reason.startswith(why), reason
+
+
+def test_a_result_with_a_bad_field_is_one_warning_in_export_and_report_not_a_traceback(tmp_path):
+    import json
+
+    folder = tmp_path / "R"
+    folder.mkdir()
+    (folder / ONE.name).write_text(ONE.read_text())
+    other = DOCS / "5c77495858b5fe3b.json"  # scratch, seed 1
+    bad = json.loads(other.read_text())
+    bad["steps"][0]["gmp_schedule"] = {"every": "x"}
+    (folder / other.name).write_text(json.dumps(bad))
+    for args in (["export", str(folder), "--to", "parquet", "--dest", str(tmp_path / "pq")],
+                 ["report", str(folder), "--out", str(tmp_path / "r"), "--format", "png"]):
+        result = cli(args, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"skipped {folder / other.name}: step 1 gmp_schedule should be an object of numbers" in result.stderr
