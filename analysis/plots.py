@@ -105,8 +105,10 @@ def _font_family() -> list[str]:
 def _style() -> Iterator[None]:
     """Paper-sized fonts, a light grid, editable text in PDFs; restored afterwards. A glyph no installed
     font has is drawn as a box; matplotlib's warning for it (one per glyph and figure) is silenced, since the
-    file names and report.md carry the full names anyway."""
-    rc = plt.rc_context({"pdf.fonttype": 42, "savefig.dpi": 200, "axes.titlesize": 8, "axes.labelsize": 8,
+    file names and report.md carry the full names anyway. Text is never parsed as mathtext: a method or dataset
+    named `$\\foo$` is drawn as written, not handed to a parser that raises."""
+    rc = plt.rc_context({"text.parse_math": False, "pdf.fonttype": 42, "savefig.dpi": 200, "axes.titlesize": 8,
+                         "axes.labelsize": 8,
                          "legend.fontsize": 7, "legend.title_fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7})
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"), rc, warnings.catch_warnings():
         plt.rcParams["font.family"] = _font_family()

@@ -242,3 +242,24 @@ def test_a_result_with_a_bad_field_is_one_warning_in_export_and_report_not_a_tra
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
         assert f"skipped {folder / other.name}: step 1 gmp_schedule should be an object of numbers" in result.stderr
+
+
+def test_a_method_named_like_mathtext_is_drawn_as_written(tmp_path):
+    import json
+
+    folder = tmp_path / "R"
+    folder.mkdir()
+    for path in (DOCS / "80dcf8ac1363b320.json", DOCS / "ef536895ee06b6b1.json"):  # shrink-perturb, dense: seed 0
+        doc = json.loads(path.read_text())
+        if doc["config"]["method"] == "shrink-perturb":
+            from almabench.config import RunConfig
+
+            doc["config"]["method"] = "$\\foo$"
+            doc["config_hash"] = RunConfig.from_dict(doc["config"]).hash()
+            path = folder / f"{doc['config_hash']}.json"
+        else:
+            path = folder / path.name
+        path.write_text(json.dumps(doc))
+    result = cli(["report", str(folder), "--out", str(tmp_path / "r"), "--format", "png"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "$\\foo$" in (tmp_path / "r" / "tables.md").read_text()
