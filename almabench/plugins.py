@@ -172,7 +172,9 @@ def registries() -> dict[str, Registry]:
 
 
 def forget() -> None:
-    """Unregister every plugin entry and forget loaded files (for tests that load one plugin after another)."""
+    """Unregister every plugin entry and forget loaded files (for tests that load one plugin after another), as a
+    new process would: joblib's reusable loky workers, which imported them for earlier cells and would name them
+    in every later result (imported_plugins), are shut down too."""
     for registry in registries().values():
         registry.remove_plugins()
     for origin in _LOADED.values():
@@ -180,6 +182,11 @@ def forget() -> None:
             sys.modules.pop(origin.module, None)
     _LOADED.clear()
     _IMPORTED.clear()
+    from joblib.externals.loky import reusable_executor
+
+    workers = getattr(reusable_executor, "_executor", None)
+    if workers is not None:
+        workers.shutdown(wait=True, kill_workers=True)
 
 
 def used_plugins(config: RunConfig) -> dict[str, dict[str, str]]:
