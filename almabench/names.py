@@ -14,6 +14,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 
+def shown(value: object) -> str:
+    """A value as a one-line error message shows it: JSON (repr for floats), cut to 40 characters."""
+    import json
+
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def quoted(name: str | os.PathLike[str]) -> str:
     """The name as is where every character prints, else its Python repr ('a\\nb.png'): one line, exact."""
     text = os.fspath(name) if isinstance(name, os.PathLike) else str(name)

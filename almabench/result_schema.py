@@ -12,6 +12,8 @@ import datetime as dt
 import re
 from typing import Any
 
+from almabench.names import shown as _shown
+
 Check = Any  # a function (value) -> bool
 
 MAX_LAYERS = 4096  # per step: ResNet-50 has 53 prunable layers; 60,000 took the report to 2 GB
@@ -145,10 +147,3 @@ def clock_problem(doc: dict[str, Any]) -> str | None:
         if _number(value) and value > MAX_SECONDS:
             return f"{where} should be at most {MAX_SECONDS:g} s, got {_shown(value)}"
     return None
-
-
-def _shown(value: Any) -> str:
-    import json
-
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

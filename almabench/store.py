@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from almabench.config import NAMED_WITHOUT, RunConfig, range_problem
 from almabench.errors import AlmabenchError
+from almabench.names import shown
 from almabench.result_schema import DATA, ENVIRONMENT, clock_problem, fields_problem, step_problem
 from almabench.safe_paths import (
     FileTooLarge,
@@ -229,9 +230,7 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+_shown = shown  # almabench.names.shown, shared with result_schema
 
 
 def _wrong_type(where: str, value: Any, kind: str) -> str:
