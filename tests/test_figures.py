@@ -229,7 +229,10 @@ def test_a_heatmap_of_a_method_that_ignores_the_pruner_does_not_name_one():
 
 
 def test_the_committed_two_epoch_block_warns_that_it_mixes_code():
-    frame = scope_in_method(load_results(DOCS / "cifar10-t8"))
+    # The warm-start controls (issue 36) land in this folder seed by seed: leave them out so that the words pinned
+    # here are those of the cells that ran before them.
+    loaded = load_results(DOCS / "cifar10-t8")
+    frame = scope_in_method(loaded[~loaded["method"].isin(["scratch", "shrink-perturb"])])
     keys = with_varying_splits(list(BLOCK_KEYS), frame)
     warnings: list[str] = []
     check_code(assign_blocks(cells(frame), keys), keys, warnings.append)
