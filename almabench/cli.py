@@ -348,6 +348,7 @@ def _print_compute_left(plan, out: Path, jobs: int) -> None:
                    "with at least one cell in RESULTS.")
 def status(results: Path, specs: tuple[str, ...]) -> None:
     """Done / failed / missing cells in a results folder, per spec and per method, dataset and architecture."""
+    from almabench.names import one_line, quoted
     from almabench.plan import folder_states
     from almabench.safe_paths import outside
     from almabench.specs import load_spec, resolve_configs, shipped_specs
@@ -362,8 +363,9 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     shown_as = _datasets_apart(rows)
     groups: dict[tuple, dict[str, int]] = {}
     for _, state, _, config, _ in rows:
-        key = (config.get("method", "?"), shown_as[str(config.get("dataset", "?"))], config.get("arch", "?"),
-               config.get("megabatches", "?")) if config else ("(unreadable)", "", "", "")
+        key = (quoted(str(config.get("method", "?"))), quoted(shown_as[str(config.get("dataset", "?"))]),
+               quoted(str(config.get("arch", "?"))), config.get("megabatches", "?")) if config else (
+            "(unreadable)", "", "", "")
         groups.setdefault(key, {"done": 0, "failed": 0, "corrupt": 0})[state] += 1
     totals = {s: sum(g[s] for g in groups.values()) for s in ("done", "failed", "corrupt")}
     click.echo(f"{results}/: {len(rows)} result file(s): {totals['done']} done, {totals['failed']} failed, "
@@ -388,7 +390,8 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
         click.echo(f"  {name:20} {len(cells):4} cells: {counts['done']} done{other}, {counts['failed']} failed, "
                    f"{counts['corrupt']} corrupt, {counts['missing']} missing")
         for cell in changed:
-            click.echo(f"    {cell.path.name}: made by other plugin code than the code installed now: {cell.changed}")
+            click.echo(f"    {cell.path.name}: made by other plugin code than the code installed now: "
+                       f"{one_line(str(cell.changed))}")
     checkpoints = results / CHECKPOINT_DIR
     if outside(results, checkpoints) is None:
         _print_checkpoints(sorted(checkpoints.glob("*.pt")))
@@ -402,7 +405,7 @@ def status(results: Path, specs: tuple[str, ...]) -> None:
     if problems:
         click.echo("failed and corrupt files (a rerun of their grid runs them again; corrupt ones are moved aside):")
         for path, state, detail in problems:
-            click.echo(f"  {state:7} {path.name}: {detail}")
+            click.echo(f"  {state:7} {quoted(path.name)}: {one_line(detail)}")
 
 
 def _datasets_apart(rows: list[tuple]) -> dict[str, str]:

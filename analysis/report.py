@@ -26,7 +26,7 @@ from .blocks import (
     check_homogeneous,
     scope_in_method,
 )
-from .load import CONFIG_KEYS, Warn, cells, warn_stderr
+from .load import CONFIG_KEYS, Warn, cells, printable_labels, warn_stderr
 from .paper import method_order
 from .plots import Plot, make_plots, plot_regimes
 from .regime import VERSUS_DENSE, drawn_settings, regime_table, regime_trends, rung_label, varying_rung_keys
@@ -92,7 +92,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         warn(message)
 
     keys = list(keys)
-    frame = scope_in_method(frame)
+    frame = scope_in_method(printable_labels(frame))
     cell_rows = assign_blocks(cells(frame), keys)
     check_homogeneous(cell_rows, keys, record)
     check_environment(cell_rows, keys, record)
