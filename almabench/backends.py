@@ -33,7 +33,8 @@ class Backend:
     # runs the cells itself instead of joblib (Slurm): submit(todo, options, out, jobs, settings, events, logs) yields
     # each cell's outcome as run_and_store's; the cells' threads are theirs to choose (not this machine's cores)
     submit: Callable[..., Iterator[dict[str, Any]]] | None = None
-    command: str = ""  # a program it needs on PATH, and where one finds it
+    programs: tuple[str, ...] = ()  # the programs it needs on PATH (submitit's Slurm executor runs srun as well)
+    where: str = ""  # where one finds them
 
     def check(self, name: str, scheduler: str | None) -> None:
         """The package is installed and the options make sense: checked before any cell runs."""
@@ -46,9 +47,10 @@ class Backend:
             except ImportError:
                 raise AlmabenchError(f"--backend {name} needs {self.extra.capitalize()}: "
                                      f"pip install 'almabench[{self.extra}]'") from None
-        program, _, where = self.command.partition(" ")
-        if program and shutil.which(program) is None:
-            raise AlmabenchError(f"--backend {name} needs {program} on PATH ({where}); it is not there")
+        missing = [p for p in self.programs if shutil.which(p) is None]
+        if missing:
+            raise AlmabenchError(f"--backend {name} needs {' and '.join(self.programs)} on PATH ({self.where}); "
+                                 f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not there")
 
 
 BACKENDS: Registry[Backend] = Registry("backend")
@@ -121,4 +123,4 @@ BACKENDS.register("ray")(Backend(_ray, requires="ray.util.joblib", extra="ray", 
 # Slurm: one job of a job array a cell, submitted with submitit; the parent follows them in the results folder.
 BACKENDS.register("slurm")(Backend(lambda scheduler, workers: nullcontext(), requires="submitit", extra="slurm",
                                    scheduler=False, submit=_slurm_cells,
-                                   command="sbatch Slurm's, on a cluster's login node"))
+                                   programs=("sbatch", "srun"), where="Slurm's, on a cluster's login node"))

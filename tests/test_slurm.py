@@ -138,6 +138,24 @@ def test_slurm_options_without_the_slurm_backend_are_one_line(tmp_path):
     assert result.output.strip() == "Error: --scheduler is for --backend dask or ray, not slurm"
 
 
+@pytest.mark.parametrize("present", [(), ("sbatch",)])
+def test_slurm_without_sbatch_or_srun_on_path_is_one_line_before_anything_is_written(tmp_path, monkeypatch,
+                                                                                    present):
+    """submitit's executor runs srun as well: sbatch alone (a submit-only host) was a RuntimeError traceback."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in present:
+        (bin_dir / program).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / program).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    result = CliRunner().invoke(main, ["run", "--backend", "slurm", "--detach", "--methods", "dense",
+                                       "--megabatches", "2", "--out", str(tmp_path / "r")])
+    missing = "srun is not there" if present else "sbatch and srun are not there"
+    assert (result.exit_code, result.output.strip()) == (
+        1, f"Error: --backend slurm needs sbatch and srun on PATH (Slurm's, on a cluster's login node); {missing}")
+    assert not (tmp_path / "r").exists()
+
+
 def test_status_says_so_where_squeue_is_not_there(tmp_path, monkeypatch):
     (tmp_path / ".slurm").mkdir()
     (tmp_path / ".slurm" / "submissions.jsonl").write_text(
