@@ -22,33 +22,14 @@ import importlib.util
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from almabench.config import RunConfig
 from almabench.errors import AlmabenchError
-from almabench.registry import Origin, Registry, loading
+from almabench.registry import IMPORTED, Origin, Registry, loading
 
 _LOADED: dict[str, Origin] = {}  # --plugin spec (a resolved path or a module name) -> its origin, once per process
-_IMPORTED: dict[tuple[str, str], Origin] = {}  # every plugin import this process began: (kind, where) -> origin
-
-
-def entry_points_of(group: str) -> Iterator[tuple[str, Origin, Callable[[], Any]]]:
-    """(name, origin, load) of every installed entry point of the group, in a fixed order."""
-    for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
-        dist = ep.dist
-        origin = Origin("entry point", f"{ep.name} = {ep.value}", dist.name if dist else "?",
-                        dist.version if dist else "?", ep.module)
-        yield ep.name, origin, functools.partial(_recorded, origin, ep.load)
-
-
-def _recorded(origin: Origin, load: Callable[[], Any]) -> Any:
-    """load(), remembered as imported first: code that ran, even where its import then failed, is named."""
-    _IMPORTED[(origin.kind, origin.where)] = origin
-    return load()
-
-
 def is_file_spec(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec
 
@@ -67,7 +48,7 @@ def load_plugins(specs: tuple[str, ...] | list[str]) -> None:
             continue
         origin = Origin("file", key, module=_module_name(Path(key))) if is_file_spec(spec) else Origin(
             "module", spec, module=spec)
-        _IMPORTED[(origin.kind, origin.where)] = origin  # before it runs: a failed import ran code too
+        IMPORTED[(origin.kind, origin.where)] = origin  # before it runs: a failed import ran code too
         with loading(origin):
             _import(spec, origin)
         _LOADED[key] = origin
@@ -181,7 +162,7 @@ def forget() -> None:
         if origin.kind == "file":
             sys.modules.pop(origin.module, None)
     _LOADED.clear()
-    _IMPORTED.clear()
+    IMPORTED.clear()
     from joblib.externals.loky import reusable_executor
 
     workers = getattr(reusable_executor, "_executor", None)
@@ -214,7 +195,7 @@ def imported_plugins() -> list[dict[str, str]]:
     for registry in registries().values():
         registry.discover()
     return [{"origin": o.kind, "from": o.where, "package": o.package, "version": o.version,
-             "fingerprint": source_fingerprint(o.module)} for o in sorted(_IMPORTED.values(),
+             "fingerprint": source_fingerprint(o.module)} for o in sorted(IMPORTED.values(),
                                                                          key=lambda o: (o.kind, o.where))]
 
 
