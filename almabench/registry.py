@@ -1,6 +1,6 @@
 """One registry shape for methods, datasets, architectures, pruners and export formats: a dict filled by a
 decorator, and, for the kinds a user may bring (`entry_points`), by installed packages' entry points and
-`--plugin` files (almabench.plugins) the same way in every process.
+`--plugin` files (almabench.extend.plugins) the same way in every process.
 
 Each entry remembers where it came from (`origin`: None for almabench's own), so that `almabench list` can say
 it and a cell can record the plugin code it ran.
@@ -75,7 +75,7 @@ def callable_entry(entry: object) -> str | None:
 class Registry(Generic[T]):
     """Named entries of one kind; unknown names are answered with the list of known ones.
 
-    entry_points: the importlib.metadata group whose entry points fill it on first use (almabench.plugins);
+    entry_points: the importlib.metadata group whose entry points fill it on first use (almabench.extend.plugins);
     check: says why an entry point's object is not a valid entry (None when it is).
     """
 

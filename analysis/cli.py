@@ -57,8 +57,8 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     its subfolders). Several folders, or a folder of folders, make one report: where their blocks differ in
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
     from almabench.errors import AlmabenchError
+    from almabench.results.store import StorageError
     from almabench.safe_paths import inside
-    from almabench.store import StorageError
 
     from .blocks import datasets_apart, parse_group_by, scope_in_method, with_varying_splits
     from .load import filter_results, load_results, results_folder
@@ -69,8 +69,8 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         for folder in results_dirs:
             results_folder(folder)
         if plugins:
-            from almabench.plugins import load_plugins
-            from almabench.specs import plugin_path
+            from almabench.extend.plugins import load_plugins
+            from almabench.grid.specs import plugin_path
 
             load_plugins(tuple(plugin_path(p, Path.cwd()) for p in plugins))
     except AlmabenchError as err:  # the command runs on its own too (tests, almabench.analysis.report)

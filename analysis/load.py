@@ -15,11 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
 from almabench.errors import AlmabenchError
 from almabench.names import one_line, quoted
+from almabench.results.store import UnreadableFile, read_json
+from almabench.results.validate import SCHEMA_VERSION, validate_result
 from almabench.safe_paths import OutsideFolder, outside
-from almabench.store import SCHEMA_VERSION, UnreadableFile, read_json, validate_result
 
 Warn = Callable[[str], None]
 
@@ -47,7 +48,7 @@ def _hashable(value: Any) -> Any:
 
 def problem(result: Any) -> str | None:
     """Why `result` is not a usable finished result, or None if it is. The keys and types a result must have
-    are checked by almabench.store.validate_result, the same check `status` and `run` apply."""
+    are checked by almabench.results.validate.validate_result, the same check `status` and `run` apply."""
     if not isinstance(result, dict):
         return "not a JSON object"
     if "status" not in result or "config_hash" not in result:

@@ -28,7 +28,7 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from almabench.store import write_atomic  # noqa: E402
+from almabench.results.store import write_atomic  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .forest import MAX_COLUMNS, forest_figure  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 import almabench
-from almabench.store import write_atomic
+from almabench.results.store import write_atomic
 
 from .blocks import (
     BLOCK_KEYS,
@@ -61,7 +61,7 @@ class Report:
 def _check_plugin_code(cell_rows: pd.DataFrame, warn: Warn) -> None:
     """One warning per cell made by other plugin code than the code registered in this process under the same
     name (an installed package, or a --plugin file imported here): its numbers are not the installed code's."""
-    from almabench.stale import installed_code_changes
+    from almabench.extend.stale import installed_code_changes
 
     if "env_plugins" not in cell_rows.columns:
         return

@@ -14,9 +14,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from almabench import locks
+from almabench.cell.config import RunConfig
 from almabench.cli import main
-from almabench.config import RunConfig
+from almabench.grid import locks
 
 CONFIG = RunConfig(method="dense", megabatches=2, epochs=1)
 

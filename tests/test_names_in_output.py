@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from test_robustness_round5 import cli
 
 from almabench.analysis.load import load_results
+from almabench.cell.config import RunConfig
 from almabench.cli import main
-from almabench.config import RunConfig
 from almabench.names import cut_bytes
 
 MID = Path(__file__).parents[1] / "docs" / "results" / "cifar10-t8-mid"

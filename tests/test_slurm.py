@@ -21,12 +21,13 @@ import pytest
 from click.testing import CliRunner
 from slurm_cluster import Cluster, missing
 
-from almabench import slurm as slurm_module
+from almabench.backends import slurm as slurm_module
+from almabench.backends import slurm_task
+from almabench.backends.slurm import SlurmSettings, time_seconds
+from almabench.cell.config import RunConfig, RunOptions
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
-from almabench.execute import run_grid
-from almabench.slurm import SlurmSettings, time_seconds
-from almabench.store import result_path, result_state
+from almabench.grid.execute import run_grid
+from almabench.results.store import result_path, result_state
 from conftest import TINY_SPEC, comparable
 
 ONE_THREAD = RunOptions(threads=1)
@@ -179,13 +180,13 @@ def warned(tmp_path, monkeypatch):
     answers = {"left": (None, None), "steps": []}
     calls: list[list[str]] = []
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    monkeypatch.setattr(slurm_module, "_time_left", lambda job: answers["left"])
-    monkeypatch.setattr(slurm_module, "_steps", lambda path: answers["steps"])
-    monkeypatch.setattr(slurm_module.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    monkeypatch.setattr(slurm_task, "_time_left", lambda job: answers["left"])
+    monkeypatch.setattr(slurm_task, "checkpoint_steps", lambda path: answers["steps"])
+    monkeypatch.setattr(slurm_task.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
 
     def attempt(settings: SlurmSettings, steps_before: int = 0):
         answers["steps"] = [{"seconds": 10.0 + k} for k in range(steps_before)]
-        return slurm_module.Attempt(config, tmp_path, settings, "7_1")
+        return slurm_task.Attempt(config, tmp_path, settings, "7_1")
 
     def set_answers(left=None, limit=None, steps=0):
         answers["left"] = (left, limit)

@@ -1,7 +1,7 @@
 """Where an export or a live log writes: the destination checked before anything is written, and every path
 under it built from sanitised parts and checked to stay there.
 
-Run names are built from what result files say, and a result file may come from anyone (store.validate_result
+Run names are built from what result files say, and a result file may come from anyone (validate.validate_result
 checks it first); a name part that could climb out (`..`), nest (`/`) or reach a link that leads elsewhere is
 refused here, so no export writes or removes anything outside its destination.
 """

@@ -23,7 +23,7 @@ from almabench.registry import Registry
 
 @dataclass(frozen=True)
 class Protocol:
-    layout: str  # the stream's layout (almabench.stream.LAYOUTS)
+    layout: str  # the stream's layout (almabench.cell.stream.LAYOUTS)
     augment_eval: bool  # validation images and π_t pass through the training augmentation
     carry_optimiser: bool  # one SGD optimiser (and its momentum) for the whole stream
     gap: str  # "replay": eval-mode accuracy on the replay set's train part − validation accuracy, after the step

@@ -39,9 +39,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.results.store import StorageError
 from almabench.safe_paths import create
-from almabench.store import StorageError
 
 LOCK_DIR = ".locks"
 
@@ -56,7 +56,7 @@ def this_run() -> str:
 
 
 def describe_owner(owner: str) -> str:
-    """ "pid 123" (on this host), "pid 123 on node7" (on another), "Slurm job 45_6" (almabench.slurm's tasks),
+    """ "pid 123" (on this host), "pid 123 on node7" (on another), "Slurm job 45_6" (almabench.backends.slurm's tasks),
     "pid unknown" (not yet written)."""
     pid, _, host = owner.strip().partition(" ")
     if pid == "slurm" and host:

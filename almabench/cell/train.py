@@ -18,12 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.cell.inference import inference_model
+from almabench.cell.protocol import PROTOCOLS
+from almabench.cell.sparsity import Masks
 from almabench.data import Dataset
 from almabench.errors import AlmabenchError
-from almabench.inference import inference_model
-from almabench.protocol import PROTOCOLS
-from almabench.sparsity import Masks
 
 if TYPE_CHECKING:  # methods import this module: the type only, no import cycle at run time
     from almabench.methods import Method

@@ -6,7 +6,7 @@ comes from the megabatches finished in this run only: steps a resumed cell had d
 the percentage, not towards the speed. The lines print above the bar (tqdm.write); the bar is drawn only on
 a terminal (tqdm's disable=None), so a log file or CI gets the lines alone.
 
-Cells report through `GridProgress.event` (in-process, or through almabench.channel from a worker); the
+Cells report through `GridProgress.event` (in-process, or through almabench.grid.channel from a worker); the
 grid reports each finished cell through `cell_done`.
 """
 
@@ -20,10 +20,10 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from almabench.config import RunConfig, RunOptions
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.stream import REPLAYS, make_stream
 from almabench.data import load_dataset
-from almabench.specs import describe
-from almabench.stream import REPLAYS, make_stream
+from almabench.grid.specs import describe
 
 FALLBACK_COLUMNS = 80
 FALLBACK_ROWS = 24

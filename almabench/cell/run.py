@@ -12,22 +12,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from almabench.allocator import reuse_freed_memory
-from almabench.checkpoint import CellCheckpoint
-from almabench.config import RunConfig, RunOptions
-from almabench.data import Dataset, load_dataset
-from almabench.device import resolve_device
-from almabench.errors import AlmabenchError
-from almabench.inference import eval_batch_size, largest_activation_bytes
-from almabench.methods import METHODS, Method, StepContext, build_method
-from almabench.models import build_model, init_seed
-from almabench.plugins import load_for_cell
-from almabench.protocol import PROTOCOLS
-from almabench.provenance import environment, with_plugins
-from almabench.sparsity import Masks, prunable_parameters
-from almabench.store import SCHEMA_VERSION
-from almabench.stream import check_stream, make_stream, step_data, stream_pool
-from almabench.train import (
+from almabench.cell.allocator import reuse_freed_memory
+from almabench.cell.checkpoint import CellCheckpoint
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.device import resolve_device
+from almabench.cell.inference import eval_batch_size, largest_activation_bytes
+from almabench.cell.models import build_model, init_seed
+from almabench.cell.protocol import PROTOCOLS
+from almabench.cell.sparsity import Masks, prunable_parameters
+from almabench.cell.stream import check_stream, make_stream, step_data, stream_pool
+from almabench.cell.train import (
     CellState,
     DeviceData,
     TrainStats,
@@ -37,6 +31,12 @@ from almabench.train import (
     synchronize,
     train_step,
 )
+from almabench.data import Dataset, load_dataset
+from almabench.errors import AlmabenchError
+from almabench.extend.plugins import load_for_cell
+from almabench.methods import METHODS, Method, StepContext, build_method
+from almabench.results.provenance import environment, with_plugins
+from almabench.results.validate import SCHEMA_VERSION
 
 
 def layer_flops(model: nn.Module, channels: int, size: tuple[int, int], device: torch.device) -> dict[str, int]:
@@ -71,10 +71,10 @@ def run_cell(config: RunConfig, options: RunOptions = RunOptions(), progress=Non
     checkpoint of the same cell (same config, code, device and data) resumes after its last finished step
     (calling on_resume(steps done)); the result is the same as an uninterrupted run's. The caller deletes
     the checkpoint once the result is stored. `method`: the instance to run (default: a new one of config.method;
-    the contract check, almabench.contract, passes one that watches it).
+    the contract check, almabench.extend.contract, passes one that watches it).
 
     Cells sent to threads of one process (a Dask worker with several threads) run one at a time: torch.fx,
-    which folds batch norm for evaluation (almabench.inference), patches nn.Module.__call__ for the whole
+    which folds batch norm for evaluation (almabench.cell.inference), patches nn.Module.__call__ for the whole
     process while it traces, so another thread's forward pass would fail inside the trace; the global RNG
     that seeds the init and torch's thread count are per process too. Processes (loky, `--nthreads 1`
     Dask workers) are unaffected.

@@ -5,7 +5,7 @@ Two choices, each a rule that can be shown (benchmarks/speed.py --cell measures 
   kernel fewer per layer, 7-10 % more images/s on CPU; tracing costs 20-110 ms, so only from FOLD_FROM_IMAGES on.
   Models fx cannot trace are evaluated as they are;
 - the batch: on CUDA 1,024; on CPU the largest power of two up to 1,024 whose largest layer output fits a
-  budget: 64 MiB where freed buffers are reused (almabench.allocator), 8 MiB where each one above glibc's mmap
+  budget: 64 MiB where freed buffers are reused (almabench.cell.allocator), 8 MiB where each one above glibc's mmap
   threshold would be mapped and zero-filled anew (page-fault storms; measured 10-28 % system time).
 """
 

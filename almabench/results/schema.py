@@ -1,4 +1,4 @@
-"""The types and ranges of a result's fields beyond its headline numbers (store.validate_result checks those):
+"""The types and ranges of a result's fields beyond its headline numbers (validate.validate_result checks those):
 the `data` and `environment` objects, the step records' other keys, the clock, and what one file may hold.
 
 Each check answers with why a field is wrong, or None; a file that fails one is skipped with one warning line like

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from almabench.config import RunConfig, RunOptions
-from almabench.device import resolve_device
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.device import resolve_device
+from almabench.cell.train import CellState
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
-from almabench.store import checkpoint_path, load_checkpoint, peek_checkpoint, save_checkpoint
-from almabench.train import CellState
+from almabench.results.store import checkpoint_path, load_checkpoint, peek_checkpoint, save_checkpoint
 
 
 class OtherThreads(AlmabenchError):
@@ -64,7 +64,7 @@ def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads
     """Before any cell of a grid runs: a checkpoint in out/ that its cell would resume, computed at another torch
     thread count than `threads`, stops the run with one line (OtherThreads)."""
     from almabench.data import load_dataset  # run imports this module: these are imported when first needed
-    from almabench.provenance import environment, with_plugins
+    from almabench.results.provenance import environment, with_plugins
 
     env: dict[str, Any] = {}
     for config in todo:

@@ -1,11 +1,11 @@
 """`almabench new-method NAME`: a package of its own for a new method, that works as written.
 
-It holds a pyproject with the entry point that registers the method (almabench.plugins finds it once the package
-is installed), the method, a test that runs the contract check (almabench.contract) and a README with the commands
-that install it and benchmark it against app and dense. Two kinds of method (KINDS): one that prunes (the smallest
-useful one: magnitude pruning to APP's schedule before each megabatch) and one that changes the weights (shrink
-and perturb them before each megabatch, its noise from the cell's generator, its two numbers settings a grid can
-sweep).
+It holds a pyproject with the entry point that registers the method (almabench.extend.plugins finds it once the
+package is installed), the method, a test that runs the contract check (almabench.extend.contract) and a README with
+the commands that install it and benchmark it against app and dense. Two kinds of method (KINDS): one that prunes
+(the smallest useful one: magnitude pruning to APP's schedule before each megabatch) and one that changes the
+weights (shrink and perturb them before each megabatch, its noise from the cell's generator, its two numbers
+settings a grid can sweep).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ the masks, through the hooks of almabench.methods.Method: before_step (before ea
 needs one, after_sgd_step (after every SGD step). Keep what it carries between megabatches in state_dict.
 """
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
 from almabench.methods import Method, StepContext
-from almabench.sparsity import app_density
+from almabench.cell.sparsity import app_density
 
 
 class {cls}(Method):
@@ -107,7 +107,7 @@ KINDS = {"prune": METHOD, "perturb": PERTURB}  # new-method --kind
 TEST = '''\
 """The contract that makes {name}'s numbers comparable with app's and dense's, on a tiny stream (seconds)."""
 
-from almabench.contract import check_method
+from almabench.extend.contract import check_method
 
 
 def test_{module}_keeps_the_contract():

@@ -12,9 +12,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from almabench.config import RunConfig
-from almabench.plugins import used_plugins
-from almabench.store import CellFile, UnreadableFile, read_json
+from almabench.cell.config import RunConfig
+from almabench.extend.plugins import used_plugins
+from almabench.results.store import CellFile, UnreadableFile, read_json
 
 ROLES = ("method", "arch", "pruner", "dataset")
 
@@ -52,7 +52,7 @@ def mark_changed(cells: list[CellFile]) -> list[CellFile]:
 
 def move_replaced(cell: CellFile) -> Path:
     """Rename a changed cell's result to <name>.replaced (.replaced.1, ...) before it runs again."""
-    from almabench.store import move_aside
+    from almabench.results.store import move_aside
 
     return move_aside(cell.path, "replaced")
 
@@ -72,11 +72,11 @@ def installed_code_changes(plugins: Any) -> str:
     """What the report says of a cell whose recorded plugins (environment.plugins) differ from the plugin code this
     process has registered under the same names (installed packages' entry points, or --plugin files imported
     here): as plugin_code_change, or '' where they agree or the plugin is not registered here."""
+    from almabench.cell.models import ARCHS
+    from almabench.cell.sparsity import PRUNERS
     from almabench.data import DATASETS
+    from almabench.extend.plugins import source_fingerprint
     from almabench.methods import METHODS
-    from almabench.models import ARCHS
-    from almabench.plugins import source_fingerprint
-    from almabench.sparsity import PRUNERS
 
     if not isinstance(plugins, dict):
         return ""

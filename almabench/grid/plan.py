@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from almabench.config import RunConfig, RunOptions
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.device import resolve_device
+from almabench.cell.stream import check_stream
 from almabench.data import load_dataset
-from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
+from almabench.extend.stale import mark_changed
+from almabench.grid.progress import step_passes
+from almabench.grid.specs import check_config, check_resolved, resolve_configs
 from almabench.names import quoted
-from almabench.progress import step_passes
+from almabench.results.store import CellFile, cell_files, read_json, result_state
 from almabench.safe_paths import outside
-from almabench.specs import check_config, check_resolved, resolve_configs
-from almabench.stale import mark_changed
-from almabench.store import CellFile, cell_files, read_json, result_state
-from almabench.stream import check_stream
 
 
 def image_passes(config: RunConfig, n_train: int) -> int:

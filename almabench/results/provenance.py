@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import platform
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 import almabench
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
 
 
 def git_state(folder: Path) -> tuple[str | None, bool | None]:
@@ -59,10 +60,10 @@ def environment(device: torch.device) -> dict[str, Any]:
 def with_plugins(env: dict[str, Any], config: RunConfig) -> dict[str, Any]:
     """env plus, where this process imported any plugin code, "plugins": each plugin entry the cell uses by its
     role (method, arch, pruner, dataset), where it came from and its source's fingerprint
-    (almabench.plugins.used_plugins), and under "imported" every plugin module the process imported, used by the
+    (almabench.extend.plugins.used_plugins), and under "imported" every plugin module the process imported, used by the
     cell or not (a plugin may patch a built-in method). A cell made with no plugin imported gets no key, so its
     record and checkpoint key are what they were before plugins existed."""
-    from almabench.plugins import imported_plugins, used_plugins
+    from almabench.extend.plugins import imported_plugins, used_plugins
 
     plugins: dict[str, Any] = dict(used_plugins(config))
     imported = imported_plugins()
@@ -83,17 +84,36 @@ def _package_versions(*names: str) -> dict[str, str | None]:
     return out
 
 
-@functools.cache
-def code_fingerprint() -> str:
-    """sha256 (first 16 hex digits) of the source of everything a cell's numbers depend on: the almabench
-    package with its subpackages (the data sources) and its methods, file by file in a fixed order. The analysis
-    code and shipped specs are left out: they do not change what a cell computes."""
-    import almabench.methods
+CELL_CODE = ("almabench.cell", "almabench.data", "almabench.methods")  # what decides a cell's numbers
 
+
+def code_folders() -> dict[str, Path]:
+    """Each package of CELL_CODE -> its source folder, found without importing it."""
+    folders = {}
+    for package in CELL_CODE:
+        spec = importlib.util.find_spec(package)
+        locations = list(spec.submodule_search_locations or ()) if spec else []
+        if not locations:
+            raise RuntimeError(f"{package} has no source folder to fingerprint")
+        folders[package] = Path(locations[0])
+    return folders
+
+
+def fingerprint_folders(folders: dict[str, Path]) -> str:
+    """sha256 (first 16 hex digits) of every .py file under the folders, each named by its package and relative
+    path, in a fixed order: a renamed, added, removed or changed file changes it."""
     digest = hashlib.sha256()
-    for package in (almabench, almabench.methods):
-        folder = Path(str(package.__file__)).parent
-        for path in sorted(folder.rglob("*.py")):  # rglob: a subpackage (almabench.data) is covered too
-            digest.update(f"{package.__name__}/{path.relative_to(folder).as_posix()}\0".encode())
+    for package, folder in folders.items():
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{package}/{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """The fingerprint of everything a cell's numbers depend on: the packages of CELL_CODE (one cell end to end,
+    the data sources, the methods). The CLI, the grid, the backends, result files and the analysis are left out:
+    they schedule, store and show cells, and a change to them must not mark every new cell "other code" nor
+    refuse a resume. A plugin's own source is fingerprinted apart (environment.plugins)."""
+    return fingerprint_folders(code_folders())

@@ -1,5 +1,5 @@
 """What a cell tells the world while it runs, from the process that runs it: its progress to the grid's
-parent (almabench.progress, through almabench.channel), or its lines printed where no parent listens, and its
+parent (almabench.grid.progress, through almabench.grid.channel), or its lines printed where no parent listens, and its
 scalars to the live logs asked for with `almabench run --log` (TensorBoard, W&B).
 
 A live log is the export's run (almabench.analysis.export): same directory, same tags. A cell resumed after
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from almabench.config import RunConfig
-from almabench.progress import STEP_KEYS, describe, step_line
+from almabench.cell.config import RunConfig
+from almabench.grid.progress import STEP_KEYS, describe, step_line
 
 Events = Callable[[dict[str, Any]], None]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from almabench.config import RunConfig, RunOptions
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.device import resolve_device
+from almabench.cell.models import build_model
 from almabench.data import Dataset, load_dataset
-from almabench.device import resolve_device
-from almabench.models import build_model
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each worker process's CUDA context costs beyond its tensors
 

@@ -1,7 +1,7 @@
 """Grid specs: a TOML file (or the command line) -> the RunConfigs of its cells, checked and resolved.
 
 A spec has two tables: [grid], whose values are lists and form the cartesian product, and [config], scalar
-settings shared by every cell (an optional [slurm] table holds what --backend slurm asks for: almabench.slurm).
+settings shared by every cell (an optional [slurm] table holds what --backend slurm asks for: almabench.backends.slurm).
 Any RunConfig field may appear in either; plural spellings (methods, seeds, ...) are accepted in [grid]. Every
 cell is checked before any runs (check_grid) and resolved to the values it will use (the dataset's flip and
 padding, the method's scope, the epochs' milestones), which name its file.
@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 
-from almabench.config import RunConfig, RunOptions, range_problem
+from almabench.cell.config import RunConfig, RunOptions, range_problem
+from almabench.cell.models import ARCHS, build_model
+from almabench.cell.protocol import PROTOCOLS
+from almabench.cell.sparsity import PRUNERS, SCOPES, prunable_parameters
+from almabench.cell.stream import REPLAYS, check_stream
 from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
-from almabench.models import ARCHS, build_model
 from almabench.names import quoted
-from almabench.protocol import PROTOCOLS
-from almabench.sparsity import PRUNERS, SCOPES, prunable_parameters
-from almabench.stream import REPLAYS, check_stream
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
 ALIASES = {
@@ -212,7 +212,7 @@ def load_spec(spec: str | None) -> GridSpec:
 def plugin_path(spec: str, folder: Path) -> str:
     """A --plugin as every process can import it: a file by its absolute path (read relative to `folder`), a
     module by its name."""
-    from almabench.plugins import is_file_spec
+    from almabench.extend.plugins import is_file_spec
 
     return str((folder / Path(spec).expanduser()).resolve()) if is_file_spec(spec) else spec
 
