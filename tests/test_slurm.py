@@ -23,7 +23,7 @@ from slurm_cluster import Cluster, missing
 
 from almabench.backends import slurm as slurm_module
 from almabench.backends import slurm_task
-from almabench.backends.slurm import SlurmSettings, time_seconds
+from almabench.backends.slurm_settings import SlurmSettings, time_seconds
 from almabench.cell.config import RunConfig, RunOptions
 from almabench.cli import main
 from almabench.grid.execute import run_grid
