@@ -118,7 +118,7 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     def safe(value: object) -> object:
         return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
-    text = frame.select_dtypes(include="object").columns
+    text = [c for c in frame.columns if frame[c].dtype == object]
     return frame.assign(**{c: frame[c].map(safe) for c in text})
 
 

@@ -177,8 +177,9 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "a layer at exactly d_l = 1 is dense either way; solving ε over the others then gives the same ε",
     ("almabench/cell/sparsity.py", "chosen[torch.topk(joined, keep, sorted=True).indices] = True"): _AS_A_SET,
     ("almabench/cell/sparsity.py", "kept[torch.topk(drop, active - n, sorted=True).indices] = True"): _AS_A_SET,
-    **{("almabench/cell/sparsity.py", f"def {name}_scores(model, params, images, labels, generator, batch_size: int = 257) "
-        "-> dict[str, Tensor]:"): _BATCH_DEFAULT for name in ("magnitude", "snip", "grasp", "synflow")},
+    **{("almabench/cell/sparsity.py", f"def {name}_scores(model, params, images, labels, generator, "
+        "batch_size: int = 257) -> dict[str, Tensor]:"): _BATCH_DEFAULT for name in ("magnitude", "snip", "grasp",
+                                                                                      "synflow")},
     ("almabench/cell/sparsity.py", "full.add(min(over, key=ratio.__getitem__))"):
         "order-free: densifying any layer that is over raises ε, so every layer over once stays over and all end "
         "dense; the same dense set gives the same ε (RigL takes the largest ratio first, to the same end)",

@@ -16,7 +16,10 @@ from almabench.backends.slurm_files import checkpoint_steps, log_path, read_reco
 from almabench.backends.slurm_settings import SlurmSettings, time_seconds
 from almabench.cell.config import RunConfig, RunOptions
 from almabench.errors import AlmabenchError
-from almabench.results.store import SLURM_DIR
+from almabench.grid.job import failure_record, run_and_store
+from almabench.grid.locks import cell_lock
+from almabench.grid.progress import step_line
+from almabench.results.store import SLURM_DIR, checkpoint_path, result_path, result_state, write_json_atomic
 from almabench.safe_paths import read_bytes
 
 WARNING_SLACK = 90  # Slurm sends the time-limit signal up to 60 s early; more than this left means preemption
@@ -32,9 +35,6 @@ class SlurmCell:
     logs: tuple = ()
 
     def __call__(self, config: RunConfig) -> str:
-        from almabench.grid.job import failure_record, run_and_store
-        from almabench.grid.locks import cell_lock
-        from almabench.results.store import result_path, result_state, write_json_atomic
 
         out = Path(self.out)
         job = _job_id()
@@ -66,7 +66,6 @@ class Attempt:
     the cell's checkpoint (the megabatches there are the ones a requeue keeps)."""
 
     def __init__(self, config: RunConfig, out: Path, settings: SlurmSettings, job: str) -> None:
-        from almabench.results.store import checkpoint_path
 
         self.config, self.out, self.settings, self.job = config, out, settings, job
         self.started = time.monotonic()
@@ -81,7 +80,6 @@ class Attempt:
 
     def event(self, message: dict[str, Any]) -> None:
         """The cell's progress (execute.run_and_store's events): a line in the task's log."""
-        from almabench.grid.progress import step_line
 
         if message["kind"] == "resumed":
             print(f"resumed after megabatch {message['steps']} of {self.config.megabatches}", flush=True)
@@ -90,7 +88,6 @@ class Attempt:
 
     def warned(self) -> None:
         """Slurm's USR2: a time limit ahead (little time left) or a preemption. Requeue, or fail with a record."""
-        from almabench.results.store import result_path, result_state
 
         if not self.running or result_state(result_path(self.out, self.config))[0] == "done":
             return  # the cell is done (or being stored): let it end
@@ -137,7 +134,6 @@ class Attempt:
         return counts
 
     def _requeue(self, counts: dict[str, int], why: str) -> None:
-        from almabench.results.store import write_json_atomic
 
         write_json_atomic(self.state_path, counts, self.out)  # its folder made inside out/, or one line
         print(f"requeued: {why}", flush=True)
@@ -145,8 +141,6 @@ class Attempt:
         raise SystemExit(0)  # unwinds the cell (its lock is released); the requeued job resumes it
 
     def _fail(self, error: str) -> None:
-        from almabench.grid.job import failure_record
-        from almabench.results.store import result_path, write_json_atomic
 
         record = failure_record(self.config, error, slurm_job=self.job, slurm_log=str(log_path(self.out, self.job)))
         write_json_atomic(result_path(self.out, self.config), record)  # this task holds the cell's lock

@@ -17,8 +17,10 @@ import torch
 from almabench.cell.config import RunConfig, RunOptions
 from almabench.cell.device import resolve_device
 from almabench.cell.train import CellState
+from almabench.data import load_dataset
 from almabench.errors import AlmabenchError
 from almabench.names import quoted
+from almabench.results.provenance import environment, with_plugins
 from almabench.results.store import checkpoint_path, load_checkpoint, peek_checkpoint, save_checkpoint
 
 
@@ -63,8 +65,6 @@ def check_threads(path: Path, state: dict[str, Any], key: str, threads: int) -> 
 def check_resumes(todo: list[RunConfig], options: RunOptions, out: Path, threads: int) -> None:
     """Before any cell of a grid runs: a checkpoint in out/ that its cell would resume, computed at another torch
     thread count than `threads`, stops the run with one line (OtherThreads)."""
-    from almabench.data import load_dataset  # run imports this module: these are imported when first needed
-    from almabench.results.provenance import environment, with_plugins
 
     env: dict[str, Any] = {}
     for config in todo:

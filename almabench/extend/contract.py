@@ -43,11 +43,14 @@ import torch
 from torch import Tensor
 
 from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.run import run_cell
 from almabench.cell.sparsity import Masks
 from almabench.cell.train import CellState, SGDStep
 from almabench.errors import AlmabenchError
 from almabench.extend.plugins import load_plugins
+from almabench.grid.specs import check_grid, for_method
 from almabench.methods import METHODS, Method, StepContext
+from almabench.results.validate import validate_result
 
 TOLERANCE = 0.005  # |recorded − declared density|
 TIME_LIMIT = 600.0  # seconds for the whole check: the built-ins take 5-10 s on 2 cores
@@ -223,7 +226,6 @@ class _Run:
 
 def _run(config: RunConfig, options: RunOptions, checkpoint: Path | None = None, kill_after: int = 0,
          global_seed: int = 0) -> _Run:
-    from almabench.cell.run import run_cell
 
     method = watched(METHODS.get(config.method))()
     method.configure(dict(config.settings))
@@ -288,7 +290,6 @@ def _time_limit(seconds: float, message: str) -> Iterator[None]:
 
 
 def _check_method(name: str, plugins: tuple[str, ...] | list[str], seed: int) -> ContractReport:
-    from almabench.grid.specs import check_grid, for_method
 
     load_plugins(tuple(plugins))
     cls = METHODS.get(name)
@@ -393,7 +394,6 @@ def resume_check(whole: list[dict[str, Any]], resumed: list[dict[str, Any]], aga
 
 
 def record_check(result: dict[str, Any], dense: dict[str, Any], method_keys: set[str]) -> Check:
-    from almabench.results.validate import validate_result
 
     harness = set(dense["steps"][0])  # dense adds no key of its own
     extra = set().union(*(set(s) for s in result["steps"])) - harness

@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from almabench.cell.config import RunConfig
+from almabench.cell.models import ARCHS
+from almabench.cell.sparsity import PRUNERS
+from almabench.data import DATASETS, is_known_dataset
 from almabench.errors import AlmabenchError
+from almabench.methods import METHODS
 from almabench.registry import IMPORTED, Origin, Registry, loading
 
 _LOADED: dict[str, Origin] = {}  # --plugin spec (a resolved path or a module name) -> its origin, once per process
@@ -62,10 +66,6 @@ def load_for_cell(config: RunConfig, specs: tuple[str, ...]) -> None:
     import platform
     import warnings
 
-    from almabench.cell.models import ARCHS
-    from almabench.cell.sparsity import PRUNERS
-    from almabench.data import DATASETS, is_known_dataset
-    from almabench.methods import METHODS
 
     problems = []
     for spec in specs:
@@ -143,10 +143,6 @@ def _announced_if_slow(message: str) -> Iterator[None]:
 def registries() -> dict[str, Registry]:
     """Entry-point group -> the registry it fills."""
     from almabench.analysis.export import WRITERS
-    from almabench.cell.models import ARCHS
-    from almabench.cell.sparsity import PRUNERS
-    from almabench.data import DATASETS
-    from almabench.methods import METHODS
 
     return {"almabench.methods": METHODS, "almabench.pruners": PRUNERS, "almabench.architectures": ARCHS,
             "almabench.datasets": DATASETS, "almabench.exporters": WRITERS}
@@ -173,10 +169,6 @@ def forget() -> None:
 def used_plugins(config: RunConfig) -> dict[str, dict[str, str]]:
     """The plugin entries a cell runs (its method, architecture, pruner, dataset) with where each came from and a
     fingerprint of its source: {} for a cell of almabench's own code only."""
-    from almabench.cell.models import ARCHS
-    from almabench.cell.sparsity import PRUNERS
-    from almabench.data import DATASETS
-    from almabench.methods import METHODS
 
     out = {}
     for role, registry, name in (("method", METHODS, config.method), ("arch", ARCHS, config.arch),

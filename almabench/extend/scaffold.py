@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from almabench.errors import AlmabenchError
+from almabench.methods import METHODS
 
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 MAX_NAME = 64  # characters: the package folder's name (almabench-NAME) stays far below 255 bytes
@@ -133,8 +134,6 @@ The method is in `{module}/method.py`; `pytest` runs `tests/test_contract.py`, t
 def new_method(name: str, dest: Path, kind: str = "prune") -> Path:
     """Write the package for method `name` of `kind` (KINDS) into dest/almabench-NAME and return that folder;
     nothing is overwritten."""
-    from almabench.methods import METHODS
-
     if not NAME.fullmatch(name) or len(name) > MAX_NAME:
         raise AlmabenchError(f"new-method: {name!r} is not a method name; use lowercase letters, digits and "
                              f"single hyphens, starting with a letter, at most {MAX_NAME} characters (e.g. my-method)")

@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from almabench.cell.config import RunConfig
-from almabench.extend.plugins import used_plugins
-from almabench.results.store import CellFile, UnreadableFile, read_json
+from almabench.cell.models import ARCHS
+from almabench.cell.sparsity import PRUNERS
+from almabench.data import DATASETS
+from almabench.extend.plugins import source_fingerprint, used_plugins
+from almabench.methods import METHODS
+from almabench.results.store import CellFile, UnreadableFile, move_aside, read_json
 
 ROLES = ("method", "arch", "pruner", "dataset")
 
@@ -52,7 +56,6 @@ def mark_changed(cells: list[CellFile]) -> list[CellFile]:
 
 def move_replaced(cell: CellFile) -> Path:
     """Rename a changed cell's result to <name>.replaced (.replaced.1, ...) before it runs again."""
-    from almabench.results.store import move_aside
 
     return move_aside(cell.path, "replaced")
 
@@ -72,11 +75,6 @@ def installed_code_changes(plugins: Any) -> str:
     """What the report says of a cell whose recorded plugins (environment.plugins) differ from the plugin code this
     process has registered under the same names (installed packages' entry points, or --plugin files imported
     here): as plugin_code_change, or '' where they agree or the plugin is not registered here."""
-    from almabench.cell.models import ARCHS
-    from almabench.cell.sparsity import PRUNERS
-    from almabench.data import DATASETS
-    from almabench.extend.plugins import source_fingerprint
-    from almabench.methods import METHODS
 
     if not isinstance(plugins, dict):
         return ""

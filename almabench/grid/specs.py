@@ -25,8 +25,9 @@ from almabench.cell.models import ARCHS, build_model
 from almabench.cell.protocol import PROTOCOLS
 from almabench.cell.sparsity import PRUNERS, SCOPES, prunable_parameters
 from almabench.cell.stream import REPLAYS, check_stream
-from almabench.data import Dataset, augmentation_of, is_known_dataset, load_dataset
+from almabench.data import DATASETS, Dataset, augmentation_of, is_known_dataset, load_dataset
 from almabench.errors import AlmabenchError
+from almabench.extend.plugins import is_file_spec
 from almabench.methods import METHODS
 from almabench.names import quoted
 
@@ -212,7 +213,6 @@ def load_spec(spec: str | None) -> GridSpec:
 def plugin_path(spec: str, folder: Path) -> str:
     """A --plugin as every process can import it: a file by its absolute path (read relative to `folder`), a
     module by its name."""
-    from almabench.extend.plugins import is_file_spec
 
     return str((folder / Path(spec).expanduser()).resolve()) if is_file_spec(spec) else spec
 
@@ -226,7 +226,6 @@ def check_config(config: RunConfig) -> None:
     if config.scope is not None:  # unset: the method's own
         SCOPES.get(config.scope)
     if not is_known_dataset(config.dataset):
-        from almabench.data import DATASETS
 
         raise AlmabenchError(DATASETS.unknown(config.dataset) + ", or a path to an .npz file or an ImageFolder tree")
     method = METHODS.get(config.method)

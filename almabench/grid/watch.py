@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from almabench.cell.config import RunConfig
+from almabench.errors import AlmabenchError
 from almabench.grid.progress import STEP_KEYS, describe, step_line
 
 Events = Callable[[dict[str, Any]], None]
@@ -38,7 +39,6 @@ class LogTarget:
         write a failure record, and W&B would log into its fallback folder instead."""
         from almabench.analysis.export import WRITERS
         from almabench.analysis.export.dest import check_dest, default_dest
-        from almabench.errors import AlmabenchError
 
         kind, _, folder = value.partition(":")
         live = [name for name in WRITERS.names() if WRITERS.get(name).live]

@@ -18,6 +18,7 @@ import torch
 
 import almabench
 from almabench.cell.config import RunConfig
+from almabench.extend.plugins import imported_plugins, used_plugins
 
 
 def git_state(folder: Path) -> tuple[str | None, bool | None]:
@@ -63,7 +64,6 @@ def with_plugins(env: dict[str, Any], config: RunConfig) -> dict[str, Any]:
     (almabench.extend.plugins.used_plugins), and under "imported" every plugin module the process imported, used by the
     cell or not (a plugin may patch a built-in method). A cell made with no plugin imported gets no key, so its
     record and checkpoint key are what they were before plugins existed."""
-    from almabench.extend.plugins import imported_plugins, used_plugins
 
     plugins: dict[str, Any] = dict(used_plugins(config))
     imported = imported_plugins()
