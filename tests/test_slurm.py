@@ -329,7 +329,9 @@ def test_a_cell_cancelled_with_scancel_is_failed_never_done(slurm, tmp_path):
 
 def test_ctrl_c_in_a_waiting_parent_cancels_its_jobs_and_says_how_many(slurm, tiny_spec, tmp_path):
     out = tmp_path / "results"
-    proc = cli("run", "--spec", str(tiny_spec), "--backend", "slurm", "--jobs", "1", "--out", str(out))
+    # 30 epochs a megabatch: the three cells (one at a time) outlast a busy machine's delay before the signal
+    proc = cli("run", "--spec", str(tiny_spec), "--backend", "slurm", "--jobs", "1", "--set", "epochs=30", "--out",
+               str(out))
     jobs = wait_for(lambda: set(squeue(out)), 120, "the jobs in squeue")
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
