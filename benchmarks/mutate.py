@@ -38,6 +38,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The one place that says what is mutated and which tests must catch it: module -> pytest arguments (fast
 # first; -x stops at the first failure). When a module moves or splits, change it here.
+# The tests of reading, writing and validating a result file: store.py and validate.py (split from it) share them.
+RESULT_FILE_TESTS = (
+    "tests/test_store.py",
+    *(f"tests/test_untrusted_results.py::{t}" for t in (
+        "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
+        "rejected", "test_numbers_out_of_range_and_odd_shapes_are_rejected",
+        "test_read_json_refuses_what_the_parser_would_choke_on", "test_edges_of_the_ranges_are_kept",
+        "test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept")),
+    *(f"tests/test_robustness.py::{t}" for t in (
+        "test_validate_result_names_the_field_and_what_it_should_be",
+        "test_validate_result_checks_config_steps_and_missing_keys",
+        "test_a_refused_write_inside_torch_save_is_a_storage_error_and_leaves_the_old_file",
+        "test_storage_messages_name_the_folder_the_file_and_what_to_do",
+        "test_result_and_checkpoint_files_honour_the_umask")),
+)
+
 TARGETS: dict[str, tuple[str, ...]] = {
     "almabench/cell/sparsity.py": (
         "tests/test_sparsity.py", "tests/test_wiring.py",
@@ -89,34 +105,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_figures.py::test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale",
         "tests/test_figures.py::test_a_block_whose_methods_share_no_seed_has_no_paired_panel_and_no_paired_figure"),
     "analysis/regime.py": ("tests/test_regime.py", "-k", "not several_folders and not one_rung and not missing_folder"),
-    "almabench/results/store.py": (
-        "tests/test_store.py",
-        *(f"tests/test_untrusted_results.py::{t}" for t in (
-            "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
-            "rejected", "test_numbers_out_of_range_and_odd_shapes_are_rejected",
-            "test_read_json_refuses_what_the_parser_would_choke_on", "test_edges_of_the_ranges_are_kept",
-            "test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept")),
-        *(f"tests/test_robustness.py::{t}" for t in (
-            "test_validate_result_names_the_field_and_what_it_should_be",
-            "test_validate_result_checks_config_steps_and_missing_keys",
-            "test_a_refused_write_inside_torch_save_is_a_storage_error_and_leaves_the_old_file",
-            "test_storage_messages_name_the_folder_the_file_and_what_to_do",
-            "test_result_and_checkpoint_files_honour_the_umask")),
-    ),
-    "almabench/results/validate.py": (  # store.py's validation, split out (issue 39)
-        "tests/test_store.py",
-        *(f"tests/test_untrusted_results.py::{t}" for t in (
-            "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
-            "rejected", "test_numbers_out_of_range_and_odd_shapes_are_rejected",
-            "test_read_json_refuses_what_the_parser_would_choke_on", "test_edges_of_the_ranges_are_kept",
-            "test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept")),
-        *(f"tests/test_robustness.py::{t}" for t in (
-            "test_validate_result_names_the_field_and_what_it_should_be",
-            "test_validate_result_checks_config_steps_and_missing_keys",
-            "test_a_refused_write_inside_torch_save_is_a_storage_error_and_leaves_the_old_file",
-            "test_storage_messages_name_the_folder_the_file_and_what_to_do",
-            "test_result_and_checkpoint_files_honour_the_umask")),
-    ),
+    "almabench/results/store.py": RESULT_FILE_TESTS,
+    "almabench/results/validate.py": RESULT_FILE_TESTS,  # store.py's validation, split out (issue 39)
 }
 
 # Survivors examined and found unable to change what a run computes or records: (module, mutated line) -> why.
