@@ -266,3 +266,22 @@ def test_two_methods_that_computed_the_same_thing_are_said_to_beside_their_zero_
     assert (same["delta"] == 0).all() and (same["n_pairs"] == 3).all()
     shown = _delta_display(same)
     assert set(shown["n"]) == {"3 paired seeds; same computation (identical results at every seed)"}
+
+
+def test_figure_names_write_block_values_as_their_titles_do_never_nan_or_a_float_s_dot_zero(tmp_path):
+    import re
+
+    from click.testing import CliRunner
+
+    from almabench.analysis.blocks import block_slug
+    from almabench.cli import main
+
+    assert block_slug({"dataset": "cifar10", "stream_images": float("nan")}) == "cifar10_stream_imagesall"
+    assert block_slug({"dataset": "cifar10", "stream_images": 5000.0}) == "cifar10_stream_images5000"
+    assert block_slug({"dataset": "cifar10", "tau": 4.5}) == "cifar10_tau4.5"  # a real fraction stays
+    result = CliRunner().invoke(main, ["report", str(DOCS / "cifar10-t8"), str(DOCS / "cifar10-t8-mid"), "--methods",
+                                       "dense", "--format", "png", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    names = [p.name for p in (tmp_path / "r").rglob("*.png")]
+    assert any("stream_imagesall" in n for n in names) and any("stream_images10000" in n for n in names)
+    assert [n for n in names if "nan" in n or re.search(r"\d\.0(?=[_.-])", n)] == []
