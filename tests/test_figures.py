@@ -47,25 +47,31 @@ def panels(fig: plt.Figure) -> dict[str, plt.Axes]:
 # ------------------------------------------------------------------------------------- paired differences
 
 
-def test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale():
-    # app - dense: +1, +2 at step 2 (two seeds); app-released - dense: -20, -22 at step 2
+def test_paired_differences_share_a_scale_per_group_but_a_far_panel_and_one_seed_is_drawn_weaker():
+    # app - dense: +1, +2 at step 2 (two seeds); osp - dense +0.5; app-released - dense: -20, -22 at step 2
     frame = steps({"dense": [[50, 60], [50, 60]], "app": [[50, 61], [50, 62]], "app-released": [[50, 40], [50, 38]],
-                   "osp": [[50, 60.5], [50, 60.5]]})
+                   "osp": [[50, 60.5], [50, 60.5]], "gmp": [[50, 61], []]})
     fig = paired_figure(frame, "block")
     axes = panels(fig)
-    assert sorted(axes) == sorted(["app − osp", "app − app-released", "osp − dense", "app − dense",
-                                   "app-released − dense"])
+    assert sorted(axes) == sorted(["app − osp", "app − app-released\n(own scale)", "app − gmp, 1 seed", "osp − dense",
+                                   "app − dense", "app-released − dense\n(own scale)", "gmp − dense, 1 seed"])
     app = axes["app − dense"]
     (mean,) = [line for line in app.get_lines() if line.get_gid() == "mean"]
     assert list(mean.get_ydata()) == pytest.approx([0, 1.5])
     assert sorted(tuple(line.get_ydata()) for line in app.get_lines() if line.get_gid() == "seed") == [(0, 1), (0, 2)]
+    (band,) = app.collections
     half = 12.7062047 * math.sqrt(0.5) / math.sqrt(2)  # t(0.975, 1) · sd / √n at step 2 (sd of 1, 2)
-    low, high = app.get_ylim()
-    assert low <= 1.5 - half and high >= 1.5 + half  # the band fits its panel
-    assert high - low < 1.3 * (2 * half)  # and sets it: -21 of app-released - dense is in no other panel's range
-    assert min(line.get_ydata().min() for line in app.get_lines() if line.get_gid() == "seed") >= low
-    far = axes["app-released − dense"].get_ylim()
-    assert far[0] < -21 - 12.7 and far[1] >= 0
+    assert band.get_paths()[0].vertices[:, 1].max() == pytest.approx(1.5 + half)  # drawn whole, cut by the panel
+    shared = app.get_ylim()
+    assert axes["osp − dense"].get_ylim() == shared == axes["gmp − dense, 1 seed"].get_ylim()  # one scale a group
+    assert shared[0] < 0 < 1.5 < shared[1] < 1.5 + half  # set by the means: the 2-seed band does not flatten them
+    far = axes["app-released − dense\n(own scale)"].get_ylim()
+    assert far[0] < -21 - 12.7 and far[1] >= 0  # 14 times the group's median reach: a scale of its own
+    one = axes["gmp − dense, 1 seed"]
+    (weak,) = [line for line in one.get_lines() if line.get_gid() == "mean"]
+    assert weak.get_markerfacecolor() == "white" and weak.get_linewidth() < mean.get_linewidth()
+    assert [t.get_text() for t in one.texts] == ["n = 1"] and one.collections[0].get_paths() == []  # no band
+    assert mean.get_markerfacecolor() != "white" and [t.get_text() for t in app.texts] == []
     assert any(line.get_ydata()[0] == 0 and line.get_ydata()[-1] == 0 for line in app.get_lines()
                if line.get_gid() not in ("mean", "seed"))  # the zero line
     ticks = app.get_xticks()
