@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from almabench.names import one_line, quoted
 
+if TYPE_CHECKING:
+    from .report import Report
+
 DEFAULT_GROUP_BY = "dataset,arch,megabatches,pruner,tau"
+TERMINAL_MODES = ("auto", "tables", "summary")
+SUMMARY_FROM = 6  # blocks: `--terminal auto` prints the summary (analysis.summary) from this many on
 
 
 def _shared_folder(folders: tuple[Path, ...]) -> Path:
@@ -50,9 +56,19 @@ def _split(value: str | None) -> list[str]:
 @click.option("--dataset", default=None, help="Only cells on this dataset.")
 @click.option("--arch", default=None, help="Only cells with this architecture.")
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
+@click.option("--figures", "figures", default="default", show_default=True,
+              help="Which figures, comma-separated: 'default' (forest, accuracy, gap and paired differences per "
+                   "block, and the cross-block figures), 'all' (adds density, cer and the per-layer heatmaps "
+                   "'layers'), 'none', or kinds, e.g. 'default,cer'.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes drawing the figures (default: every core this process may use; 1: in this process). "
+                   "The files are the same at any count.")
+@click.option("--terminal", type=click.Choice(list(TERMINAL_MODES)), default="auto", show_default=True,
+              help=f"What the terminal shows: every block's tables, or a summary (one line per block, each warning "
+                   f"once with its count); auto: the summary from {SUMMARY_FROM} blocks on.")
 def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group_by: str, methods: str | None,
            highlight: str | None, references: tuple[str, ...], plugins: tuple[str, ...], dataset: str | None,
-           arch: str | None, megabatches: int | None) -> None:
+           arch: str | None, megabatches: int | None, figures: str, jobs: int | None, terminal: str) -> None:
     """Tables (terminal, tables.md/.csv/.tex), figures and report.md from the result files in RESULTS_DIR (and
     its subfolders). Several folders, or a folder of folders, make one report: where their blocks differ in
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
@@ -61,6 +77,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     from almabench.safe_paths import inside
 
     from .blocks import datasets_apart, parse_group_by, scope_in_method, with_varying_splits
+    from .figure_sets import figure_kinds
     from .load import filter_results, load_results, results_folder
     from .plots import FORMATS
     from .report import build_report
@@ -80,6 +97,10 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     bad = [f for f in fmts if f not in FORMATS]
     if not fmts or bad:
         raise click.ClickException(f"unknown --format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    try:
+        kinds = figure_kinds(figures)
+    except AlmabenchError as err:
+        raise click.ClickException(str(err)) from None
 
     notes: list[str] = []  # the loader's warnings, listed again in report.md
 
@@ -91,6 +112,8 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         echo_warning(message)
 
     frame = load_results(results_dirs, warn)
+    held: list[str] = []  # the report's own warnings, printed after it: each once, with a count, in a summary
+    result: Report | None = None
     if frame.empty:
         raise click.ClickException(f"no finished results (*.json with status ok) found under "
                                    f"{', '.join(map(str, results_dirs))}")
@@ -116,8 +139,9 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
             keys = with_varying_splits(keys, frame)
         target = out or inside(results_dir, results_dir / "report")  # a link there does not stretch RESULTS
         source = results_dir if len(results_dirs) == 1 else ", ".join(map(str, results_dirs))
-        result = build_report(frame, target, fmts, keys, warn=echo_warning, source=source, notes=notes,
-                              highlight=_split(highlight) if highlight is not None else None, references=refs)
+        result = build_report(frame, target, fmts, keys, warn=held.append, source=source, notes=notes,
+                              highlight=_split(highlight) if highlight is not None else None, references=refs,
+                              figures=kinds, jobs=jobs)
     except (StorageError, OSError) as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
         reason = err.reason if isinstance(err, StorageError) else (err.strerror or str(err)).lower()
         if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # another folder would not help
@@ -128,6 +152,14 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
                                    f"to write it into another folder") from None
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(result.text)
+    finally:
+        if result is None:  # the warnings of a report that stopped half-way, as they came
+            for message in held:
+                echo_warning(message)
+    assert result is not None  # build_report returned or raised
+    summary = terminal == "summary" or (terminal == "auto" and result.blocks >= SUMMARY_FROM)
+    for message in result.grouped_warnings if summary else held:
+        echo_warning(message)
+    click.echo(result.overview if summary else result.text)
     click.echo(f"wrote {result.out}: report.md, tables.md/.csv/.tex, {len(result.plots)} figures "
                f"({', '.join(fmts)})")

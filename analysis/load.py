@@ -166,7 +166,7 @@ def printable_labels(frame: pd.DataFrame) -> pd.DataFrame:
     def bad(column: pd.Series) -> bool:
         return any(isinstance(v, str) and not v.isprintable() for v in column.to_numpy())
 
-    columns = [c for c in frame.columns if frame[c].dtype == object and bad(frame[c])]
+    columns = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype) and bad(frame[c])]
     return frame.assign(**{c: frame[c].map(lambda v: quoted(v) if isinstance(v, str) else v) for c in columns})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,6 +31,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from almabench.results.store import write_atomic  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
+from .figure_pool import render  # noqa: E402
+from .figure_sets import COSTS, FIGURE_SETS  # noqa: E402
 from .forest import MAX_COLUMNS, forest_figure  # noqa: E402
 from .load import layer_densities  # noqa: E402
 from .paired import counted, paired_figure, paired_panels  # noqa: E402
@@ -77,17 +79,50 @@ class FigureWriter:
 
     def save(self, fig: plt.Figure, name: str) -> tuple[Path, ...]:
         """Write fig in every format under a unique name and close it."""
-        name = self.unique(name)
-        paths = []
-        for fmt in self.formats:
-            path = self.out / f"{name}.{fmt}"
-            metadata = {"Software": None} if fmt == "png" else None  # a link at path is replaced, not written through
-            # the report folder is the root: a figures/ that leads out of it is one line, nothing written
-            save = partial(fig.savefig, format=fmt, bbox_inches="tight", metadata=metadata)
-            write_atomic(path, save, self.out.parent)
-            paths.append(path)
-        plt.close(fig)
-        return tuple(paths)
+        return save_figure(fig, self.out, self.unique(name), self.formats)
+
+    def job(self, kind: str, title: str, name: str, draw: Callable[..., plt.Figure], *args: Any) -> FigureJob:
+        """A figure to draw later (FigureJob.render), its unique name taken now: names follow the order the
+        jobs are planned in, whichever process draws them and in whatever order."""
+        return FigureJob(kind, title, self.unique(name), draw, args, self.out, tuple(self.formats))
+
+
+def save_figure(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> tuple[Path, ...]:
+    """Write fig as out/name.FORMAT for every format and close it."""
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        metadata = {"Software": None} if fmt == "png" else None  # a link at path is replaced, not written through
+        # the report folder is the root: a figures/ that leads out of it is one line, nothing written
+        save = partial(fig.savefig, format=fmt, bbox_inches="tight", metadata=metadata)
+        write_atomic(path, save, out.parent)
+        paths.append(path)
+    plt.close(fig)
+    return tuple(paths)
+
+
+@dataclass(frozen=True)
+class FigureJob:
+    """One figure of a report, planned in the report's process and drawn wherever render runs (a worker of
+    figure_pool, or here): draw(*args) makes it, in the report's style, saved as out/name.FORMAT."""
+
+    kind: str
+    title: str
+    name: str
+    draw: Callable[..., plt.Figure]
+    args: tuple[Any, ...]
+    out: Path
+    formats: tuple[str, ...]
+
+    @property
+    def cost(self) -> float:
+        """Its kind's rough drawing time (figure_sets.COSTS), to hand out costly figures first."""
+        return COSTS.get(self.kind, 1.0)
+
+    def render(self) -> Plot:
+        """Draw and save the figure; its Plot."""
+        with _style():
+            return Plot(self.kind, self.title, save_figure(self.draw(*self.args), self.out, self.name, self.formats))
 
 
 # Fonts with CJK glyphs, used where installed for text DejaVu Sans lacks (a dataset named データ.npz).
@@ -368,34 +403,7 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
     return fig
 
 
-def plot_curve(rows: pd.DataFrame, y: str, ylabel: str, block: dict, kind: str, writer: FigureWriter,
-               colours: dict, bounds: tuple[float, float] | None = None,
-               highlight: Sequence[str] | None = None) -> Plot:
-    """curve_figure, saved as <kind>_<block>."""
-    fig = curve_figure(rows, y, ylabel, block, colours, bounds, highlight)
-    return Plot(kind, block_label(block), writer.save(fig, f"{kind}_{block_slug(block)}"))
-
-
-def plot_density(rows: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
-                 highlight: Sequence[str] | None = None) -> Plot:
-    """density_figure, saved as density_<block>."""
-    fig = density_figure(rows, block, colours, highlight)
-    return Plot("density", block_label(block), writer.save(fig, f"density_{block_slug(block)}"))
-
-
-def plot_cer(block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict) -> Plot:
-    """cer_figure, saved as cer_<block>."""
-    fig = cer_figure(block_cells, block, colours)
-    return Plot("cer", block_label(block), writer.save(fig, f"cer_{block_slug(block)}"))
-
-
-def plot_layer_heatmap(layers: pd.DataFrame, group: dict, writer: FigureWriter) -> Plot:
-    """layer_figure, saved as layers_<group>; group's `pruner` lists the panels' pruners ('snip+magnitude')."""
-    return Plot("layer_density", block_label(group), writer.save(layer_figure(layers, group),
-                                                                 f"layers_{block_slug(group)}"))
-
-
-def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, colours: dict) -> Plot:
+def gap_vs_T_figure(group_cells: pd.DataFrame, group: dict, colours: dict) -> plt.Figure:
     """Final and mean generalisation gap as a function of the stream length T."""
     order = method_order(group_cells["method"])
     fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.8, HEIGHT), sharey=True)
@@ -409,10 +417,10 @@ def plot_gap_vs_T(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, 
         ax.set_title(name)
         ax.set_xticks(sorted(group_cells["megabatches"].unique()))
     _legend_outside(axes[-1])
-    label = block_label(group)
-    fig.suptitle(f"gap vs T: {label}\n{_seed_note(group_cells, 'point: mean, whisker: {}')}", fontsize=8)
+    fig.suptitle(f"gap vs T: {block_label(group)}\n{_seed_note(group_cells, 'point: mean, whisker: {}')}",
+                 fontsize=8)
     fig.tight_layout()
-    return Plot("gap_vs_T", label, writer.save(fig, f"gap_vs_T_{block_slug(group)}"))
+    return fig
 
 
 DODGE = 0.035  # log10 units between the points of methods at one τ (about 8 % of a density apart)
@@ -492,29 +500,16 @@ def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dic
     return fig
 
 
-def plot_accuracy_vs_density(group_cells: pd.DataFrame, group: dict, writer: FigureWriter, colours: dict) -> Plot:
-    """accuracy_density_figure, saved as accuracy_vs_density_<group> (the block keys but τ)."""
-    fig = accuracy_density_figure(group_cells, group, colours)
-    return Plot("accuracy_vs_density", block_label(group),
-                writer.save(fig, f"accuracy_vs_density_{block_slug(group)}"))
-
-
 def _dash(method: str) -> str | tuple:
     """seaborn's dash spec of the method's line style: '' for solid, the on/off lengths otherwise."""
     linestyle = style(method).linestyle
     return "" if linestyle == "-" else linestyle[1]
 
 
-def plot_paired(rows: pd.DataFrame, block: dict, writer: FigureWriter, references: Sequence[str] = ()) -> Plot:
-    """paired.paired_figure, saved as paired_<block>."""
-    fig = paired_figure(rows, block_label(block), references)
-    return Plot("paired", block_label(block), writer.save(fig, f"paired_{block_slug(block)}"))
-
-
 FOREST_GROUP = ("dataset", "arch", "megabatches", "stream_images")  # a forest figure's blocks share these
 
 
-def plot_forests(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter) -> list[Plot]:
+def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter) -> list[FigureJob]:
     """forest.forest_figure for each (dataset, arch, T) of the deltas, its blocks side by side (at most
     MAX_COLUMNS to a figure), saved as forest_<group>[-k]."""
     deltas = deltas[deltas["delta"].notna()]
@@ -522,66 +517,107 @@ def plot_forests(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter
         return []
     group_keys = [k for k in keys if k in FOREST_GROUP]
     column_keys = [k for k in keys if k not in FOREST_GROUP]
-    plots = []
-    for group, rows in (iter_blocks(deltas, group_keys) if group_keys else [({}, deltas)]):
+    jobs = []
+    for group, rows in _groups(deltas, group_keys):
         blocks = [block for block, _ in iter_blocks(rows, keys)]
         for start in range(0, len(blocks), MAX_COLUMNS):
-            fig = forest_figure(rows, blocks[start:start + MAX_COLUMNS], group, column_keys)
             name = f"forest_{block_slug(group) if group else 'all'}"
             label = block_label(group) if group else "all cells"
-            plots.append(Plot("forest", label, writer.save(fig, name)))
-    return plots
+            jobs.append(writer.job("forest", label, name, forest_figure, rows, blocks[start:start + MAX_COLUMNS],
+                                   group, column_keys))
+    return jobs
+
+
+def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
+               kinds: frozenset[str], highlight: Sequence[str] | None,
+               references: Sequence[str]) -> list[FigureJob]:
+    """One block's figures among kinds, in the report's order: accuracy, gap, density, CER, paired differences."""
+    label, slug = block_label(block), block_slug(block)
+    planned = {
+        "accuracy": lambda: (curve_figure, rows, "test_accuracy", "test accuracy (%)", block, colours, (0.0, 100.0),
+                             highlight),
+        "gap": lambda: (curve_figure, rows, "gap", "generalisation gap\n(train - val accuracy, points)", block,
+                        colours, None, highlight),
+        "density": lambda: (density_figure, rows, block, colours, highlight),
+        "cer": lambda: (cer_figure, block_cells, block, colours),
+        # a paired figure needs a comparison with a seed both methods ran
+        "paired": lambda: (paired_figure, rows, label, references) if paired_panels(rows, references) else None,
+    }
+    jobs = []
+    for kind, plan in planned.items():
+        drawn = plan() if kind in kinds else None
+        if drawn is not None:
+            jobs.append(writer.job(kind, label, f"{kind}_{slug}", *drawn))
+    return jobs
+
+
+def _groups(frame: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[dict, pd.DataFrame]]:
+    """iter_blocks over keys, or the whole frame as one group where no key is left."""
+    return iter_blocks(frame, keys) if keys else iter([({}, frame)])
+
+
+def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str], out: Path,
+                 formats: Sequence[str], deltas: pd.DataFrame | None = None,
+                 highlight: Sequence[str] | None = None, references: Sequence[str] = (),
+                 kinds: frozenset[str] = frozenset(FIGURE_SETS["all"])) -> list[FigureJob]:
+    """The figures of kinds (figure_sets), planned from step rows and cell rows already assigned to blocks
+    (blocks.assign_blocks); deltas are the report's delta table (computed here where not given); references the
+    methods whose differences the forest and paired figures show (paper.comparisons; default APP's)."""
+    deltas = delta_table(cell_rows, keys, references) if deltas is None and "forest" in kinds else deltas
+    colours = palette(method_order(steps["method"]))
+    writer = FigureWriter(out, formats)
+    jobs: list[FigureJob] = []
+    if "forest" in kinds and deltas is not None:
+        jobs += forest_jobs(deltas, keys, writer)
+    if kinds & {"accuracy", "gap", "density", "cer", "paired"}:
+        for block, rows in iter_blocks(steps, keys):
+            cells_of = _select(cell_rows, block) if "cer" in kinds else cell_rows.iloc[0:0]
+            jobs += block_jobs(rows, cells_of, block, writer, colours, kinds, highlight, references)
+    if "layer_density" in kinds:
+        layers = layer_densities(steps[steps["prunes"]])
+        if not layers.empty:
+            for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
+                group = _with_pruners(group, keys, rows["pruner"])
+                jobs.append(writer.job("layer_density", block_label(group), f"layers_{block_slug(group)}",
+                                       layer_figure, rows, group))
+    if "gap_vs_T" in kinds:
+        for group, rows in _groups(cell_rows, [k for k in keys if k != "megabatches"]):
+            if rows["megabatches"].nunique() > 1:
+                jobs.append(writer.job("gap_vs_T", block_label(group), f"gap_vs_T_{block_slug(group)}",
+                                       gap_vs_T_figure, rows, group, colours))
+    if "accuracy_vs_density" in kinds:
+        for group, rows in _groups(cell_rows, [k for k in keys if k != "tau"]):
+            if rows.loc[rows["prunes"], "tau"].nunique() > 1:
+                jobs.append(writer.job("accuracy_vs_density", block_label(group),
+                                       f"accuracy_vs_density_{block_slug(group)}", accuracy_density_figure, rows,
+                                       group, colours))
+    return jobs
 
 
 def make_plots(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[str], out: Path,
                formats: Sequence[str], deltas: pd.DataFrame | None = None,
-               highlight: Sequence[str] | None = None, references: Sequence[str] = ()) -> list[Plot]:
-    """Every figure, from step rows and cell rows already assigned to blocks (blocks.assign_blocks); deltas are
-    the report's delta table (computed here where not given); references the methods whose differences the
-    forest and paired figures show (paper.comparisons; default APP's)."""
-    deltas = delta_table(cell_rows, keys, references) if deltas is None else deltas
-    colours = palette(method_order(steps["method"]))
+               highlight: Sequence[str] | None = None, references: Sequence[str] = (),
+               kinds: frozenset[str] = frozenset(FIGURE_SETS["all"]), jobs: int = 1) -> list[Plot]:
+    """Every figure of kinds (plan_figures), drawn on `jobs` processes (figure_pool.render)."""
+    return render(plan_figures(steps, cell_rows, keys, out, formats, deltas, highlight, references, kinds), jobs)
+
+
+def regime_jobs(settings: Sequence[tuple[dict, pd.DataFrame]], keys: Sequence[str], out: Path,
+                formats: Sequence[str], versus_dense: bool = False) -> list[FigureJob]:
+    """regime.regime_figure for each setting regime.drawn_settings found, saved as regime_<setting> (or, of each
+    method against dense, regime-vs-dense_<setting>)."""
     writer = FigureWriter(out, formats)
-    plots: list[Plot] = []
-    with _style():
-        plots += plot_forests(deltas, keys, writer)
-        for block, rows in iter_blocks(steps, keys):
-            plots.append(plot_curve(rows, "test_accuracy", "test accuracy (%)", block, "accuracy", writer,
-                                    colours, bounds=(0.0, 100.0), highlight=highlight))
-            plots.append(plot_curve(rows, "gap", "generalisation gap\n(train - val accuracy, points)", block,
-                                    "gap", writer, colours, highlight=highlight))
-            plots.append(plot_density(rows, block, writer, colours, highlight))
-            plots.append(plot_cer(_select(cell_rows, block), block, writer, colours))
-            if paired_panels(rows, references):  # a comparison with a seed both methods ran
-                plots.append(plot_paired(rows, block, writer, references))
-        layers = layer_densities(steps[steps["prunes"]])
-        if not layers.empty:
-            for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
-                plots.append(plot_layer_heatmap(rows, _with_pruners(group, keys, rows["pruner"]), writer))
-        t_keys = [k for k in keys if k != "megabatches"]
-        for group, rows in (iter_blocks(cell_rows, t_keys) if t_keys else [({}, cell_rows)]):
-            if rows["megabatches"].nunique() > 1:
-                plots.append(plot_gap_vs_T(rows, group, writer, colours))
-        tau_keys = [k for k in keys if k != "tau"]
-        for group, rows in (iter_blocks(cell_rows, tau_keys) if tau_keys else [({}, cell_rows)]):
-            if rows.loc[rows["prunes"], "tau"].nunique() > 1:
-                plots.append(plot_accuracy_vs_density(rows, group, writer, colours))
-    return plots
+    kind, what = ("regime-vs-dense", "each method − dense") if versus_dense else ("regime", "regime map")
+    return [writer.job(kind, f"{what}: {block_label(setting) if setting else 'all cells'}",
+                       f"{kind}_{block_slug(setting) if setting else 'all'}", regime_figure, rows, setting, keys,
+                       WIDTH * 1.3, HEIGHT, versus_dense)
+            for setting, rows in settings]
 
 
 def plot_regimes(settings: Sequence[tuple[dict, pd.DataFrame]], keys: Sequence[str], out: Path,
                  formats: Sequence[str], versus_dense: bool = False) -> list[Plot]:
-    """regime.regime_figure for each setting regime.drawn_settings found, saved as regime_<setting> (or, of each
-    method against dense, regime-vs-dense_<setting>)."""
-    writer = FigureWriter(out, formats)
-    plots = []
-    kind, what = ("regime-vs-dense", "each method − dense") if versus_dense else ("regime", "regime map")
-    with _style():
-        for setting, rows in settings:
-            label = f"{what}: {block_label(setting) if setting else 'all cells'}"
-            fig = regime_figure(rows, setting, keys, WIDTH * 1.3, HEIGHT, versus_dense)
-            plots.append(Plot(kind, label, writer.save(fig, f"{kind}_{block_slug(setting) if setting else 'all'}")))
-    return plots
+    """regime_jobs, drawn here."""
+    return render(regime_jobs(settings, keys, out, formats, versus_dense))
 
 
 def _with_pruners(group: dict, keys: Sequence[str], pruners: pd.Series) -> dict:

@@ -26,9 +26,11 @@ from .blocks import (
     check_homogeneous,
     scope_in_method,
 )
+from .figure_pool import render as render_figures
+from .figure_sets import FIGURE_SETS
 from .load import CONFIG_KEYS, Warn, cells, printable_labels, warn_stderr
 from .paper import method_order
-from .plots import Plot, make_plots, plot_regimes
+from .plots import Plot, plan_figures, regime_jobs
 from .regime import VERSUS_DENSE, drawn_settings, regime_table, regime_trends, rung_label, varying_rung_keys
 from .render import (
     aligned,
@@ -40,6 +42,7 @@ from .render import (
     to_text,
     trends_display,
 )
+from .summary import grouped_warnings, summary_text
 from .tables import csv_frame, delta_table, summary_table
 
 FIGURES = "figures"
@@ -56,6 +59,9 @@ class Report:
     files: list[Path] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    blocks: int = 0
+    overview: str = ""  # the terminal's summary of many blocks (summary.summary_text)
+    grouped_warnings: list[str] = field(default_factory=list)  # this report's warnings, each once (with a count)
 
 
 def _check_plugin_code(cell_rows: pd.DataFrame, warn: Warn) -> None:
@@ -75,13 +81,15 @@ def _check_plugin_code(cell_rows: pd.DataFrame, warn: Warn) -> None:
 def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf"),
                  keys: Sequence[str] = BLOCK_KEYS, warn: Warn = warn_stderr, source: str | Path | None = None,
                  notes: Sequence[str] = (), highlight: Sequence[str] | None = None,
-                 references: Sequence[str] = ()) -> Report:
+                 references: Sequence[str] = (), figures: frozenset[str] = FIGURE_SETS["all"],
+                 jobs: int | None = 1) -> Report:
     """Write tables, figures and report.md for a loaded results frame (load.load_results) into out.
 
     notes are earlier warnings (e.g. files the loader skipped) to list in report.md next to the new ones;
     highlight the methods the curve figures draw in colour (plots.emphasis; None: the default rule); references
     the methods whose differences the delta tables, forest and paired figures show (default: APP's). The regime
-    map stays APP's.
+    map stays APP's. figures are the kinds drawn (figure_sets), on `jobs` processes (figure_pool.render; None:
+    every core).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +118,12 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
                                   if settings else regime.iloc[0:0], keys)
     regime_md = _regime_markdown(settings, keys)
 
-    report = Report(out=out, text=to_text(tables) + _regime_text(settings, keys))
+    own = warnings[len(notes):]
+    regime_line = (f"regime map{'s' if len(settings) > 1 else ''} of {len(settings)} setting"
+                   f"{'s' if len(settings) > 1 else ''}: {out}/tables.md, regime.csv\n") if settings else ""
+    report = Report(out=out, text=to_text(tables) + _regime_text(settings, keys), blocks=len(tables),
+                    overview=summary_text(tables, deltas, keys, own, str(out)) + regime_line,
+                    grouped_warnings=grouped_warnings(own, [t.label for t in tables]))
     outputs = [("tables.md", to_markdown(tables, level=2) + regime_md + "\n"), ("tables.tex", to_latex(tables) + "\n"),
                ("tables.csv", csv_frame(summary, deltas, keys).to_csv(index=False))]
     if settings:
@@ -121,10 +134,13 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         write_text(out / name, content, out)
         report.files.append(out / name)
 
-    report.plots = make_plots(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats, deltas,
-                              highlight, references)
-    report.plots += plot_regimes(settings, keys, out / FIGURES, formats)
-    report.plots += plot_regimes(versus_dense, keys, out / FIGURES, formats, versus_dense=True)
+    figure_jobs = plan_figures(assign_blocks(frame, keys), cell_rows, keys, out / FIGURES, formats, deltas,
+                               highlight, references, figures)
+    if "regime" in figures:
+        figure_jobs += regime_jobs(settings, keys, out / FIGURES, formats)
+    if "regime-vs-dense" in figures:
+        figure_jobs += regime_jobs(versus_dense, keys, out / FIGURES, formats, versus_dense=True)
+    report.plots = render_figures(figure_jobs, jobs)
     report.files += [p for plot in report.plots for p in plot.paths]
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,

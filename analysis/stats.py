@@ -11,6 +11,7 @@ The t quantile is scipy.stats.t.ppf.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +36,13 @@ def t_quantile(p: float, df: int) -> float:
     scipy.stats.t.ppf, with the arguments checked so that a bad call raises instead of returning nan."""
     if not 0 < p < 1 or df < 1 or int(df) != df:
         raise ValueError(f"t_quantile needs 0 < p < 1 and a positive integer df, got p={p}, df={df}")
+    return _t_ppf(float(p), int(df))
+
+
+@functools.lru_cache(maxsize=256)
+def _t_ppf(p: float, df: int) -> float:
+    """scipy's t.ppf, remembered: a sweep's report asks for the same few (p, df) thousands of times, and each
+    scipy call costs about a millisecond."""
     return float(scipy_stats.t.ppf(p, df))
 
 

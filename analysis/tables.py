@@ -56,13 +56,13 @@ DELTA_COLUMNS = ("method", "baseline", "metric", "delta", "ci_low", "ci_high", "
                  "n_baseline", "paper", "paper_source", "identical")
 
 
-def identical_results(per_seed: pd.DataFrame, a: str, b: str) -> bool:
-    """Whether two methods' cells are one computation: at every seed both ran, every metric of the tables is
-    equal to the last bit (app and osp at τ = 1, where APP's schedule is 0.8 at every megabatch: it prunes once
-    before megabatch 1, as OSP does). Their zero deltas then say nothing about the methods."""
-    if a not in per_seed.index or b not in per_seed.index:
+def identical_results(x: pd.DataFrame | None, y: pd.DataFrame | None) -> bool:
+    """Whether two methods' cells (their per-seed metrics, seed-indexed) are one computation: at every seed both
+    ran, every metric of the tables is equal to the last bit (app and osp at τ = 1, where APP's schedule is 0.8
+    at every megabatch: it prunes once before megabatch 1, as OSP does). Their zero deltas then say nothing about
+    the methods."""
+    if x is None or y is None:
         return False
-    x, y = per_seed.loc[a], per_seed.loc[b]
     common = x.index.intersection(y.index)
     return len(common) > 0 and bool((x.loc[common] == y.loc[common]).all().all())
 
@@ -82,12 +82,14 @@ def delta_table(cells: pd.DataFrame, keys: Sequence[str], references: Sequence[s
     rows = []
     for block, block_cells in iter_blocks(cells, keys):
         headline = headline_for(block_cells)
-        per_seed = block_cells.groupby(["method", "seed"])[list(DELTA_METRICS)].mean()
         every = block_cells.groupby(["method", "seed"])[[m.column for m in METRICS]].mean()
+        # each method's rows once: looking a method up in the MultiIndex per comparison and metric dominated
+        # the report of a sweep (a hundred blocks, thousands of lookups)
+        by_method = {method: rows.droplevel("method") for method, rows in every.groupby(level="method", sort=False)}
         for app, base in comparisons(block_cells["method"], references):
-            same = identical_results(every, app, base)
+            same = identical_results(by_method.get(app), by_method.get(base))
             for metric in DELTA_METRICS:
-                a, b = per_seed.loc[app, metric].dropna(), per_seed.loc[base, metric].dropna()
+                a, b = by_method[app][metric].dropna(), by_method[base][metric].dropna()
                 d = paired_differences(a, b)
                 interval = mean_interval(d)
                 rows.append({**block, "method": app, "baseline": base, "metric": metric,
@@ -118,7 +120,7 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     def safe(value: object) -> object:
         return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
-    text = [c for c in frame.columns if frame[c].dtype == object]
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype)]  # object or str
     return frame.assign(**{c: frame[c].map(safe) for c in text})
 
 

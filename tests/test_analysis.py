@@ -220,7 +220,7 @@ def test_corrupt_empty_partial_and_failed_files_are_skipped_with_one_warning_eac
 
 def test_report_writes_tables_plots_and_report_md(grid: Path, tmp_path: Path) -> None:
     out = tmp_path / "rep"
-    result = CliRunner().invoke(report, [str(grid), "--out", str(out), "--format", "png"])
+    result = CliRunner().invoke(report, [str(grid), "--out", str(out), "--format", "png", "--figures", "all"])
     assert result.exit_code == 0, result.output
     assert "85.00 ± 7.07" in result.stdout  # app's final accuracy in the terminal table
     assert "+17.97" in result.stdout
@@ -439,7 +439,8 @@ def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_fig
         write_result(tmp_path / "results", "dense", 0, [5, 4], 1.0, dataset=dataset, megabatches=2)
         write_result(tmp_path / "results", "app", 0, [3, 2], 1.0, 0.5, dataset=dataset, megabatches=2)
     out = tmp_path / "rep"
-    result = CliRunner().invoke(report, [str(tmp_path / "results"), "--out", str(out), "--format", "png"])
+    result = CliRunner().invoke(report, [str(tmp_path / "results"), "--out", str(out), "--format", "png",
+                                         "--figures", "all"])
     assert result.exit_code == 0, result.output
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
     # 5 per block (paired differences included), one heatmap and one forest plot each
@@ -537,7 +538,8 @@ def test_layer_heatmap_rows_are_weight_names_and_the_title_counts_seeds(tmp_path
 
 
 def test_layer_heatmap_file_names_its_pruners(grid: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "rep"), "--format", "png"])
+    result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "rep"), "--format", "png", "--figures",
+                                         "layers"])
     assert result.exit_code == 0, result.output
     layers = sorted(p.name for p in (tmp_path / "rep" / "figures").glob("layers_*.png"))
     assert layers == ["layers_cifar100_resnet50_T8_snip_tau4.5_app.png",

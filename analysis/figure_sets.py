@@ -1,0 +1,47 @@
+"""Which figures a report draws (`almabench report --figures`): named sets of figure kinds, and single kinds.
+
+A sweep of 20 settings has a hundred blocks, and every figure kind drawn per block is a hundred figures. By
+default the report draws what a reader of any block needs: the forest plot (every paired delta of every block
+with its 95 % interval, four blocks to a figure) and each block's accuracy and gap curves (the context, and the
+paper's subject), plus the cross-block figures (gap over T, accuracy against density, the regime maps). The
+paired differences per megabatch (where each delta of the forest comes from: a panel per comparison, as costly
+to draw as three curve figures), the CER points, the density schedules and the per-layer heatmaps (one per
+method) are drawn with `--figures all` or by naming them (`--figures default,paired`).
+"""
+
+from __future__ import annotations
+
+from almabench.errors import AlmabenchError
+
+# Every kind a report can draw, in the order make_plots draws them (Plot.kind).
+KINDS: tuple[str, ...] = ("forest", "accuracy", "gap", "density", "cer", "paired", "layer_density", "gap_vs_T",
+                          "accuracy_vs_density", "regime", "regime-vs-dense")
+FIGURE_SETS: dict[str, frozenset[str]] = {
+    "all": frozenset(KINDS),
+    "default": frozenset({"forest", "accuracy", "gap", "gap_vs_T", "accuracy_vs_density", "regime",
+                          "regime-vs-dense"}),
+    "none": frozenset(),
+}
+ALIASES = {"layers": "layer_density"}  # the heatmaps' files are layers_*
+# Seconds one figure of a kind took in PNG and PDF on a 2-core EPYC (a 14-method block): the pool hands out the
+# costly ones first (figure_pool.render).
+COSTS: dict[str, float] = {"forest": 2.2, "paired": 1.9, "regime": 1.2, "regime-vs-dense": 1.2, "gap_vs_T": 1.0,
+                           "accuracy_vs_density": 1.0, "density": 0.56, "layer_density": 0.51, "gap": 0.42,
+                           "cer": 0.42, "accuracy": 0.34}
+
+
+def figure_kinds(spec: str) -> frozenset[str]:
+    """The kinds a --figures value names: a comma list of set names (all, default, none) and kinds, united."""
+    kinds: set[str] = set()
+    for word in (w.strip() for w in spec.split(",")):
+        if not word:
+            continue
+        word = ALIASES.get(word, word)
+        if word in FIGURE_SETS:
+            kinds |= FIGURE_SETS[word]
+        elif word in KINDS:
+            kinds.add(word)
+        else:
+            raise AlmabenchError(f"unknown --figures {word!r}; choose sets ({', '.join(FIGURE_SETS)}) or kinds "
+                                 f"({', '.join(sorted({*KINDS, *ALIASES}))}), comma-separated")
+    return frozenset(kinds)
