@@ -28,6 +28,7 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from almabench.names import cut_bytes
 from almabench.results.store import write_atomic  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
@@ -81,10 +82,29 @@ class FigureWriter:
         """Write fig in every format under a unique name and close it."""
         return save_figure(fig, self.out, self.unique(name), self.formats)
 
-    def job(self, kind: str, title: str, name: str, draw: Callable[..., plt.Figure], *args: Any) -> FigureJob:
+    def job(self, kind: str, title: str, name: str, draw: Callable[..., plt.Figure], *args: Any,
+            folder: str = "") -> FigureJob:
         """A figure to draw later (FigureJob.render), its unique name taken now: names follow the order the
-        jobs are planned in, whichever process draws them and in whatever order."""
-        return FigureJob(kind, title, self.unique(name), draw, args, self.out, tuple(self.formats))
+        jobs are planned in, whichever process draws them and in whatever order. folder: the study's subfolder
+        (study_folder), "" for the figures folder itself."""
+        return FigureJob(kind, title, self.unique(name), draw, args, self.out / folder if folder else self.out,
+                         tuple(self.formats))
+
+
+def study_folder(rows: pd.DataFrame, several: bool) -> str:
+    """The subfolder of figures/ a figure of these rows goes into: the results folder (study) its cells' files
+    lie in, where the report spans several studies and these rows lie in one; "" otherwise (one study: no
+    subfolder; rows across studies: the figures folder itself)."""
+    if not several or "path" not in rows.columns:
+        return ""
+    studies = {Path(p).parent.name for p in rows["path"].dropna().unique()}
+    return cut_bytes(re.sub(r"[^\w.+-]+", "-", studies.pop()).strip("-.") or "study", 100) if len(studies) == 1 \
+        else ""
+
+
+def several_studies(rows: pd.DataFrame) -> bool:
+    """Whether the rows' files lie in more than one results folder (a report over docs/results)."""
+    return "path" in rows.columns and rows["path"].map(lambda p: str(Path(p).parent)).nunique() > 1
 
 
 def save_figure(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> tuple[Path, ...]:
@@ -509,9 +529,11 @@ def _dash(method: str) -> str | tuple:
 FOREST_GROUP = ("dataset", "arch", "megabatches", "stream_images")  # a forest figure's blocks share these
 
 
-def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter) -> list[FigureJob]:
+def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter,
+                cell_rows: pd.DataFrame | None = None) -> list[FigureJob]:
     """forest.forest_figure for each (dataset, arch, T) of the deltas, its blocks side by side (at most
-    MAX_COLUMNS to a figure), saved as forest_<group>[-k]."""
+    MAX_COLUMNS to a figure), saved as forest_<group>[-k]; into the study folder of its blocks' cells where
+    cell_rows (the report's, spanning several studies) are given."""
     deltas = deltas[deltas["delta"].notna()]
     if deltas.empty:
         return []
@@ -523,14 +545,17 @@ def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter)
         for start in range(0, len(blocks), MAX_COLUMNS):
             name = f"forest_{block_slug(group) if group else 'all'}"
             label = block_label(group) if group else "all cells"
-            jobs.append(writer.job("forest", label, name, forest_figure, rows, blocks[start:start + MAX_COLUMNS],
-                                   group, column_keys))
+            chunk = blocks[start:start + MAX_COLUMNS]
+            folder = "" if cell_rows is None else study_folder(
+                pd.concat([_select(cell_rows, b) for b in chunk]), several=True)
+            jobs.append(writer.job("forest", label, name, forest_figure, rows, chunk, group, column_keys,
+                                   folder=folder))
     return jobs
 
 
 def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
                kinds: frozenset[str], highlight: Sequence[str] | None,
-               references: Sequence[str]) -> list[FigureJob]:
+               references: Sequence[str], folder: str = "") -> list[FigureJob]:
     """One block's figures among kinds, in the report's order: accuracy, gap, density, CER, paired differences."""
     label, slug = block_label(block), block_slug(block)
     planned = {
@@ -547,7 +572,7 @@ def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, write
     for kind, plan in planned.items():
         drawn = plan() if kind in kinds else None
         if drawn is not None:
-            jobs.append(writer.job(kind, label, f"{kind}_{slug}", *drawn))
+            jobs.append(writer.job(kind, label, f"{kind}_{slug}", *drawn, folder=folder))
     return jobs
 
 
@@ -566,31 +591,33 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     deltas = delta_table(cell_rows, keys, references) if deltas is None and "forest" in kinds else deltas
     colours = palette(method_order(steps["method"]))
     writer = FigureWriter(out, formats)
+    several = several_studies(cell_rows)
     jobs: list[FigureJob] = []
     if "forest" in kinds and deltas is not None:
-        jobs += forest_jobs(deltas, keys, writer)
+        jobs += forest_jobs(deltas, keys, writer, cell_rows if several else None)
     if kinds & {"accuracy", "gap", "density", "cer", "paired"}:
         for block, rows in iter_blocks(steps, keys):
             cells_of = _select(cell_rows, block) if "cer" in kinds else cell_rows.iloc[0:0]
-            jobs += block_jobs(rows, cells_of, block, writer, colours, kinds, highlight, references)
+            jobs += block_jobs(rows, cells_of, block, writer, colours, kinds, highlight, references,
+                               study_folder(rows, several))
     if "layer_density" in kinds:
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
             for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
                 group = _with_pruners(group, keys, rows["pruner"])
                 jobs.append(writer.job("layer_density", block_label(group), f"layers_{block_slug(group)}",
-                                       layer_figure, rows, group))
+                                       layer_figure, rows, group, folder=study_folder(rows, several)))
     if "gap_vs_T" in kinds:
         for group, rows in _groups(cell_rows, [k for k in keys if k != "megabatches"]):
             if rows["megabatches"].nunique() > 1:
                 jobs.append(writer.job("gap_vs_T", block_label(group), f"gap_vs_T_{block_slug(group)}",
-                                       gap_vs_T_figure, rows, group, colours))
+                                       gap_vs_T_figure, rows, group, colours, folder=study_folder(rows, several)))
     if "accuracy_vs_density" in kinds:
         for group, rows in _groups(cell_rows, [k for k in keys if k != "tau"]):
             if rows.loc[rows["prunes"], "tau"].nunique() > 1:
                 jobs.append(writer.job("accuracy_vs_density", block_label(group),
                                        f"accuracy_vs_density_{block_slug(group)}", accuracy_density_figure, rows,
-                                       group, colours))
+                                       group, colours, folder=study_folder(rows, several)))
     return jobs
 
 

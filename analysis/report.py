@@ -26,6 +26,7 @@ from .blocks import (
     check_homogeneous,
     scope_in_method,
 )
+from .figure_index import figure_index
 from .figure_pool import render as render_figures
 from .figure_sets import FIGURE_SETS
 from .load import CONFIG_KEYS, Warn, cells, printable_labels, warn_stderr
@@ -142,6 +143,9 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         figure_jobs += regime_jobs(versus_dense, keys, out / FIGURES, formats, versus_dense=True)
     report.plots = render_figures(figure_jobs, jobs)
     report.files += [p for plot in report.plots for p in plot.paths]
+    if report.plots:
+        write_text(out / FIGURES / "README.md", figure_index(report.plots, out / FIGURES), out)
+        report.files.append(out / FIGURES / "README.md")
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,
                          source=source, warnings=warnings)

@@ -291,3 +291,36 @@ def test_figure_names_write_block_values_as_their_titles_do_never_nan_or_a_float
     names = [p.name for p in (tmp_path / "r").rglob("*.png")]
     assert any("stream_imagesall" in n for n in names) and any("stream_images10000" in n for n in names)
     assert [n for n in names if "nan" in n or re.search(r"\d\.0(?=[_.-])", n)] == []
+
+
+def test_a_report_over_two_studies_puts_each_study_s_figures_in_its_folder_with_an_index(tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from almabench.cli import main
+
+    for study, names in (("mid", ("aa809349810c69a0", "ef536895ee06b6b1")),  # app and dense, 10,000 images
+                         ("overfit", ("2a3945ae366cc54e", "9724e5960ce6b024"))):  # 5,000 images
+        (tmp_path / "R" / study).mkdir(parents=True)
+        source = DOCS / ("cifar10-t8-mid" if study == "mid" else "cifar10-t8-overfit")
+        for name in names:
+            shutil.copy(source / f"{name}.json", tmp_path / "R" / study)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "R"), "--figures", "accuracy,gap,forest",
+                                       "--format", "png", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = out / "figures"
+    pngs = sorted(p.relative_to(figures).as_posix() for p in figures.rglob("*.png"))
+    assert {p.split("/")[0] for p in pngs} == {"mid", "overfit"}  # no figure of one study outside its folder
+    assert sum(p.startswith("mid/") for p in pngs) == sum(p.startswith("overfit/") for p in pngs) == 3
+    index = (figures / "README.md").read_text()
+    listed = [line.split("](")[1].split(")")[0] for line in index.splitlines() if line.startswith("- [")]
+    assert sorted(listed) == pngs  # every figure once, by its path
+    assert "## mid" in index and "## overfit" in index
+    assert "- [gap_" in index and "generalisation gap (train − validation accuracy)" in index  # captions
+    single = CliRunner().invoke(main, ["report", str(tmp_path / "R" / "mid"), "--figures", "accuracy", "--format",
+                                       "png", "--out", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    assert [p.parent.name for p in (tmp_path / "one" / "figures").rglob("*.png")] == ["figures"]  # one study: flat
+    assert (tmp_path / "one" / "figures" / "README.md").is_file()

@@ -73,7 +73,8 @@ def test_figures_writes_exactly_the_kinds_it_names(tmp_path: Path, figures: str,
     out = tmp_path / "out"
     stdout, _ = invoke(str(tmp_path / "r"), "--out", str(out), "--format", "png,svg", "--figures", figures)
     written = sorted(p.name for p in (out / "figures").glob("*")) if (out / "figures").exists() else []
-    assert written == sorted(f"{stem}.{fmt}" for stem in expected for fmt in ("png", "svg"))
+    index = ["README.md"] if expected else []  # the figures' index (figure_index), where there is a figure
+    assert written == sorted([*index, *(f"{stem}.{fmt}" for stem in expected for fmt in ("png", "svg"))])
     assert f"{len(expected)} figures" in stdout
     report_md = (out / "report.md").read_text()
     assert all(f"figures/{stem}.png" in report_md for stem in expected)
