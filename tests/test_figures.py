@@ -324,3 +324,23 @@ def test_a_report_over_two_studies_puts_each_study_s_figures_in_its_folder_with_
     assert single.exit_code == 0, single.output
     assert [p.parent.name for p in (tmp_path / "one" / "figures").rglob("*.png")] == ["figures"]  # one study: flat
     assert (tmp_path / "one" / "figures" / "README.md").is_file()
+
+
+def test_the_gap_figure_is_a_panel_per_method_against_dense_on_one_scale_and_one_seed_drawn_weaker():
+    from almabench.analysis.plots import gap_figure, palette
+
+    frame = steps({"dense": [[2.0, 4.0], [4.0, 6.0]], "app": [[1.0, 2.0], [3.0, 2.0]], "osp": [[9.0, 9.0]]},
+                  column="gap")
+    fig = gap_figure(frame, {"dataset": "d"}, palette(["dense", "osp", "app"]))
+    axes = panels(fig)
+    assert sorted(axes) == ["app", "osp"]  # a panel per method but the reference
+    for ax in axes.values():
+        (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
+        assert list(reference.get_ydata()) == pytest.approx([3.0, 5.0])  # dense's mean over its two seeds
+    (app,) = [line for line in axes["app"].get_lines() if line.get_gid() == "mean"]
+    assert list(app.get_ydata()) == pytest.approx([2.0, 2.0])
+    assert axes["app"].get_ylim() == axes["osp"].get_ylim() and axes["osp"].get_ylim()[1] > 9  # one y-scale
+    (osp,) = [line for line in axes["osp"].get_lines() if line.get_gid() == "mean"]
+    assert osp.get_markerfacecolor() == "white" and [t.get_text() for t in axes["osp"].texts] == ["n = 1"]
+    assert app.get_markerfacecolor() != "white" and list(axes["app"].texts) == []
+    plt.close(fig)
