@@ -470,20 +470,30 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
 
 
 def gap_vs_T_figure(group_cells: pd.DataFrame, group: dict, colours: dict) -> plt.Figure:
-    """Final and mean generalisation gap as a function of the stream length T."""
+    """Final and mean generalisation gap at each stream length T: a point per method and T (mean over seeds, whisker
+    ± std), methods dodged side by side, no line between the Ts (two or three stream lengths are not a trend).
+    A point of one seed is hollow, without a whisker."""
     order = method_order(group_cells["method"])
+    ts = sorted(group_cells["megabatches"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.8, HEIGHT), sharey=True)
+    width = 0.7 / max(1, len(order))
     for ax, (col, name) in zip(axes, [("final_gap", "final gap"), ("mean_gap", "mean gap over steps")]):
-        sns.lineplot(data=group_cells, x="megabatches", y=col, hue="method", hue_order=order, palette=colours,
-                     style="method", style_order=order, markers={m: style(m).marker for m in order},
-                     dashes={m: _dash(m) for m in order}, errorbar="sd", err_style="bars", err_kws={"capsize": 2},
-                     markersize=4, linewidth=1.2, ax=ax, legend=ax is axes[-1])
-        ax.set_xlabel("megabatches T")
+        for k, method in enumerate(order):
+            stats = group_cells[group_cells["method"] == method].groupby("megabatches")[col].agg(["mean", "std",
+                                                                                                 "count"])
+            for t, row in stats.iterrows():
+                x = ts.index(t) + (k - (len(order) - 1) / 2) * width
+                one = row["count"] < 2
+                ax.errorbar([x], [row["mean"]], yerr=None if one else [[row["std"]], [row["std"]]],
+                            fmt=style(method).marker, color=colours[method], markersize=4, capsize=2, elinewidth=1,
+                            markerfacecolor="white" if one else colours[method], gid=f"{method} T={t}",
+                            label=method if t == stats.index[0] else None)
+        ax.set_xticks(range(len(ts)), [f"T = {t}" for t in ts])
+        ax.set_xlim(-0.6, len(ts) - 0.4)
         ax.set_ylabel("train - val accuracy (points)")
         ax.set_title(name)
-        ax.set_xticks(sorted(group_cells["megabatches"].unique()))
-    _legend_outside(axes[-1])
-    fig.suptitle(f"gap vs T: {block_label(group)}\n{_seed_note(group_cells, 'point: mean, whisker: {}')}",
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method")
+    fig.suptitle(f"gap vs T: {block_label(group)}\npoint: mean, whisker: ± std over the seeds; hollow: one seed",
                  fontsize=8)
     fig.tight_layout()
     return fig

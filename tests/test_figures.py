@@ -344,3 +344,22 @@ def test_the_gap_figure_is_a_panel_per_method_against_dense_on_one_scale_and_one
     assert osp.get_markerfacecolor() == "white" and [t.get_text() for t in axes["osp"].texts] == ["n = 1"]
     assert app.get_markerfacecolor() != "white" and list(axes["app"].texts) == []
     plt.close(fig)
+
+
+def test_gap_over_t_is_points_without_a_line_between_stream_lengths_and_one_seed_hollow():
+    from almabench.analysis.plots import gap_vs_T_figure, palette
+
+    cells = pd.DataFrame([{"method": m, "megabatches": t, "seed": s, "final_gap": g, "mean_gap": g / 2,
+                           "config_hash": f"{m}{t}{s}"}
+                          for m, t, s, g in (("dense", 8, 0, 2.0), ("dense", 8, 1, 4.0), ("dense", 32, 0, 6.0),
+                                             ("app", 8, 0, 1.0), ("app", 8, 1, 1.0), ("app", 32, 0, 5.0))])
+    fig = gap_vs_T_figure(cells, {"dataset": "d"}, palette(["dense", "app"]))
+    ax = fig.axes[0]
+    points = {c.lines[0].get_gid(): c for c in ax.containers}
+    assert sorted(points) == ["app T=32", "app T=8", "dense T=32", "dense T=8"]
+    assert points["dense T=8"].lines[0].get_ydata()[0] == pytest.approx(3.0)
+    assert points["dense T=8"].has_yerr and not points["dense T=32"].has_yerr  # one seed: no whisker
+    assert points["dense T=32"].lines[0].get_markerfacecolor() == "white"
+    assert all(len(line.get_xdata()) <= 1 for line in ax.get_lines())  # no line joins T = 8 and T = 32
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["T = 8", "T = 32"]
+    plt.close(fig)
