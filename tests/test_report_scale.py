@@ -192,3 +192,18 @@ def test_benchmark_synthesises_valid_files_named_by_their_hash(tmp_path: Path) -
                                     for d, p in zip(docs, files))
     assert sorted({(d["config"]["lr"], d["config"]["seed"]) for d in docs}) == [
         (lr, seed) for lr in (0.101, 0.102, 0.103) for seed in (0, 1000)]
+
+
+def test_a_refusal_in_a_worker_is_the_same_one_line(sweep: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A figures/ that links out of the report folder is refused by the worker that writes there: the refusal
+    comes back through the pool as the one line it is in the report's own process, and nothing is written."""
+    monkeypatch.setattr(figure_pool, "POOL_FROM", 2)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "figures").symlink_to(victim, target_is_directory=True)
+    result = CliRunner().invoke(report, [str(sweep), "--out", str(tmp_path / "out"), "--format", "png",
+                                         "--jobs", "2"])
+    assert result.exit_code == 1 and "leads outside" in result.output, result.output
+    assert "Traceback" not in result.output and list(victim.iterdir()) == []
