@@ -8,6 +8,7 @@ or decomposed) are told apart where they are listed side by side (labels_apart).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import unicodedata
 from collections import Counter
@@ -71,3 +72,14 @@ def columns(text: str) -> int:
 def pad(text: str, width: int) -> str:
     """text followed by the spaces that make it `width` columns wide (columns())."""
     return text + " " * max(0, width - columns(text))
+
+
+def cut_bytes(text: str, limit: int) -> str:
+    """text if its UTF-8 form fits in `limit` bytes, else its longest head that does (never half a character)
+    followed by '-' and six hex digits of its sha1, so that two long names cut alike still differ. A file name
+    holds 255 bytes, not characters: 100 CJK characters are 300 bytes."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    head = raw[:max(0, limit - 7)].decode(errors="ignore")
+    return f"{head}-{hashlib.sha1(raw).hexdigest()[:6]}"

@@ -1,6 +1,6 @@
 """One registry shape for methods, datasets, architectures, pruners and export formats: a dict filled by a
 decorator, and, for the kinds a user may bring (`entry_points`), by installed packages' entry points and
-`--plugin` files (almabench.plugins) the same way in every process.
+`--plugin` files (almabench.extend.plugins) the same way in every process.
 
 Each entry remembers where it came from (`origin`: None for almabench's own), so that `almabench list` can say
 it and a cell can record the plugin code it ran.
@@ -9,10 +9,12 @@ it and a cell can record the plugin code it ran.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
 
 from almabench.errors import AlmabenchError
 
@@ -36,6 +38,23 @@ class Origin:
 
 
 _LOADING: list[Origin] = []  # the plugin being imported (innermost last): its registrations get its origin
+IMPORTED: dict[tuple[str, str], Origin] = {}  # every plugin import this process began: (kind, where) -> origin
+
+
+def entry_points_of(group: str) -> Iterator[tuple[str, Origin, Callable[[], Any]]]:
+    """(name, origin, load) of every installed entry point of the group, in a fixed order. Here, beside the
+    registries they fill, so that discovery needs nothing above the foundation (no import circle)."""
+    for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
+        dist = ep.dist
+        origin = Origin("entry point", f"{ep.name} = {ep.value}", dist.name if dist else "?",
+                        dist.version if dist else "?", ep.module)
+        yield ep.name, origin, functools.partial(_recorded, origin, ep.load)
+
+
+def _recorded(origin: Origin, load: Callable[[], Any]) -> Any:
+    """load(), remembered as imported first: code that ran, even where its import then failed, is named."""
+    IMPORTED[(origin.kind, origin.where)] = origin
+    return load()
 
 
 @contextlib.contextmanager
@@ -56,7 +75,7 @@ def callable_entry(entry: object) -> str | None:
 class Registry(Generic[T]):
     """Named entries of one kind; unknown names are answered with the list of known ones.
 
-    entry_points: the importlib.metadata group whose entry points fill it on first use (almabench.plugins);
+    entry_points: the importlib.metadata group whose entry points fill it on first use (almabench.extend.plugins);
     check: says why an entry point's object is not a valid entry (None when it is).
     """
 
@@ -98,8 +117,6 @@ class Registry(Generic[T]):
         if self._discovered:
             return
         self._discovered = True
-        from almabench.plugins import entry_points_of
-
         for name, origin, load in entry_points_of(self.entry_points):
             if name in self._entries and name not in self._origins:  # almabench's own: it keeps the name
                 uninstall = f"pip uninstall {origin.package}" if origin.package else "uninstall it"

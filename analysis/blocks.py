@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from almabench.errors import AlmabenchError
-from almabench.names import labels_apart
+from almabench.names import cut_bytes, labels_apart
 
 from .load import CONFIG_KEYS, PRUNING_KEYS, Warn
 from .paper import comparisons, method_order
@@ -117,12 +117,19 @@ def datasets_apart(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(dataset=frame["dataset"].map(labels))
 
 
+def shown_value(key: str, value: Any) -> Any:
+    """A block key's value as labels and file names show it: unset stream_images (None, or NaN in a column beside
+    numbers) is "all" (the whole training set), a count is an integer (5000, not pandas' 5000.0)."""
+    if key in SHOWN_WHEN_SET:
+        return "all" if pd.isna(value) else int(value)
+    return value
+
+
 def block_label(block: dict[str, Any]) -> str:
     """Human-readable block name, e.g. 'cifar10 / resnet18 / T=8 / snip / tau=4.5'."""
     parts = []
     for key, value in block.items():
-        if key in SHOWN_WHEN_SET:  # unset (None, NaN in a column beside numbers) is the whole training set
-            value = "all" if pd.isna(value) else int(value)
+        value = shown_value(key, value)
         if key in PLAIN:
             parts.append(str(value))
         else:
@@ -130,18 +137,23 @@ def block_label(block: dict[str, Any]) -> str:
     return " / ".join(parts)
 
 
+MAX_SLUG_BYTES = 160  # a figure's file name adds its kind (accuracy_vs_density_), a -2 and .png: under 255 bytes
+
+
 def block_slug(block: dict[str, object]) -> str:
-    """File-name-safe block name, e.g. 'cifar10_resnet18_T8_snip_tau4.5' or '数据.npz_convnet_T8_snip_tau4.5'.
+    """File-name-safe block name, e.g. 'cifar10_resnet18_T8_snip_tau4.5' or '数据.npz_convnet_T8_snip_tau4.5', its
+    values written as the block's label writes them (shown_value: stream_imagesall, stream_images5000).
 
     Letters and digits of any script are kept (\\w is Unicode-aware), so user datasets named in Chinese and
     Japanese do not both become '.npz'. Where anything else is replaced (a '/' of a dataset path, a space),
-    two names could still meet, so the slug then ends in a short hash of the full name.
+    two names could still meet, so the slug then ends in a short hash of the full name. A slug longer than
+    MAX_SLUG_BYTES in UTF-8 is cut there (names.cut_bytes), as 100 CJK characters would not fit a file name.
     """
-    raw = "_".join(f"{SHORT.get(k, '' if k in PLAIN else k)}{v}" for k, v in block.items())
+    raw = "_".join(f"{SHORT.get(k, '' if k in PLAIN else k)}{shown_value(k, v)}" for k, v in block.items())
     slug = re.sub(r"[^\w.+-]+", "-", raw)
     if slug != raw:
         slug = f"{slug.strip('-')}-{hashlib.sha1(raw.encode()).hexdigest()[:6]}"
-    return slug.strip("-") or "all"
+    return cut_bytes(slug.strip("-"), MAX_SLUG_BYTES) or "all"
 
 
 def check_homogeneous(cells: pd.DataFrame, keys: Sequence[str], warn: Warn) -> None:

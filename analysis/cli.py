@@ -3,10 +3,13 @@ command, so registering it in the main CLI costs nothing for the other subcomman
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
+from almabench.names import one_line, quoted
 
 if TYPE_CHECKING:
     from .report import Report
@@ -70,9 +73,8 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     its subfolders). Several folders, or a folder of folders, make one report: where their blocks differ in
     stream size, epochs or T (rungs), it adds the regime map (APP's paired differences against dense's gap)."""
     from almabench.errors import AlmabenchError
-    from almabench.names import quoted
+    from almabench.results.store import StorageError
     from almabench.safe_paths import inside
-    from almabench.store import StorageError
 
     from .blocks import datasets_apart, parse_group_by, scope_in_method, with_varying_splits
     from .figure_sets import figure_kinds
@@ -84,8 +86,8 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         for folder in results_dirs:
             results_folder(folder)
         if plugins:
-            from almabench.plugins import load_plugins
-            from almabench.specs import plugin_path
+            from almabench.extend.plugins import load_plugins
+            from almabench.grid.specs import plugin_path
 
             load_plugins(tuple(plugin_path(p, Path.cwd()) for p in plugins))
     except AlmabenchError as err:  # the command runs on its own too (tests, almabench.analysis.report)
@@ -103,7 +105,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     notes: list[str] = []  # the loader's warnings, listed again in report.md
 
     def echo_warning(message: str) -> None:
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {one_line(message)}", err=True)  # a name with a newline must not forge a line
 
     def warn(message: str) -> None:
         notes.append(message)
@@ -115,7 +117,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     if frame.empty:
         raise click.ClickException(f"no finished results (*.json with status ok) found under "
                                    f"{', '.join(map(str, results_dirs))}")
-    found = sorted(frame["method"].unique())
+    found = sorted(map(quoted, frame["method"].unique()))
     frame = filter_results(frame, _split(methods), dataset, arch, megabatches)
     if frame.empty:
         raise click.ClickException(f"no results under {results_dir} match the filters "
@@ -142,6 +144,10 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
                               figures=kinds, jobs=jobs)
     except (StorageError, OSError) as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
         reason = err.reason if isinstance(err, StorageError) else (err.strerror or str(err)).lower()
+        if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # another folder would not help
+            raise click.ClickException(f"cannot write the report into {quoted(target)}/: a file name made from the "
+                                       f"results' names is too long for this file system: "
+                                       f"{quoted(Path(err.filename or '?').name)}") from None
         raise click.ClickException(f"cannot write the report into {quoted(target)}/: {reason}; pass --out FOLDER "
                                    f"to write it into another folder") from None
     except AlmabenchError as err:

@@ -15,10 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
 from almabench.errors import AlmabenchError
+from almabench.names import one_line, quoted
+from almabench.results.store import UnreadableFile, read_json
+from almabench.results.validate import SCHEMA_VERSION, validate_result
 from almabench.safe_paths import OutsideFolder, outside
-from almabench.store import SCHEMA_VERSION, UnreadableFile, read_json, validate_result
 
 Warn = Callable[[str], None]
 
@@ -34,7 +36,7 @@ CELL_RENAMES = {"seconds": "cell_seconds"}
 
 def warn_stderr(message: str) -> None:
     """Default warning sink: one line on stderr, so piped tables on stdout stay clean."""
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {one_line(message)}", file=sys.stderr)  # a name with a newline must not forge a line
 
 
 def _hashable(value: Any) -> Any:
@@ -46,7 +48,7 @@ def _hashable(value: Any) -> Any:
 
 def problem(result: Any) -> str | None:
     """Why `result` is not a usable finished result, or None if it is. The keys and types a result must have
-    are checked by almabench.store.validate_result, the same check `status` and `run` apply."""
+    are checked by almabench.results.validate.validate_result, the same check `status` and `run` apply."""
     if not isinstance(result, dict):
         return "not a JSON object"
     if "status" not in result or "config_hash" not in result:
@@ -123,9 +125,10 @@ def result_files(root: Path, warn: Warn = warn_stderr) -> list[Path]:
 
 
 def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[Path, dict[str, Any]]]:
-    """The valid results among paths, each cell once; every skipped file gets one warning line."""
-    seen: dict[str, Path] = {}
-    out = []
+    """The valid results among paths, each cell once; every skipped file gets one warning line. Where two files
+    hold one cell, the file named by its config hash is read and the other skipped: a copy under another name
+    (say 0000000000000000.json) must not hide the real file, wherever it sorts."""
+    valid = []
     for path in paths:
         try:
             result = read_json(path)  # the real path result_files checked, without following a link swapped in
@@ -142,12 +145,29 @@ def read_results(paths: Iterable[Path], warn: Warn = warn_stderr) -> list[tuple[
         if reason is not None:
             warn(f"skipped {path}: {reason}")
             continue
-        first = seen.setdefault(result["config_hash"], path)
+        valid.append((path, result))
+    kept: dict[str, Path] = {}
+    for path, result in sorted(valid, key=lambda item: item[0].stem != item[1]["config_hash"]):  # stable sort
+        kept.setdefault(result["config_hash"], path)
+    out = []
+    for path, result in valid:
+        first = kept[result["config_hash"]]
         if first != path:
             warn(f"skipped {path}: same cell (config {result['config_hash']}) as {first}")
             continue
         out.append((path, result))
     return out
+
+
+def printable_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """frame with every text value that does not print (a method named "app\\nwarning: FAKE", an escape
+    sequence, a file name with a newline) replaced by its quoted, escaped form (names.quoted): the report prints,
+    draws and names files after these values, and a newline there would forge a line of its own."""
+    def bad(column: pd.Series) -> bool:
+        return any(isinstance(v, str) and not v.isprintable() for v in column.to_numpy())
+
+    columns = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype) and bad(frame[c])]
+    return frame.assign(**{c: frame[c].map(lambda v: quoted(v) if isinstance(v, str) else v) for c in columns})
 
 
 def results_folder(root: str | Path) -> Path:

@@ -8,6 +8,7 @@ legend never hides a curve). One FigureWriter per report gives every figure its 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +29,8 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from almabench.store import write_atomic  # noqa: E402
+from almabench.names import cut_bytes
+from almabench.results.store import write_atomic  # noqa: E402
 
 from .blocks import block_label, block_slug, iter_blocks  # noqa: E402
 from .figure_pool import render  # noqa: E402
@@ -81,10 +83,29 @@ class FigureWriter:
         """Write fig in every format under a unique name and close it."""
         return save_figure(fig, self.out, self.unique(name), self.formats)
 
-    def job(self, kind: str, title: str, name: str, draw: Callable[..., plt.Figure], *args: Any) -> FigureJob:
+    def job(self, kind: str, title: str, name: str, draw: Callable[..., plt.Figure], *args: Any,
+            folder: str = "") -> FigureJob:
         """A figure to draw later (FigureJob.render), its unique name taken now: names follow the order the
-        jobs are planned in, whichever process draws them and in whatever order."""
-        return FigureJob(kind, title, self.unique(name), draw, args, self.out, tuple(self.formats))
+        jobs are planned in, whichever process draws them and in whatever order. folder: the study's subfolder
+        (study_folder), "" for the figures folder itself."""
+        return FigureJob(kind, title, self.unique(name), draw, args, self.out / folder if folder else self.out,
+                         tuple(self.formats))
+
+
+def study_folder(rows: pd.DataFrame, several: bool) -> str:
+    """The subfolder of figures/ a figure of these rows goes into: the results folder (study) its cells' files
+    lie in, where the report spans several studies and these rows lie in one; "" otherwise (one study: no
+    subfolder; rows across studies: the figures folder itself)."""
+    if not several or "path" not in rows.columns:
+        return ""
+    studies = {Path(p).parent.name for p in rows["path"].dropna().unique()}
+    return cut_bytes(re.sub(r"[^\w.+-]+", "-", studies.pop()).strip("-.") or "study", 100) if len(studies) == 1 \
+        else ""
+
+
+def several_studies(rows: pd.DataFrame) -> bool:
+    """Whether the rows' files lie in more than one results folder (a report over docs/results)."""
+    return "path" in rows.columns and rows["path"].map(lambda p: str(Path(p).parent)).nunique() > 1
 
 
 def save_figure(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> tuple[Path, ...]:
@@ -247,6 +268,51 @@ def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: 
     return fig
 
 
+GAP_COLUMNS = 5  # panels per row of the gap figure
+
+
+def gap_figure(rows: pd.DataFrame, block: dict, colours: dict, reference: str = "dense") -> plt.Figure:
+    """The generalisation gap after each megabatch as small multiples: a panel per method, dense drawn grey in
+    each as the reference, every panel on one y-scale. One axis of ten overlapping ± std bands could not be read;
+    here each method is seen against dense alone. A method of one seed has a thin line with hollow markers, no
+    band, and says n = 1."""
+    order = [m for m in method_order(rows["method"]) if m != reference] or [reference]
+    stats = rows.groupby(["method", "step"])["gap"].agg(["mean", "std"]).reset_index()
+    seeds = rows.groupby("method")["config_hash"].nunique()
+    ncols = min(GAP_COLUMNS, len(order))
+    nrows = math.ceil(len(order) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.75 * ncols + 0.4, 1.45 * nrows + 0.8), sharex=True,
+                             sharey=True, squeeze=False, layout="constrained")
+    base = stats[stats["method"] == reference]
+    for ax, method in zip(axes.flat, order):
+        if not base.empty and method != reference:
+            ax.fill_between(base["step"], base["mean"] - base["std"].fillna(0), base["mean"] + base["std"].fillna(0),
+                            color="0.88", linewidth=0, zorder=1)
+            ax.plot(base["step"], base["mean"], color="black", linewidth=0.9, zorder=2, gid="reference")
+        m = stats[stats["method"] == method]
+        kwargs = {**line_kwargs(method), "color": colours[method]}
+        if seeds.get(method, 0) < 2:
+            kwargs |= {"markerfacecolor": "white", "linewidth": 0.8}
+            ax.text(0.04, 0.93, "n = 1", transform=ax.transAxes, fontsize=6, va="top", color="0.3", gid="n = 1")
+        else:
+            ax.fill_between(m["step"], m["mean"] - m["std"], m["mean"] + m["std"], color=colours[method],
+                            alpha=0.25, linewidth=0, zorder=2)
+        ax.plot(m["step"], m["mean"], markersize=3, zorder=3, gid="mean", label=method, **{"linewidth": 1.3, **kwargs})
+        ax.set_title(method if len(method) <= 22 else method.replace(" (", "\n("), fontsize=7)
+        ax.tick_params(labelsize=6, pad=1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    for ax in axes.flat[len(order):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("gap (points)", fontsize=6)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("megabatch t", fontsize=6)
+    against = f"black, grey band: {reference}; " if not base.empty else ""
+    fig.suptitle(f"generalisation gap (train − validation accuracy): {block_label(block)}\n{against}colour: the "
+                 f"method; {_seed_note(rows, 'band: mean ± {}')}; one y-scale", fontsize=8)
+    return fig
+
+
 OFF_TARGET = 0.5  # a method whose final density is below this fraction of its target has its target marked
 
 
@@ -404,20 +470,30 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
 
 
 def gap_vs_T_figure(group_cells: pd.DataFrame, group: dict, colours: dict) -> plt.Figure:
-    """Final and mean generalisation gap as a function of the stream length T."""
+    """Final and mean generalisation gap at each stream length T: a point per method and T (mean over seeds, whisker
+    ± std), methods dodged side by side, no line between the Ts (two or three stream lengths are not a trend).
+    A point of one seed is hollow, without a whisker."""
     order = method_order(group_cells["method"])
+    ts = sorted(group_cells["megabatches"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.8, HEIGHT), sharey=True)
+    width = 0.7 / max(1, len(order))
     for ax, (col, name) in zip(axes, [("final_gap", "final gap"), ("mean_gap", "mean gap over steps")]):
-        sns.lineplot(data=group_cells, x="megabatches", y=col, hue="method", hue_order=order, palette=colours,
-                     style="method", style_order=order, markers={m: style(m).marker for m in order},
-                     dashes={m: _dash(m) for m in order}, errorbar="sd", err_style="bars", err_kws={"capsize": 2},
-                     markersize=4, linewidth=1.2, ax=ax, legend=ax is axes[-1])
-        ax.set_xlabel("megabatches T")
+        for k, method in enumerate(order):
+            stats = group_cells[group_cells["method"] == method].groupby("megabatches")[col].agg(["mean", "std",
+                                                                                                 "count"])
+            for t, row in stats.iterrows():
+                x = ts.index(t) + (k - (len(order) - 1) / 2) * width
+                one = row["count"] < 2
+                ax.errorbar([x], [row["mean"]], yerr=None if one else [[row["std"]], [row["std"]]],
+                            fmt=style(method).marker, color=colours[method], markersize=4, capsize=2, elinewidth=1,
+                            markerfacecolor="white" if one else colours[method], gid=f"{method} T={t}",
+                            label=method if t == stats.index[0] else None)
+        ax.set_xticks(range(len(ts)), [f"T = {t}" for t in ts])
+        ax.set_xlim(-0.6, len(ts) - 0.4)
         ax.set_ylabel("train - val accuracy (points)")
         ax.set_title(name)
-        ax.set_xticks(sorted(group_cells["megabatches"].unique()))
-    _legend_outside(axes[-1])
-    fig.suptitle(f"gap vs T: {block_label(group)}\n{_seed_note(group_cells, 'point: mean, whisker: {}')}",
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method")
+    fig.suptitle(f"gap vs T: {block_label(group)}\npoint: mean, whisker: ± std over the seeds; hollow: one seed",
                  fontsize=8)
     fig.tight_layout()
     return fig
@@ -509,9 +585,11 @@ def _dash(method: str) -> str | tuple:
 FOREST_GROUP = ("dataset", "arch", "megabatches", "stream_images")  # a forest figure's blocks share these
 
 
-def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter) -> list[FigureJob]:
+def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter,
+                cell_rows: pd.DataFrame | None = None) -> list[FigureJob]:
     """forest.forest_figure for each (dataset, arch, T) of the deltas, its blocks side by side (at most
-    MAX_COLUMNS to a figure), saved as forest_<group>[-k]."""
+    MAX_COLUMNS to a figure), saved as forest_<group>[-k]; into the study folder of its blocks' cells where
+    cell_rows (the report's, spanning several studies) are given."""
     deltas = deltas[deltas["delta"].notna()]
     if deltas.empty:
         return []
@@ -523,21 +601,23 @@ def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter)
         for start in range(0, len(blocks), MAX_COLUMNS):
             name = f"forest_{block_slug(group) if group else 'all'}"
             label = block_label(group) if group else "all cells"
-            jobs.append(writer.job("forest", label, name, forest_figure, rows, blocks[start:start + MAX_COLUMNS],
-                                   group, column_keys))
+            chunk = blocks[start:start + MAX_COLUMNS]
+            folder = "" if cell_rows is None else study_folder(
+                pd.concat([_select(cell_rows, b) for b in chunk]), several=True)
+            jobs.append(writer.job("forest", label, name, forest_figure, rows, chunk, group, column_keys,
+                                   folder=folder))
     return jobs
 
 
 def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
                kinds: frozenset[str], highlight: Sequence[str] | None,
-               references: Sequence[str]) -> list[FigureJob]:
+               references: Sequence[str], folder: str = "") -> list[FigureJob]:
     """One block's figures among kinds, in the report's order: accuracy, gap, density, CER, paired differences."""
     label, slug = block_label(block), block_slug(block)
     planned = {
         "accuracy": lambda: (curve_figure, rows, "test_accuracy", "test accuracy (%)", block, colours, (0.0, 100.0),
                              highlight),
-        "gap": lambda: (curve_figure, rows, "gap", "generalisation gap\n(train - val accuracy, points)", block,
-                        colours, None, highlight),
+        "gap": lambda: (gap_figure, rows, block, colours),
         "density": lambda: (density_figure, rows, block, colours, highlight),
         "cer": lambda: (cer_figure, block_cells, block, colours),
         # a paired figure needs a comparison with a seed both methods ran
@@ -547,7 +627,7 @@ def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, write
     for kind, plan in planned.items():
         drawn = plan() if kind in kinds else None
         if drawn is not None:
-            jobs.append(writer.job(kind, label, f"{kind}_{slug}", *drawn))
+            jobs.append(writer.job(kind, label, f"{kind}_{slug}", *drawn, folder=folder))
     return jobs
 
 
@@ -566,31 +646,33 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     deltas = delta_table(cell_rows, keys, references) if deltas is None and "forest" in kinds else deltas
     colours = palette(method_order(steps["method"]))
     writer = FigureWriter(out, formats)
+    several = several_studies(cell_rows)
     jobs: list[FigureJob] = []
     if "forest" in kinds and deltas is not None:
-        jobs += forest_jobs(deltas, keys, writer)
+        jobs += forest_jobs(deltas, keys, writer, cell_rows if several else None)
     if kinds & {"accuracy", "gap", "density", "cer", "paired"}:
         for block, rows in iter_blocks(steps, keys):
             cells_of = _select(cell_rows, block) if "cer" in kinds else cell_rows.iloc[0:0]
-            jobs += block_jobs(rows, cells_of, block, writer, colours, kinds, highlight, references)
+            jobs += block_jobs(rows, cells_of, block, writer, colours, kinds, highlight, references,
+                               study_folder(rows, several))
     if "layer_density" in kinds:
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
             for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
                 group = _with_pruners(group, keys, rows["pruner"])
                 jobs.append(writer.job("layer_density", block_label(group), f"layers_{block_slug(group)}",
-                                       layer_figure, rows, group))
+                                       layer_figure, rows, group, folder=study_folder(rows, several)))
     if "gap_vs_T" in kinds:
         for group, rows in _groups(cell_rows, [k for k in keys if k != "megabatches"]):
             if rows["megabatches"].nunique() > 1:
                 jobs.append(writer.job("gap_vs_T", block_label(group), f"gap_vs_T_{block_slug(group)}",
-                                       gap_vs_T_figure, rows, group, colours))
+                                       gap_vs_T_figure, rows, group, colours, folder=study_folder(rows, several)))
     if "accuracy_vs_density" in kinds:
         for group, rows in _groups(cell_rows, [k for k in keys if k != "tau"]):
             if rows.loc[rows["prunes"], "tau"].nunique() > 1:
                 jobs.append(writer.job("accuracy_vs_density", block_label(group),
                                        f"accuracy_vs_density_{block_slug(group)}", accuracy_density_figure, rows,
-                                       group, colours))
+                                       group, colours, folder=study_folder(rows, several)))
     return jobs
 
 

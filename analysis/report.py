@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 import almabench
-from almabench.store import write_atomic
+from almabench.results.store import write_atomic
 
 from .blocks import (
     BLOCK_KEYS,
@@ -26,9 +26,10 @@ from .blocks import (
     check_homogeneous,
     scope_in_method,
 )
+from .figure_index import figure_index
 from .figure_pool import render as render_figures
 from .figure_sets import FIGURE_SETS
-from .load import CONFIG_KEYS, Warn, cells, warn_stderr
+from .load import CONFIG_KEYS, Warn, cells, printable_labels, warn_stderr
 from .paper import method_order
 from .plots import Plot, plan_figures, regime_jobs
 from .regime import VERSUS_DENSE, drawn_settings, regime_table, regime_trends, rung_label, varying_rung_keys
@@ -67,7 +68,7 @@ class Report:
 def _check_plugin_code(cell_rows: pd.DataFrame, warn: Warn) -> None:
     """One warning per cell made by other plugin code than the code registered in this process under the same
     name (an installed package, or a --plugin file imported here): its numbers are not the installed code's."""
-    from almabench.stale import installed_code_changes
+    from almabench.extend.stale import installed_code_changes
 
     if "env_plugins" not in cell_rows.columns:
         return
@@ -100,7 +101,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         warn(message)
 
     keys = list(keys)
-    frame = scope_in_method(frame)
+    frame = scope_in_method(printable_labels(frame))
     cell_rows = assign_blocks(cells(frame), keys)
     check_homogeneous(cell_rows, keys, record)
     check_environment(cell_rows, keys, record)
@@ -142,6 +143,9 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         figure_jobs += regime_jobs(versus_dense, keys, out / FIGURES, formats, versus_dense=True)
     report.plots = render_figures(figure_jobs, jobs)
     report.files += [p for plot in report.plots for p in plot.paths]
+    if report.plots:
+        write_text(out / FIGURES / "README.md", figure_index(report.plots, out / FIGURES), out)
+        report.files.append(out / FIGURES / "README.md")
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,
                          source=source, warnings=warnings)

@@ -38,7 +38,7 @@ STYLES: dict[str, MethodStyle] = {
     "scratch": MethodStyle(_CB[3], "<", DASHED),
     "shrink-perturb": MethodStyle(_DARK[6], ">", DASHED),
 }
-# A method from a plugin (almabench.plugins) draws one of each from these by a hash of its name: none is a
+# A method from a plugin (almabench.extend.plugins) draws one of each from these by a hash of its name: none is a
 # built-in's marker or dashes, and the colours are dark shades no built-in wears (red, ochre, teal, violet), each at
 # a contrast of 3:1 or more against white.
 PLUGIN_COLOURS = (_DARK[3], _DARK[8], _DARK[9], _DARK[4])

@@ -107,7 +107,21 @@ def csv_frame(summary: pd.DataFrame, deltas: pd.DataFrame, keys: Sequence[str]) 
     d = deltas.rename(columns={"delta": "mean"}).assign(kind="delta", std=float("nan"))
     columns = ["kind", *keys, "method", "baseline", "metric", "mean", "std", "n", "n_baseline", "n_pairs",
                "ci_low", "ci_high", "interval", "paper", "paper_source", "identical"]
-    return pd.concat([s, d], ignore_index=True).reindex(columns=columns)
+    return spreadsheet_safe(pd.concat([s, d], ignore_index=True).reindex(columns=columns))
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula (OWASP)
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """frame with every text cell that a spreadsheet would run as a formula (a method named =HYPERLINK(...))
+    prefixed with a quote, as OWASP advises for CSV: the name reads as written and nothing is evaluated.
+    Numbers are left alone (a negative delta is a number, not text)."""
+    def safe(value: object) -> object:
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype)]  # object or str
+    return frame.assign(**{c: frame[c].map(safe) for c in text})
 
 
 def _ordered(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

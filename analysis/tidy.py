@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
 
 from .blocks import BLOCK_KEYS, block_label, scope_in_method, with_varying_splits
 from .load import Warn, read_results, result_files, results_folder, settings_label, warn_stderr

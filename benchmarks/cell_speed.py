@@ -11,8 +11,8 @@ pruning, training, validation, gap, test and checkpoints.
 
 Before the cells, evaluation throughput is measured on the test images for every batch size and with and
 without batch norm folded, first with glibc's default allocator and then with freed memory reused
-(almabench.allocator): the fastest of them is the machine's best, and almabench's own choice
-(almabench.inference) is reported as a fraction of it. The allocator then stays tuned for both cells, so the
+(almabench.cell.allocator): the fastest of them is the machine's best, and almabench's own choice
+(almabench.cell.inference) is reported as a fraction of it. The allocator then stays tuned for both cells, so the
 released-style side gets its benefit too. Achieved training TFLOP/s of both sides is set against a large fp32
 matmul on the same cores.
 """
@@ -33,14 +33,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.utils.prune as prune
 
-from almabench.allocator import reuse_freed_memory
-from almabench.config import RunConfig, RunOptions, default_milestones
+from almabench.cell.allocator import reuse_freed_memory
+from almabench.cell.config import RunConfig, RunOptions, default_milestones
+from almabench.cell.inference import FOLD_FROM_IMAGES, eval_batch_size, inference_model, largest_activation_bytes
+from almabench.cell.models import build_model, init_seed
+from almabench.cell.run import run_cell
+from almabench.cell.sparsity import app_density, prunable_parameters, top_k_masks
+from almabench.cell.train import DeviceData, count_correct, synchronize
 from almabench.data import load_dataset
-from almabench.inference import FOLD_FROM_IMAGES, eval_batch_size, inference_model, largest_activation_bytes
-from almabench.models import build_model, init_seed
-from almabench.run import run_cell
-from almabench.sparsity import app_density, prunable_parameters, top_k_masks
-from almabench.train import DeviceData, count_correct, synchronize
 
 PARTS = ("startup", "pruning", "training", "validation", "gap", "test", "checkpoint")
 BATCH, LR, MOMENTUM, WEIGHT_DECAY, TAU, SAMPLE_FRACTION, WORKERS = 64, 0.1, 0.9, 1e-4, 4.5, 0.2, 2

@@ -37,7 +37,7 @@ timeout "$left" almabench run --spec benchmarks/study-cifar10.toml --arch resnet
 python3 - "$study" "$art/partial.json" <<'EOF'
 import json, sys
 from pathlib import Path
-from almabench.store import load_checkpoint
+from almabench.results.store import load_checkpoint
 cells = [{"key": json.loads(s["key"]), "seconds": s["seconds"], "steps": json.loads(s["steps"])}
          for s in map(load_checkpoint, sorted(Path(sys.argv[1], ".checkpoints").glob("*.pt")))]
 Path(sys.argv[2]).write_text(json.dumps(cells, indent=1))

@@ -13,7 +13,7 @@ costs its tests, not an interpreter start. No bytecode is written for mutants.
 
     python benchmarks/mutate.py --sample 60 --seed 0 --budget 1440   # ≤ 60 per module (488 of 829 on 2026-12-02)
     python benchmarks/mutate.py                                      # all of them (--list counts them)
-    python benchmarks/mutate.py --files almabench/stream.py --list   # the mutants, without running them
+    python benchmarks/mutate.py --files almabench/cell/stream.py --list   # the mutants, without running them
 
 It exits 1 when a mutant survives (0 when every one is killed or listed in EQUIVALENT).
 """
@@ -38,8 +38,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The one place that says what is mutated and which tests must catch it: module -> pytest arguments (fast
 # first; -x stops at the first failure). When a module moves or splits, change it here.
+# The tests of reading, writing and validating a result file: store.py and validate.py (split from it) share them.
+RESULT_FILE_TESTS = (
+    "tests/test_store.py",
+    *(f"tests/test_untrusted_results.py::{t}" for t in (
+        "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
+        "rejected", "test_numbers_out_of_range_and_odd_shapes_are_rejected",
+        "test_read_json_refuses_what_the_parser_would_choke_on", "test_edges_of_the_ranges_are_kept",
+        "test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept")),
+    *(f"tests/test_robustness.py::{t}" for t in (
+        "test_validate_result_names_the_field_and_what_it_should_be",
+        "test_validate_result_checks_config_steps_and_missing_keys",
+        "test_a_refused_write_inside_torch_save_is_a_storage_error_and_leaves_the_old_file",
+        "test_storage_messages_name_the_folder_the_file_and_what_to_do",
+        "test_result_and_checkpoint_files_honour_the_umask")),
+)
+
 TARGETS: dict[str, tuple[str, ...]] = {
-    "almabench/sparsity.py": (
+    "almabench/cell/sparsity.py": (
         "tests/test_sparsity.py", "tests/test_wiring.py",
         "tests/test_baselines.py::test_erk_layer_densities_match_the_formula_on_a_hand_made_network",
         *(f"tests/test_scope.py::{t}" for t in (
@@ -56,8 +72,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_guards.py::test_osp_prunes_once_at_megabatch_1_to_its_final_density_on_a_sample_of_m1",
         "tests/test_config.py", "tests/test_wiring.py",
     ),
-    "almabench/device.py": ("tests/test_run.py::test_devices_resolve_to_what_is_there",),
-    "almabench/stream.py": (
+    "almabench/cell/device.py": ("tests/test_run.py::test_devices_resolve_to_what_is_there",),
+    "almabench/cell/stream.py": (
         "tests/test_stream.py",
         *(f"tests/test_stream_size.py::{t}" for t in (
             "test_balanced_order_takes_the_rth_image_of_every_class_before_any_r_plus_first",
@@ -65,7 +81,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
             "test_every_seed_cuts_the_same_pool_and_only_the_pool_into_megabatches")),
         "tests/test_run.py::test_cer_and_gap_through_the_harness_with_a_known_model", "tests/test_wiring.py",
     ),
-    "almabench/run.py": (
+    "almabench/cell/run.py": (
         *(f"tests/test_run.py::{t}" for t in (
             "test_cer_and_gap_arithmetic_on_a_hand_made_case", "test_seconds_by_part_sums_the_step_records_and_takes_"
             "training_without_validation", "test_devices_resolve_to_what_is_there",
@@ -73,7 +89,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
             "test_a_run_reports_each_record_once_and_its_times_add_up")),
         "tests/test_wiring.py", "tests/test_protocol.py::test_which_accuracies_make_the_gap_on_a_hand_made_case",
     ),
-    "almabench/train.py": (
+    "almabench/cell/train.py": (
         "tests/test_train.py", "tests/test_sparsity.py::test_masked_weights_stay_zero_through_training",
         "tests/test_wiring.py", "tests/test_baselines.py::test_gmp_keeps_no_checkpoint_from_before_its_last_update",
         "tests/test_protocol.py::test_a_carried_optimiser_keeps_its_momentum_and_restarts_its_learning_rate",
@@ -89,20 +105,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_figures.py::test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale",
         "tests/test_figures.py::test_a_block_whose_methods_share_no_seed_has_no_paired_panel_and_no_paired_figure"),
     "analysis/regime.py": ("tests/test_regime.py", "-k", "not several_folders and not one_rung and not missing_folder"),
-    "almabench/store.py": (
-        "tests/test_store.py",
-        *(f"tests/test_untrusted_results.py::{t}" for t in (
-            "test_every_key_a_reader_uses_is_required_one_at_a_time", "test_a_config_a_run_config_would_not_hold_is_"
-            "rejected", "test_numbers_out_of_range_and_odd_shapes_are_rejected",
-            "test_read_json_refuses_what_the_parser_would_choke_on", "test_edges_of_the_ranges_are_kept",
-            "test_integers_beyond_64_bits_are_refused_and_the_largest_is_kept")),
-        *(f"tests/test_robustness.py::{t}" for t in (
-            "test_validate_result_names_the_field_and_what_it_should_be",
-            "test_validate_result_checks_config_steps_and_missing_keys",
-            "test_a_refused_write_inside_torch_save_is_a_storage_error_and_leaves_the_old_file",
-            "test_storage_messages_name_the_folder_the_file_and_what_to_do",
-            "test_result_and_checkpoint_files_honour_the_umask")),
-    ),
+    "almabench/results/store.py": RESULT_FILE_TESTS,
+    "almabench/results/validate.py": RESULT_FILE_TESTS,  # store.py's validation, split out (issue 39)
 }
 
 # Survivors examined and found unable to change what a run computes or records: (module, mutated line) -> why.
@@ -159,66 +163,67 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "delta_table always returns its columns, so deltas without rows merge into the same empty table",
     ("analysis/paired.py", "ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))  # megabatches are whole"):
         _LAYOUT,
-    ("almabench/sparsity.py", "over = [name for name in sparse if eps * ratio[name] >= 1.0]"):
+    ("almabench/cell/sparsity.py", "over = [name for name in sparse if eps * ratio[name] >= 1.0]"):
         "a layer at exactly d_l = 1 is dense either way; solving ε over the others then gives the same ε",
-    ("almabench/sparsity.py", "chosen[torch.topk(joined, keep, sorted=True).indices] = True"): _AS_A_SET,
-    ("almabench/sparsity.py", "kept[torch.topk(drop, active - n, sorted=True).indices] = True"): _AS_A_SET,
-    **{("almabench/sparsity.py", f"def {name}_scores(model, params, images, labels, generator, batch_size: int = 257) "
-        "-> dict[str, Tensor]:"): _BATCH_DEFAULT for name in ("magnitude", "snip", "grasp", "synflow")},
-    ("almabench/sparsity.py", "full.add(min(over, key=ratio.__getitem__))"):
+    ("almabench/cell/sparsity.py", "chosen[torch.topk(joined, keep, sorted=True).indices] = True"): _AS_A_SET,
+    ("almabench/cell/sparsity.py", "kept[torch.topk(drop, active - n, sorted=True).indices] = True"): _AS_A_SET,
+    **{("almabench/cell/sparsity.py", f"def {name}_scores(model, params, images, labels, generator, "
+        "batch_size: int = 257) -> dict[str, Tensor]:"): _BATCH_DEFAULT for name in ("magnitude", "snip", "grasp",
+                                                                                      "synflow")},
+    ("almabench/cell/sparsity.py", "full.add(min(over, key=ratio.__getitem__))"):
         "order-free: densifying any layer that is over raises ε, so every layer over once stays over and all end "
         "dense; the same dense set gives the same ε (RigL takes the largest ratio first, to the same end)",
-    ("almabench/sparsity.py", "kept[torch.topk(grow, n, sorted=True).indices] = True"): _AS_A_SET,
-    **{("almabench/sparsity.py", line): _BATCH_DEFAULT for line in (
+    ("almabench/cell/sparsity.py", "kept[torch.topk(grow, n, sorted=True).indices] = True"): _AS_A_SET,
+    **{("almabench/cell/sparsity.py", line): _BATCH_DEFAULT for line in (
         "def random_scores(model, params, images, labels, generator, batch_size: int = 257) -> dict[str, Tensor]:",
         "batch_size: int = 257) -> dict[str, Tensor]:")},  # random ignores it; loss_gradients' callers pass it
-    ("almabench/stream.py", "@dataclass(frozen=False)"): "no code assigns to a Megabatch's fields or hashes one",
-    ("almabench/stream.py", "return shuffled[torch.argsort(rank * num_classes + klass, stable=False)]"):
+    ("almabench/cell/stream.py", "@dataclass(frozen=False)"): "no code assigns to a Megabatch's fields or hashes one",
+    ("almabench/cell/stream.py", "return shuffled[torch.argsort(rank * num_classes + klass, stable=False)]"):
         "the keys rank·K + class are distinct, so a stable and an unstable sort give one order",
-    ("almabench/run.py", "model(torch.zeros(2, channels, *size, device=device))"):
+    ("almabench/cell/run.py", "model(torch.zeros(2, channels, *size, device=device))"):
         "the hooks count out[0], one image's output, whatever the batch",
-    ("almabench/run.py", "model = build_model(config.arch, dataset.num_classes, dataset.channels, "
+    ("almabench/cell/run.py", "model = build_model(config.arch, dataset.num_classes, dataset.channels, "
                          "dataset.image_size[1]).to(device)"):
         "builders take one side; every dataset shipped or tested is square (for non-square user data, which side "
         "a builder gets is a convention no document states)",
-    **{("almabench/run.py", line): _DIGITS for line in (
+    **{("almabench/cell/run.py", line): _DIGITS for line in (
         '"seconds": round(earlier_seconds + time.perf_counter() - wall, 4),',
         "return {k: round(v, 4) for k, v in parts.items()}", '"prune_seconds": round(prune_seconds, 5),',
         '"train_seconds": round(stats.seconds, 5),', '"validation_seconds": round(stats.validation_seconds, 5),',
         '"test_seconds": round(t1 - t0, 5),', '"gap_seconds": round(t2 - t1, 5),',
         '"seconds": round(seconds + t2 - t0, 5),')},
-    ("almabench/train.py", "return round(self.images / training, 2) if training > 0 else None"): _DIGITS,
-    ("almabench/train.py", "@dataclass(frozen=False)"):
+    ("almabench/cell/train.py", "return round(self.images / training, 2) if training > 0 else None"): _DIGITS,
+    ("almabench/cell/train.py", "@dataclass(frozen=False)"):
         "no code assigns to a field of a TrainStats or an SGDStep, or hashes one",
-    ("almabench/train.py", "running = None if correct is None else 100.0 * int(correct) / max(2, epoch_images)"):
+    ("almabench/cell/train.py", "running = None if correct is None else 100.0 * int(correct) / max(2, epoch_images)"):
         "an epoch trains 0 images (then correct is 0: the ratio is 0 either way) or at least 2, never 1",
     ("analysis/stats.py", "@dataclass(frozen=False)"): "no code assigns to an Interval's fields or hashes one",
-    ("almabench/store.py", "@dataclass(frozen=False)"): "no code assigns to a CellFile's fields or hashes one",
-    ("almabench/store.py", 'state = torch.load(path, map_location="cpu", weights_only=True, mmap=False)'):
+    ("almabench/results/store.py", "@dataclass(frozen=False)"): "no code assigns to a CellFile's fields or hashes one",
+    ("almabench/results/store.py", 'state = torch.load(path, map_location="cpu", weights_only=True, mmap=False)'):
         "mmap decides only when the weights are read from disk (peek reads the step and key), not what they are",
-    ("almabench/train.py", "channels_last: bool = True"):
+    ("almabench/cell/train.py", "channels_last: bool = True"):
         "DeviceData's default: the harness always passes it (from_dataset); the layout changes no value",
-    ("almabench/train.py", "@dataclass(eq=True)"): "no code compares or hashes two CellStates",
-    ("almabench/train.py", "crop_padding: int = 1"): "CellState's default: run_cell always passes the config's",
-    ("almabench/train.py", "track_accuracy: bool = True,"): "train_step always passes track_accuracy",
-    ("almabench/train.py", "optimiser.zero_grad(set_to_none=False)"):
+    ("almabench/cell/train.py", "@dataclass(eq=True)"): "no code compares or hashes two CellStates",
+    ("almabench/cell/train.py", "crop_padding: int = 1"): "CellState's default: run_cell always passes the config's",
+    ("almabench/cell/train.py", "track_accuracy: bool = True,"): "train_step always passes track_accuracy",
+    ("almabench/cell/train.py", "optimiser.zero_grad(set_to_none=False)"):
         "zeroed or unset, a gradient is replaced by the next backward; they differ only for a parameter that "
         "gets no gradient (SGD then applies weight decay to it), and every parameter of every model gets one",
-    ("almabench/train.py", "loss_sum -= loss.detach()"):
+    ("almabench/cell/train.py", "loss_sum -= loss.detach()"):
         "the summed loss is only tested for finiteness, which its sign does not change",
-    ("almabench/train.py", "@dataclass(frozen=False, eq=False)"):
+    ("almabench/cell/train.py", "@dataclass(frozen=False, eq=False)"):
         "DeviceData: no code assigns to a field of one (CellState, the other eq=False dataclass, is not frozen)",
-    ("almabench/train.py", "@dataclass(frozen=True, eq=True)"): "no code compares or hashes two DeviceData",
-    ("almabench/train.py", "return torch.autocast(device_type, dtype=self.autocast_dtype and torch.bfloat16,"):
+    ("almabench/cell/train.py", "@dataclass(frozen=True, eq=True)"): "no code compares or hashes two DeviceData",
+    ("almabench/cell/train.py", "return torch.autocast(device_type, dtype=self.autocast_dtype and torch.bfloat16,"):
         "None (autocast disabled: dtype unused) and bf16 (bf16 and bf16) give the same autocast",
-    ("almabench/train.py", "def count_correct(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, "
+    ("almabench/cell/train.py", "def count_correct(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, "
                            "batch_size: int = 1025) -> int:"): _EVAL_BATCH,
-    ("almabench/train.py", "def accuracy(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, "
+    ("almabench/cell/train.py", "def accuracy(model: nn.Module, data: DeviceData, x: Tensor, y: Tensor, "
                            "batch_size: int = 1025) -> float:"): _EVAL_BATCH,
-    ("almabench/train.py", "eval_batch_size: int = 1025"): _EVAL_BATCH,
-    ("almabench/train.py", "step: int = 1  # the megabatch being trained or last finished, 1-based"):
+    ("almabench/cell/train.py", "eval_batch_size: int = 1025"): _EVAL_BATCH,
+    ("almabench/cell/train.py", "step: int = 1  # the megabatch being trained or last finished, 1-based"):
         "run_cell sets cell.step before every megabatch and a resume restores it: the default is never read",
-    ("almabench/train.py", "best = (-2.0, 0, None, copy.deepcopy(model.state_dict()), _mask_copy(masks) if hook "
+    ("almabench/cell/train.py", "best = (-2.0, 0, None, copy.deepcopy(model.state_dict()), _mask_copy(masks) if hook "
                            "else None)"): "any accuracy (≥ 0) beats -1 and -2 alike",
     ("methods/osp.py", "ctx.prune(ctx.scores(sample), self.target_density(2, ctx.config), within_current=False)"):
         "OSP's target density is 0.8^τ at every step: the step it is asked for changes nothing",

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from almabench.store import TIMING_STEP_KEYS
+from almabench.results.store import TIMING_STEP_KEYS
 
 
 def step_records(path: Path) -> list[dict]:

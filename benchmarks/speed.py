@@ -37,10 +37,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from almabench.cell.models import build_model
+from almabench.cell.sparsity import PRUNERS, Masks, prunable_parameters, top_k_masks
+from almabench.cell.train import DeviceData, synchronize, train_batches
 from almabench.data.cifar import _cifar_layouts, read_cifar
-from almabench.models import build_model
-from almabench.sparsity import PRUNERS, Masks, prunable_parameters, top_k_masks
-from almabench.train import DeviceData, synchronize, train_batches
 
 # Dense bf16 tensor-core peaks (no sparsity), most specific name first: an H100 PCIe is not an H100 SXM.
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0),

@@ -5,8 +5,8 @@ Before each megabatch t the current (trained) network is pruned to 0.8^δ_t of i
 chosen among the surviving weights only, so masks only shrink and the density follows the schedule exactly.
 """
 
-from almabench.config import RunConfig
-from almabench.sparsity import app_density
+from almabench.cell.config import RunConfig
+from almabench.cell.sparsity import app_density
 
 from .base import Method, StepContext, register
 

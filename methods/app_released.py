@@ -15,7 +15,7 @@ It departs from the paper in three ways that change results (SPEC.md, "The relea
 The smaller departures 4-7 (a fixed validation tail read through augmentation, one optimiser whose momentum
 lives through the stream, SNIP in batches of 100, the gap from the running augmented train accuracy) are
 about the harness every method runs in, not about APP: run this method with `protocol = "released"`
-(almabench.protocol) to have them too, as the released-vs-paper spec does. GraSP and SynFlow, which the
+(almabench.cell.protocol) to have them too, as the released-vs-paper spec does. GraSP and SynFlow, which the
 released loop does not run this way, score the masked fresh network with their usual criterion.
 """
 
@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from almabench.config import RunConfig
-from almabench.models import init_seed
-from almabench.sparsity import app_density, loss_gradients, top_k_masks
+from almabench.cell.config import RunConfig
+from almabench.cell.models import init_seed
+from almabench.cell.sparsity import app_density, loss_gradients, top_k_masks
 
 from .base import Method, StepContext, register
 

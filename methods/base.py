@@ -4,7 +4,8 @@ change the masks while training (gradual pruning, RigL, SET) or keep a rewind po
 Methods never write the training loop, the optimiser's update or files: they read the step's context and, if
 they prune, hand new masks to `ctx.masks`. What they keep from one megabatch to the next goes through
 `state_dict` into the cell's checkpoint. Adding a method is one module in methods/ plus its registry line, or,
-outside almabench, a package of its own or a --plugin file (almabench.plugins; `almabench new-method` writes one).
+outside almabench, a package of its own or a --plugin file (almabench.extend.plugins; `almabench new-method` writes
+one).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.cell.models import init_seed
+from almabench.cell.protocol import PROTOCOLS
+from almabench.cell.sparsity import PRUNERS, Masks, top_k_masks
+from almabench.cell.stream import Megabatch
+from almabench.cell.train import CellState, DeviceData, SGDStep, augment
 from almabench.errors import AlmabenchError
-from almabench.models import init_seed
-from almabench.protocol import PROTOCOLS
 from almabench.registry import Registry
-from almabench.sparsity import PRUNERS, Masks, top_k_masks
-from almabench.stream import Megabatch
-from almabench.train import CellState, DeviceData, SGDStep, augment
 
 
 @dataclass(eq=False)
@@ -51,7 +52,7 @@ class StepContext:
         """(seed, state dict) of the cell's network initialised afresh from init_seed(config.seed, offset); the
         global random state is left as it was (forked), so nothing else the cell draws moves."""
         if self.new_model is None:
-            raise RuntimeError("this step context has no new_model: the harness passes one (almabench.run)")
+            raise RuntimeError("this step context has no new_model: the harness passes one (almabench.cell.run)")
         seed = init_seed(self.config.seed, offset)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -148,7 +149,7 @@ class Method:
     shrinks: ClassVar[bool] = False  # its masks only shrink (new ⊆ old), so its schedule must not rise (τ ≥ 1)
     ignores: ClassVar[tuple[str, ...]] = ()  # pruning keys a pruning method never reads (grid sets them default)
     default_scope: ClassVar[str] = "global"  # the scope (sparsity.SCOPES) of a cell whose config leaves it unset
-    # clauses of the contract (almabench.contract: "density", "pairing") the method departs from on purpose, and
+    # clauses of the contract (almabench.extend.contract: "density", "pairing") the method departs from on purpose, and
     # why: the check reports the departure instead of failing it
     departs: ClassVar[dict[str, str]] = {}
     settings: ClassVar[tuple[Setting, ...]] = ()  # numbers a grid may vary (Setting); self.NAME holds each

@@ -11,9 +11,9 @@ The schedule followed is recorded in each step: its span, Δ, and every update's
 
 from typing import Any
 
-from almabench.config import RunConfig
-from almabench.sparsity import app_density, top_k_masks
-from almabench.train import CellState, SGDStep
+from almabench.cell.config import RunConfig
+from almabench.cell.sparsity import app_density, top_k_masks
+from almabench.cell.train import CellState, SGDStep
 
 from .base import Method, Setting, StepContext, register
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from torch import Tensor
 
-from almabench.config import RunConfig
-from almabench.sparsity import app_density
-from almabench.train import CellState, SGDStep
+from almabench.cell.config import RunConfig
+from almabench.cell.sparsity import app_density
+from almabench.cell.train import CellState, SGDStep
 
 from .base import Method, Setting, StepContext, register
 

@@ -1,7 +1,7 @@
 """Anytime one-shot pruning (OSP): one mask at the final density 0.8^τ, scored on the random init with a
 sample of M_1 at step 1, then held fixed for the whole stream."""
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
 
 from .base import Method, StepContext, register
 

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from almabench.config import RunConfig
-from almabench.sparsity import PRUNERS, drop_and_grow
-from almabench.train import CellState, SGDStep
+from almabench.cell.config import RunConfig
+from almabench.cell.sparsity import PRUNERS, drop_and_grow
+from almabench.cell.train import CellState, SGDStep
 
 from .base import Method, Setting, StepContext, register
 

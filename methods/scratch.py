@@ -9,7 +9,7 @@ dense's megabatch 1 exactly and the two stay paired. The seed of each megabatch'
 
 from typing import Any
 
-from almabench.models import init_seed
+from almabench.cell.models import init_seed
 
 from .base import Method, StepContext, register
 

@@ -6,7 +6,7 @@ as in RigL's SET baseline."""
 import torch
 from torch import Tensor
 
-from almabench.train import CellState
+from almabench.cell.train import CellState
 
 from .base import register
 from .rigl import RigL

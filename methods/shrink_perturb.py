@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from almabench.models import init_seed
+from almabench.cell.models import init_seed
 
 from .base import Method, Setting, StepContext, register
 

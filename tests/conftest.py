@@ -86,7 +86,7 @@ crop_padding = 1
 
 def comparable(out: Path) -> dict[str, dict]:
     """A folder's results minus timing: what two runs of one grid must agree on exactly, by file name."""
-    from almabench.store import without_timing
+    from almabench.results.store import without_timing
 
     return {p.name: without_timing(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))}
 
@@ -102,9 +102,9 @@ def tiny_spec(tmp_path_factory) -> Path:
 def reference(tiny_spec, tmp_path_factory) -> dict[str, dict]:
     """The tiny grid run without interruption by joblib's loky workers, one torch thread a cell: {file name:
     result minus timing}."""
-    from almabench.config import RunOptions
-    from almabench.execute import run_grid
-    from almabench.specs import load_spec
+    from almabench.cell.config import RunOptions
+    from almabench.grid.execute import run_grid
+    from almabench.grid.specs import load_spec
 
     out = tmp_path_factory.mktemp("reference")
     threads = torch.get_num_threads()

@@ -40,7 +40,7 @@ from almabench.analysis.stats import (
 )
 from almabench.analysis.style import style
 from almabench.analysis.tables import delta_table, summary_table
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
 from almabench.errors import AlmabenchError
 
 TEST_SIZE = 100

@@ -10,13 +10,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.cell.models import init_seed
+from almabench.cell.sparsity import Masks, prunable_parameters
+from almabench.cell.stream import Megabatch
+from almabench.cell.train import DeviceData
 from almabench.methods import StepContext
 from almabench.methods.app_released import fresh_conv_weights, released_scores
-from almabench.models import init_seed
-from almabench.sparsity import Masks, prunable_parameters
-from almabench.stream import Megabatch
-from almabench.train import DeviceData
 
 
 def tiny_net() -> nn.Module:

@@ -12,17 +12,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.cell.models import build_model
+from almabench.cell.run import run_cell
+from almabench.cell.sparsity import Masks, app_density, erk_densities, prunable_parameters, top_k_masks
+from almabench.cell.train import (
+    CellState,
+    DeviceData,
+    SGDStep,
+    batches_per_epoch,
+    new_optimiser,
+    train_batches,
+    train_step,
+)
 from almabench.data import Dataset, load_dataset
+from almabench.grid.specs import GridSpec
 from almabench.methods import METHODS, Method
 from almabench.methods.gmp import span
 from almabench.methods.imp import LotteryRewind, rewind_iteration
-from almabench.models import build_model
-from almabench.run import run_cell
-from almabench.sparsity import Masks, app_density, erk_densities, prunable_parameters, top_k_masks
-from almabench.specs import GridSpec
-from almabench.store import without_timing
-from almabench.train import CellState, DeviceData, SGDStep, batches_per_epoch, new_optimiser, train_batches, train_step
+from almabench.results.store import without_timing
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=2, milestones=(1,), flip=False)
 
@@ -267,7 +275,7 @@ def test_pruning_keys_the_baselines_ignore_do_not_multiply_their_cells():
 
 @pytest.mark.parametrize("method", ["gmp", "rigl", "set", "imp"])
 def test_a_cell_killed_between_megabatches_resumes_to_the_same_file(tmp_path, method):
-    from almabench.store import load_checkpoint
+    from almabench.results.store import load_checkpoint
 
     config = RunConfig(method=method, **TINY)
     checkpoint = tmp_path / "c.pt"
@@ -289,7 +297,7 @@ def test_a_cell_killed_between_megabatches_resumes_to_the_same_file(tmp_path, me
 
 
 def test_the_baselines_specs_expand_into_every_method():
-    from almabench.specs import load_spec
+    from almabench.grid.specs import load_spec
 
     methods = {"dense", "osp", "app", "gmp", "rigl", "set", "imp"}
     full, cpu = load_spec("baselines").configs(), load_spec("baselines-cpu").configs()
@@ -308,7 +316,7 @@ def short_megabatch_runs():
     """rigl and set on the default digits at T = 4 and 3 epochs (the case of issue 23): each result, and per
     megabatch the weights grown in it that its kept checkpoint holds, whether each of them got a non-zero
     gradient after its growth, and their values in the kept checkpoint; and the masks' count in every layer."""
-    from almabench import run as run_module
+    from almabench.cell import run as run_module
     from almabench.methods.rigl import RigL
 
     real_after, real_evaluate = RigL.after_sgd_step, run_module.evaluate_step

@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig, default_milestones
 from almabench.cli import main
-from almabench.config import RunConfig, default_milestones
 from conftest import write_cifar_layout
 
 
@@ -94,7 +94,7 @@ def test_settings_that_make_no_sense_stop_before_any_cell_runs(tmp_path, args, m
 def test_a_flag_that_lists_seeds_keeps_the_specs_seed_first_order():
     """study-regime lists seed first so that a study cut short holds whole seeds; --methods and --seeds replace
     the values, not the order (they used to move both axes last, so the cells ran method by method)."""
-    from almabench.specs import load_spec
+    from almabench.grid.specs import load_spec
 
     grid = load_spec("study-regime").with_overrides({"method": ("dense", "app"), "seed": (0, 1)}, {})
     assert [(c.seed, c.method) for c in grid.configs()] == [(0, "dense"), (0, "app"), (1, "dense"), (1, "app")]

@@ -47,25 +47,31 @@ def panels(fig: plt.Figure) -> dict[str, plt.Axes]:
 # ------------------------------------------------------------------------------------- paired differences
 
 
-def test_paired_differences_are_one_panel_per_comparison_each_on_its_own_scale():
-    # app - dense: +1, +2 at step 2 (two seeds); app-released - dense: -20, -22 at step 2
+def test_paired_differences_share_a_scale_per_group_but_a_far_panel_and_one_seed_is_drawn_weaker():
+    # app - dense: +1, +2 at step 2 (two seeds); osp - dense +0.5; app-released - dense: -20, -22 at step 2
     frame = steps({"dense": [[50, 60], [50, 60]], "app": [[50, 61], [50, 62]], "app-released": [[50, 40], [50, 38]],
-                   "osp": [[50, 60.5], [50, 60.5]]})
+                   "osp": [[50, 60.5], [50, 60.5]], "gmp": [[50, 61], []]})
     fig = paired_figure(frame, "block")
     axes = panels(fig)
-    assert sorted(axes) == sorted(["app − osp", "app − app-released", "osp − dense", "app − dense",
-                                   "app-released − dense"])
+    assert sorted(axes) == sorted(["app − osp", "app − app-released\n(own scale)", "app − gmp, 1 seed", "osp − dense",
+                                   "app − dense", "app-released − dense\n(own scale)", "gmp − dense, 1 seed"])
     app = axes["app − dense"]
     (mean,) = [line for line in app.get_lines() if line.get_gid() == "mean"]
     assert list(mean.get_ydata()) == pytest.approx([0, 1.5])
     assert sorted(tuple(line.get_ydata()) for line in app.get_lines() if line.get_gid() == "seed") == [(0, 1), (0, 2)]
+    (band,) = app.collections
     half = 12.7062047 * math.sqrt(0.5) / math.sqrt(2)  # t(0.975, 1) · sd / √n at step 2 (sd of 1, 2)
-    low, high = app.get_ylim()
-    assert low <= 1.5 - half and high >= 1.5 + half  # the band fits its panel
-    assert high - low < 1.3 * (2 * half)  # and sets it: -21 of app-released - dense is in no other panel's range
-    assert min(line.get_ydata().min() for line in app.get_lines() if line.get_gid() == "seed") >= low
-    far = axes["app-released − dense"].get_ylim()
-    assert far[0] < -21 - 12.7 and far[1] >= 0
+    assert band.get_paths()[0].vertices[:, 1].max() == pytest.approx(1.5 + half)  # drawn whole, cut by the panel
+    shared = app.get_ylim()
+    assert axes["osp − dense"].get_ylim() == shared == axes["gmp − dense, 1 seed"].get_ylim()  # one scale a group
+    assert shared[0] < 0 < 1.5 < shared[1] < 1.5 + half  # set by the means: the 2-seed band does not flatten them
+    far = axes["app-released − dense\n(own scale)"].get_ylim()
+    assert far[0] < -21 - 12.7 and far[1] >= 0  # 14 times the group's median reach: a scale of its own
+    one = axes["gmp − dense, 1 seed"]
+    (weak,) = [line for line in one.get_lines() if line.get_gid() == "mean"]
+    assert weak.get_markerfacecolor() == "white" and weak.get_linewidth() < mean.get_linewidth()
+    assert [t.get_text() for t in one.texts] == ["n = 1"] and one.collections[0].get_paths() == []  # no band
+    assert mean.get_markerfacecolor() != "white" and [t.get_text() for t in app.texts] == []
     assert any(line.get_ydata()[0] == 0 and line.get_ydata()[-1] == 0 for line in app.get_lines()
                if line.get_gid() not in ("mean", "seed"))  # the zero line
     ticks = app.get_xticks()
@@ -138,7 +144,11 @@ def test_the_forest_plot_draws_the_report_deltas_block_by_block_with_far_ones_at
             if block["tau"] == 4.5 and metric == "final_test_accuracy":
                 assert high < 5  # app − app-released (+20) did not set the scale of app − osp (+0.2)
     assert "n = 1" in [t.get_text() for t in axes[0, 1].texts]
-    assert axes[2, 1].texts[0].get_text() == "not in this block"  # no app-released at τ = 1
+    for i in range(2):  # one x-scale per row: the eye compares lengths across blocks, not ticks
+        assert axes[i, 0].get_xlim() == axes[i, 1].get_xlim()
+    assert axes[0, 0].get_xlim() != axes[1, 0].get_xlim()
+    assert [ax.get_visible() for ax in axes[2:].flat] == [True, False, True, False]  # no app-released at τ = 1:
+    assert "not in this block" not in [t.get_text() for ax in axes.flat for t in ax.texts]  # no panel, not an empty one
     plt.close(fig)
 
 
@@ -262,3 +272,94 @@ def test_two_methods_that_computed_the_same_thing_are_said_to_beside_their_zero_
     assert (same["delta"] == 0).all() and (same["n_pairs"] == 3).all()
     shown = _delta_display(same)
     assert set(shown["n"]) == {"3 paired seeds; same computation (identical results at every seed)"}
+
+
+def test_figure_names_write_block_values_as_their_titles_do_never_nan_or_a_float_s_dot_zero(tmp_path):
+    import re
+
+    from click.testing import CliRunner
+
+    from almabench.analysis.blocks import block_slug
+    from almabench.cli import main
+
+    assert block_slug({"dataset": "cifar10", "stream_images": float("nan")}) == "cifar10_stream_imagesall"
+    assert block_slug({"dataset": "cifar10", "stream_images": 5000.0}) == "cifar10_stream_images5000"
+    assert block_slug({"dataset": "cifar10", "tau": 4.5}) == "cifar10_tau4.5"  # a real fraction stays
+    result = CliRunner().invoke(main, ["report", str(DOCS / "cifar10-t8"), str(DOCS / "cifar10-t8-mid"), "--methods",
+                                       "dense", "--format", "png", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    names = [p.name for p in (tmp_path / "r").rglob("*.png")]
+    assert any("stream_imagesall" in n for n in names) and any("stream_images10000" in n for n in names)
+    assert [n for n in names if "nan" in n or re.search(r"\d\.0(?=[_.-])", n)] == []
+
+
+def test_a_report_over_two_studies_puts_each_study_s_figures_in_its_folder_with_an_index(tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from almabench.cli import main
+
+    for study, names in (("mid", ("aa809349810c69a0", "ef536895ee06b6b1")),  # app and dense, 10,000 images
+                         ("overfit", ("2a3945ae366cc54e", "9724e5960ce6b024"))):  # 5,000 images
+        (tmp_path / "R" / study).mkdir(parents=True)
+        source = DOCS / ("cifar10-t8-mid" if study == "mid" else "cifar10-t8-overfit")
+        for name in names:
+            shutil.copy(source / f"{name}.json", tmp_path / "R" / study)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "R"), "--figures", "accuracy,gap,forest",
+                                       "--format", "png", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = out / "figures"
+    pngs = sorted(p.relative_to(figures).as_posix() for p in figures.rglob("*.png"))
+    assert {p.split("/")[0] for p in pngs} == {"mid", "overfit"}  # no figure of one study outside its folder
+    assert sum(p.startswith("mid/") for p in pngs) == sum(p.startswith("overfit/") for p in pngs) == 3
+    index = (figures / "README.md").read_text()
+    listed = [line.split("](")[1].split(")")[0] for line in index.splitlines() if line.startswith("- [")]
+    assert sorted(listed) == pngs  # every figure once, by its path
+    assert "## mid" in index and "## overfit" in index
+    assert "- [gap_" in index and "generalisation gap (train − validation accuracy)" in index  # captions
+    single = CliRunner().invoke(main, ["report", str(tmp_path / "R" / "mid"), "--figures", "accuracy", "--format",
+                                       "png", "--out", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    assert [p.parent.name for p in (tmp_path / "one" / "figures").rglob("*.png")] == ["figures"]  # one study: flat
+    assert (tmp_path / "one" / "figures" / "README.md").is_file()
+
+
+def test_the_gap_figure_is_a_panel_per_method_against_dense_on_one_scale_and_one_seed_drawn_weaker():
+    from almabench.analysis.plots import gap_figure, palette
+
+    frame = steps({"dense": [[2.0, 4.0], [4.0, 6.0]], "app": [[1.0, 2.0], [3.0, 2.0]], "osp": [[9.0, 9.0]]},
+                  column="gap")
+    fig = gap_figure(frame, {"dataset": "d"}, palette(["dense", "osp", "app"]))
+    axes = panels(fig)
+    assert sorted(axes) == ["app", "osp"]  # a panel per method but the reference
+    for ax in axes.values():
+        (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
+        assert list(reference.get_ydata()) == pytest.approx([3.0, 5.0])  # dense's mean over its two seeds
+    (app,) = [line for line in axes["app"].get_lines() if line.get_gid() == "mean"]
+    assert list(app.get_ydata()) == pytest.approx([2.0, 2.0])
+    assert axes["app"].get_ylim() == axes["osp"].get_ylim() and axes["osp"].get_ylim()[1] > 9  # one y-scale
+    (osp,) = [line for line in axes["osp"].get_lines() if line.get_gid() == "mean"]
+    assert osp.get_markerfacecolor() == "white" and [t.get_text() for t in axes["osp"].texts] == ["n = 1"]
+    assert app.get_markerfacecolor() != "white" and list(axes["app"].texts) == []
+    plt.close(fig)
+
+
+def test_gap_over_t_is_points_without_a_line_between_stream_lengths_and_one_seed_hollow():
+    from almabench.analysis.plots import gap_vs_T_figure, palette
+
+    cells = pd.DataFrame([{"method": m, "megabatches": t, "seed": s, "final_gap": g, "mean_gap": g / 2,
+                           "config_hash": f"{m}{t}{s}"}
+                          for m, t, s, g in (("dense", 8, 0, 2.0), ("dense", 8, 1, 4.0), ("dense", 32, 0, 6.0),
+                                             ("app", 8, 0, 1.0), ("app", 8, 1, 1.0), ("app", 32, 0, 5.0))])
+    fig = gap_vs_T_figure(cells, {"dataset": "d"}, palette(["dense", "app"]))
+    ax = fig.axes[0]
+    points = {c.lines[0].get_gid(): c for c in ax.containers}
+    assert sorted(points) == ["app T=32", "app T=8", "dense T=32", "dense T=8"]
+    assert points["dense T=8"].lines[0].get_ydata()[0] == pytest.approx(3.0)
+    assert points["dense T=8"].has_yerr and not points["dense T=32"].has_yerr  # one seed: no whisker
+    assert points["dense T=32"].lines[0].get_markerfacecolor() == "white"
+    assert all(len(line.get_xdata()) <= 1 for line in ax.get_lines())  # no line joins T = 8 and T = 32
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["T = 8", "T = 32"]
+    plt.close(fig)

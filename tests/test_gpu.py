@@ -1,4 +1,4 @@
-from almabench.gpu import cells_that_fit
+from almabench.grid.gpu import cells_that_fit
 
 
 def test_cells_that_fit_leaves_headroom_and_stays_between_one_and_the_cap():

@@ -13,12 +13,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig, RunOptions
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
-from almabench.execute import run_grid
-from almabench.plan import image_passes
-from almabench.specs import check_config, load_spec, resolve_configs, shipped_specs
-from almabench.store import checkpoint_path, load_checkpoint, result_path, without_timing
+from almabench.grid.execute import run_grid
+from almabench.grid.plan import image_passes
+from almabench.grid.specs import check_config, load_spec, resolve_configs, shipped_specs
+from almabench.results.store import checkpoint_path, load_checkpoint, result_path, without_timing
 from conftest import comparable, write_cifar_layout
 
 ONE_THREAD = RunOptions(threads=1)  # every run compared below uses one torch thread, as loky workers do here
@@ -306,7 +306,7 @@ def test_jobs_zero_is_one_line_for_every_backend(tmp_path):
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
-    from almabench.run import run_cell
+    from almabench.cell.run import run_cell
 
     config = RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False,
                        crop_padding=1)
@@ -325,16 +325,16 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
 
 
 def test_checkpoints_follow_the_code_fingerprint_not_the_git_commit(tmp_path, monkeypatch):
-    import almabench.run
+    import almabench.cell.run
 
     config = RunConfig(method="dense", dataset="digits", megabatches=2, epochs=1, milestones=(1,), flip=False,
                        crop_padding=1)
-    real_environment = almabench.run.environment
+    real_environment = almabench.cell.run.environment
 
     def run_as(code: str, commit: str, checkpoint: Path, **kwargs):
-        monkeypatch.setattr(almabench.run, "environment",
+        monkeypatch.setattr(almabench.cell.run, "environment",
                             lambda device: {**real_environment(device), "code": code, "git_commit": commit})
-        return almabench.run.run_cell(config, checkpoint=checkpoint, **kwargs)
+        return almabench.cell.run.run_cell(config, checkpoint=checkpoint, **kwargs)
 
     def stop(step):
         raise KeyboardInterrupt  # as if killed after the first megabatch
@@ -366,7 +366,7 @@ def test_cells_done_in_another_precision_are_kept_with_a_warning(tmp_path):
 
 
 def test_a_cell_is_described_by_its_axes_and_the_spec_axes_it_sets():
-    from almabench.specs import describe
+    from almabench.grid.specs import describe
 
     assert describe(RunConfig()) == "app digits convnet T=8 epochs=50 seed=0"
     assert describe(RunConfig(pruner="magnitude", protocol="released", epochs=3)) == (

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from almabench.analysis.paired import paired_by_step
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.cell.run import run_cell
+from almabench.cell.sparsity import Masks, erk_densities
+from almabench.cell.train import augment
 from almabench.methods import StepContext
-from almabench.run import run_cell
-from almabench.sparsity import Masks, erk_densities
-from almabench.train import augment
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=1, milestones=(1,), flip=False,
             stream_images=300, pruner="random")

@@ -12,17 +12,17 @@ import torch
 import torch.nn as nn
 from torch.fx.experimental.optimization import fuse
 
-from almabench import allocator, inference
-from almabench.allocator import reuse_freed_memory
-from almabench.inference import (
+from almabench.cell import allocator, inference
+from almabench.cell.allocator import reuse_freed_memory
+from almabench.cell.inference import (
     CPU_BUDGET_BYTES,
     FOLD_FROM_IMAGES,
     eval_batch_size,
     inference_model,
     largest_activation_bytes,
 )
-from almabench.models import build_model
-from almabench.train import DeviceData, count_correct
+from almabench.cell.models import build_model
+from almabench.cell.train import DeviceData, count_correct
 
 CPU = torch.device("cpu")
 
@@ -111,8 +111,8 @@ def test_reused_memory_ends_the_page_fault_storm_of_large_evaluation_batches():
     """In a fresh process: minor page faults per image of a batch-512 evaluation, before and after tuning."""
     script = textwrap.dedent("""
         import resource, torch
-        from almabench.allocator import reuse_freed_memory
-        from almabench.models import build_model
+        from almabench.cell.allocator import reuse_freed_memory
+        from almabench.cell.models import build_model
         torch.set_num_threads(1)
         model, x = build_model("convnet", 10, 3, 32).eval(), torch.randn(512, 3, 32, 32)
         def faults():

@@ -339,7 +339,7 @@ def test_a_script_the_cli_refuses_never_reaches_a_shell(tmp_path):
 @pytest.fixture
 def patching_plugin(tmp_path: Path):
     """A --plugin file that registers nothing and patches a built-in method (issue 37's case: app's schedule)."""
-    from almabench import plugins
+    from almabench.extend import plugins
 
     plugins.forget()
     path = tmp_path / "patch.py"
@@ -378,7 +378,7 @@ def test_a_cell_made_beside_a_plugin_names_it_and_the_report_marks_it(tmp_path, 
 def test_a_cell_made_with_no_plugin_imported_has_no_plugins_key(tmp_path):
     import json
 
-    from almabench import plugins
+    from almabench.extend import plugins
 
     plugins.forget()
     out = tmp_path / "o"
@@ -411,7 +411,7 @@ def test_an_export_to_a_tracker_writes_nothing_under_home(tmp_path, results, to)
 
 
 def test_dry_run_and_status_name_a_specs_plugin_code_before_importing_it(tmp_path):
-    from almabench import plugins
+    from almabench.extend import plugins
 
     plugins.forget()
     spec = tmp_path / "s.toml"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig
 from almabench.cli import main
-from almabench.config import RunConfig
 from almabench.methods import METHODS, Method, Setting, build_method
 from analysis import load_results
 from analysis.blocks import scope_in_method

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig, RunOptions
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
 from almabench.data.cifar import OFFLINE_BUILDER
-from almabench.execute import run_and_store
-from almabench.specs import resolve_configs
-from almabench.store import result_path
+from almabench.grid.execute import run_and_store
+from almabench.grid.specs import resolve_configs
+from almabench.results.store import result_path
 
 FAST = ["--megabatches", "2", "--epochs", "1", "--threads", "1"]
 KEPT = b'{"kept": "bytes the run must not touch"}\n'
@@ -218,9 +218,9 @@ def test_report_on_a_read_only_folder_names_the_flag_that_writes_elsewhere(finis
 def test_a_resume_under_another_thread_count_is_refused_and_the_same_count_resumes(tmp_path):
     import torch
 
-    from almabench.checkpoint import OtherThreads
-    from almabench.run import run_cell
-    from almabench.store import checkpoint_path
+    from almabench.cell.checkpoint import OtherThreads
+    from almabench.cell.run import run_cell
+    from almabench.results.store import checkpoint_path
 
     out = kept_folder(tmp_path)
     (config,) = resolve_configs([RunConfig(method="dense", megabatches=2, epochs=1)], RunOptions())
@@ -343,7 +343,7 @@ def test_a_dry_run_with_part_of_its_data_counts_what_it_can(tmp_path):
     ([], "3 cell(s) from {quick}"),
 ])
 def test_the_first_line_says_where_the_grid_comes_from(tmp_path, flags, source):
-    from almabench.specs import spec_path
+    from almabench.grid.specs import spec_path
 
     result = CliRunner().invoke(main, ["run", *flags, "--dry-run", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -391,7 +391,7 @@ def test_a_busy_machine_gets_a_hint_at_start_and_keeps_its_thread_count(tmp_path
 
     import torch
 
-    from almabench import execute as grid_execution
+    from almabench.grid import execute as grid_execution
 
     ran_with = []
 

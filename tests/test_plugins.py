@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from almabench import plugins
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.run import run_cell
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
-from almabench.contract import CHECKS, Probe, _Run, check_method, determinism_check
+from almabench.extend import plugins
+from almabench.extend.contract import CHECKS, Probe, _Run, check_method, determinism_check
 from almabench.methods import METHODS
-from almabench.run import run_cell
 
 HERE = Path(__file__).parent / "plugins"
 HALF = HERE / "half.py"
@@ -400,7 +400,7 @@ def test_an_entry_point_method_is_listed_with_its_package_and_runs(tmp_path, mon
 
 def test_a_pruner_from_a_plugin_file_and_an_export_format_from_an_entry_point(tmp_path, monkeypatch):
     plugin = tmp_path / "negmag.py"
-    plugin.write_text("from almabench.sparsity import PRUNERS\n\n\n@PRUNERS.register('negmag')\n"
+    plugin.write_text("from almabench.cell.sparsity import PRUNERS\n\n\n@PRUNERS.register('negmag')\n"
                       "def smallest_first(model, params, images, labels, generator, batch_size):\n"
                       "    return {name: -p.detach().abs() for name, p in params.items()}\n")
     out = tmp_path / "results"

@@ -16,14 +16,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig, RunOptions
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
-from almabench.execute import run_grid
-from almabench.plan import image_passes
-from almabench.progress import GridProgress, step_passes
-from almabench.specs import load_spec
-from almabench.store import checkpoint_path, result_path
-from almabench.watch import LogTarget
+from almabench.grid.execute import run_grid
+from almabench.grid.plan import image_passes
+from almabench.grid.progress import GridProgress, step_passes
+from almabench.grid.specs import load_spec
+from almabench.grid.watch import LogTarget
+from almabench.results.store import checkpoint_path, result_path
 from conftest import TINY_SPEC
 
 SPEC = TINY_SPEC.replace('method = ["app", "osp", "dense"]', 'method = ["app", "dense"]')  # two cells
@@ -207,7 +207,7 @@ def test_an_unknown_or_uninstalled_live_log_is_one_line_before_any_cell_runs(spe
 
 
 def test_a_live_log_that_fails_is_dropped_with_a_warning_and_never_fails_the_cell(tmp_path):
-    from almabench.watch import CellWatch
+    from almabench.grid.watch import CellWatch
 
     class Broken:
         def step(self, *args):

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from almabench.config import RunConfig, RunOptions
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.models import ARCHS, build_model
+from almabench.cell.run import run_cell
+from almabench.cell.sparsity import Masks, prunable_parameters
+from almabench.cell.stream import make_stream
+from almabench.cell.train import CellState, DeviceData, new_optimiser, train_step
 from almabench.data import DATASETS, Dataset, _load_cached, channel_stats, load_dataset
 from almabench.methods.dense import Dense
-from almabench.models import ARCHS, build_model
-from almabench.run import run_cell
-from almabench.sparsity import Masks, prunable_parameters
-from almabench.store import without_timing
-from almabench.stream import make_stream
-from almabench.train import CellState, DeviceData, new_optimiser, train_step
+from almabench.results.store import without_timing
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=2, milestones=(1,), flip=False)
 
@@ -132,16 +132,16 @@ def test_released_app_scores_on_the_first_examples_of_the_dataset_every_step(mon
 
 @pytest.mark.parametrize("protocol", ["paper", "released"])
 def test_the_released_protocol_hands_every_step_one_optimiser_and_the_paper_none(monkeypatch, protocol):
-    import almabench.run
+    import almabench.cell.run
 
     given = []
-    real_train_step = almabench.run.train_step
+    real_train_step = almabench.cell.run.train_step
 
     def recording(*args, **kwargs):
         given.append(args[0].optimiser)  # the cell's state, as train_step finds it
         return real_train_step(*args, **kwargs)
 
-    monkeypatch.setattr(almabench.run, "train_step", recording)
+    monkeypatch.setattr(almabench.cell.run, "train_step", recording)
     run_cell(RunConfig(method="app", protocol=protocol, **TINY))
     if protocol == "paper":
         assert given == [None] * 3  # train_step makes a new one each step
@@ -164,7 +164,7 @@ class TopLeftPixelIsLit(torch.nn.Module):
 
 @pytest.mark.parametrize("protocol", ["paper", "released"])
 def test_validation_and_the_pruning_sample_as_each_protocol_reads_them(tmp_path, monkeypatch, protocol):
-    from almabench.sparsity import PRUNERS, magnitude_scores
+    from almabench.cell.sparsity import PRUNERS, magnitude_scores
 
     images = torch.zeros((210, 1, 4, 4), dtype=torch.uint8)
     images[:, 0, 0, 0] = 255  # only the top-left pixel is lit: after normalising, it is > 0 and the rest < 0

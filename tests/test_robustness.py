@@ -18,19 +18,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig, RunOptions
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
-from almabench.execute import run_and_store, run_grid, storage_message
-from almabench.specs import describe, load_spec, resolve_configs
-from almabench.store import (
+from almabench.grid.execute import run_and_store, run_grid, storage_message
+from almabench.grid.specs import describe, load_spec, resolve_configs
+from almabench.results.store import (
     StorageError,
     checkpoint_path,
     result_path,
     save_checkpoint,
-    validate_result,
     write_atomic,
     write_json_atomic,
 )
+from almabench.results.validate import validate_result
 
 # digits, one epoch, two megabatches: about a second a cell on one thread
 FAST = ["--megabatches", "2", "--epochs", "1"]
@@ -161,8 +161,8 @@ def test_storage_messages_name_the_folder_the_file_and_what_to_do(tmp_path):
 
 HOLD_LOCK = """
 import json, sys, time
-from almabench.config import RunConfig
-from almabench.locks import cell_lock
+from almabench.cell.config import RunConfig
+from almabench.grid.locks import cell_lock
 with cell_lock(sys.argv[1], RunConfig.from_dict(json.loads(sys.argv[2]))) as holder:
     assert holder is None
     print("locked", flush=True)
@@ -400,7 +400,7 @@ def test_status_shows_dataset_names_whole(tmp_path):
 
 
 def test_status_lists_unreadable_checkpoints_apart_from_those_a_rerun_resumes(tmp_path):
-    from almabench.run import run_cell
+    from almabench.cell.run import run_cell
 
     out = tmp_path / "results"
     config = CELLS["dense"]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from almabench import plugins
 from almabench.cli import main
-from almabench.contract import check_method
 from almabench.errors import AlmabenchError
+from almabench.extend import plugins
+from almabench.extend.contract import check_method
 
 
 def one_line(args: list[str]) -> str:
@@ -219,7 +219,7 @@ def changed(path: str, value: object) -> dict:
      "step 1 holds 60,000 layers; a result holds at most 4,096 a step"),
 ])
 def test_every_field_of_a_result_is_checked_and_a_bad_one_is_named(path, value, why):
-    from almabench.store import validate_result
+    from almabench.results.validate import validate_result
 
     assert validate_result(changed("seconds", 1.0)) is None  # the committed file is valid: only the change is bad
     reason = validate_result(changed(path, value))
@@ -252,7 +252,7 @@ def test_a_method_named_like_mathtext_is_drawn_as_written(tmp_path):
     for path in (DOCS / "80dcf8ac1363b320.json", DOCS / "ef536895ee06b6b1.json"):  # shrink-perturb, dense: seed 0
         doc = json.loads(path.read_text())
         if doc["config"]["method"] == "shrink-perturb":
-            from almabench.config import RunConfig
+            from almabench.cell.config import RunConfig
 
             doc["config"]["method"] = "$\\foo$"
             doc["config_hash"] = RunConfig.from_dict(doc["config"]).hash()

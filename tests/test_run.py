@@ -7,16 +7,16 @@ import torch
 import torch.nn as nn
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.device import resolve_device
+from almabench.cell.models import ARCHS, build_model
+from almabench.cell.run import run_cell, seconds_by_part, summarise
+from almabench.cell.stream import make_stream
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
 from almabench.data import load_dataset
-from almabench.device import resolve_device
 from almabench.errors import AlmabenchError
 from almabench.methods import METHODS
-from almabench.models import ARCHS, build_model
-from almabench.run import run_cell, seconds_by_part, summarise
-from almabench.store import without_timing
-from almabench.stream import make_stream
+from almabench.results.store import without_timing
 
 TINY = dict(dataset="digits", arch="convnet", megabatches=3, epochs=1, milestones=(1,), flip=False)
 
@@ -108,10 +108,10 @@ def test_a_run_reports_each_record_once_and_its_times_add_up(tmp_path, monkeypat
     """Progress sees every step record; the options reach the run (threads, the allocator's answer); every
     time is non-negative, each step's parts fit in the step, the parts of the cell in the cell, and the cell
     (as the checkpoint saw it too) in the wall time around it."""
-    import almabench.run
+    import almabench.cell.run
 
     seen, tuned = [], []
-    monkeypatch.setattr(almabench.run, "reuse_freed_memory", lambda: tuned.append(1) or True)  # asked once on CPU
+    monkeypatch.setattr(almabench.cell.run, "reuse_freed_memory", lambda: tuned.append(1) or True)  # asked once on CPU
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     wall = time.perf_counter()
@@ -243,7 +243,7 @@ def test_list_names_every_registered_entry():
 
 
 def test_dense_is_one_cell_however_many_pruners_the_grid_crosses_it_with():
-    from almabench.specs import GridSpec
+    from almabench.grid.specs import GridSpec
 
     grid = GridSpec({"method": ("dense", "app"), "pruner": ("snip", "magnitude"), "tau": (3.0, 4.5)}, {})
     cells = grid.configs()

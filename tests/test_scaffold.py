@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from almabench import plugins
 from almabench.cli import main
-from almabench.contract import check_method
+from almabench.extend import plugins
+from almabench.extend.contract import check_method
 
 NAME = "scaffolded-test"
 PACKAGE = f"almabench-{NAME}"
@@ -28,7 +28,7 @@ def almabench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def package_fingerprint(folder: Path) -> str:
-    """almabench.plugins.source_fingerprint of a package: its .py files, by path relative to it."""
+    """almabench.extend.plugins.source_fingerprint of a package: its .py files, by path relative to it."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*.py")):
         digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())

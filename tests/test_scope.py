@@ -11,12 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig, RunOptions
+from almabench.cell.sparsity import erk_densities, prunable_parameters, top_k_masks
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
 from almabench.errors import AlmabenchError
+from almabench.grid.specs import GridSpec, resolve_configs
 from almabench.methods import METHODS
-from almabench.sparsity import erk_densities, prunable_parameters, top_k_masks
-from almabench.specs import GridSpec, resolve_configs
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 PAPER_METHODS = ("dense", "osp", "app", "app-released")

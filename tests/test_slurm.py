@@ -21,12 +21,13 @@ import pytest
 from click.testing import CliRunner
 from slurm_cluster import Cluster, missing
 
-from almabench import slurm as slurm_module
+from almabench.backends import slurm as slurm_module
+from almabench.backends import slurm_task
+from almabench.backends.slurm_settings import SlurmSettings, time_seconds
+from almabench.cell.config import RunConfig, RunOptions
 from almabench.cli import main
-from almabench.config import RunConfig, RunOptions
-from almabench.execute import run_grid
-from almabench.slurm import SlurmSettings, time_seconds
-from almabench.store import result_path, result_state
+from almabench.grid.execute import run_grid
+from almabench.results.store import result_path, result_state
 from conftest import TINY_SPEC, comparable
 
 ONE_THREAD = RunOptions(threads=1)
@@ -138,6 +139,24 @@ def test_slurm_options_without_the_slurm_backend_are_one_line(tmp_path):
     assert result.output.strip() == "Error: --scheduler is for --backend dask or ray, not slurm"
 
 
+@pytest.mark.parametrize("present", [(), ("sbatch",)])
+def test_slurm_without_sbatch_or_srun_on_path_is_one_line_before_anything_is_written(tmp_path, monkeypatch,
+                                                                                    present):
+    """submitit's executor runs srun as well: sbatch alone (a submit-only host) was a RuntimeError traceback."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in present:
+        (bin_dir / program).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / program).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    result = CliRunner().invoke(main, ["run", "--backend", "slurm", "--detach", "--methods", "dense",
+                                       "--megabatches", "2", "--out", str(tmp_path / "r")])
+    missing = "srun is not there" if present else "sbatch and srun are not there"
+    assert (result.exit_code, result.output.strip()) == (
+        1, f"Error: --backend slurm needs sbatch and srun on PATH (Slurm's, on a cluster's login node); {missing}")
+    assert not (tmp_path / "r").exists()
+
+
 def test_status_says_so_where_squeue_is_not_there(tmp_path, monkeypatch):
     (tmp_path / ".slurm").mkdir()
     (tmp_path / ".slurm" / "submissions.jsonl").write_text(
@@ -161,13 +180,13 @@ def warned(tmp_path, monkeypatch):
     answers = {"left": (None, None), "steps": []}
     calls: list[list[str]] = []
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    monkeypatch.setattr(slurm_module, "_time_left", lambda job: answers["left"])
-    monkeypatch.setattr(slurm_module, "_steps", lambda path: answers["steps"])
-    monkeypatch.setattr(slurm_module.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    monkeypatch.setattr(slurm_task, "_time_left", lambda job: answers["left"])
+    monkeypatch.setattr(slurm_task, "checkpoint_steps", lambda path: answers["steps"])
+    monkeypatch.setattr(slurm_task.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
 
     def attempt(settings: SlurmSettings, steps_before: int = 0):
         answers["steps"] = [{"seconds": 10.0 + k} for k in range(steps_before)]
-        return slurm_module.Attempt(config, tmp_path, settings, "7_1")
+        return slurm_task.Attempt(config, tmp_path, settings, "7_1")
 
     def set_answers(left=None, limit=None, steps=0):
         answers["left"] = (left, limit)
@@ -310,7 +329,9 @@ def test_a_cell_cancelled_with_scancel_is_failed_never_done(slurm, tmp_path):
 
 def test_ctrl_c_in_a_waiting_parent_cancels_its_jobs_and_says_how_many(slurm, tiny_spec, tmp_path):
     out = tmp_path / "results"
-    proc = cli("run", "--spec", str(tiny_spec), "--backend", "slurm", "--jobs", "1", "--out", str(out))
+    # 30 epochs a megabatch: the three cells (one at a time) outlast a busy machine's delay before the signal
+    proc = cli("run", "--spec", str(tiny_spec), "--backend", "slurm", "--jobs", "1", "--set", "epochs=30", "--out",
+               str(out))
     jobs = wait_for(lambda: set(squeue(out)), 120, "the jobs in squeue")
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)

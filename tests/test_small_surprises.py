@@ -14,9 +14,9 @@ import termios
 
 import pytest
 
-from almabench.config import RunConfig, RunOptions
+from almabench.cell.config import RunConfig, RunOptions
 from almabench.errors import AlmabenchError
-from almabench.progress import FALLBACK_COLUMNS, GridProgress, bar_columns
+from almabench.grid.progress import FALLBACK_COLUMNS, GridProgress, bar_columns
 
 
 def test_a_run_with_stderr_closed_runs_its_cells_without_a_bar_and_says_so(tmp_path):

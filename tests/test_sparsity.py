@@ -3,11 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from almabench.config import RunConfig
-from almabench.data import load_dataset
-from almabench.errors import AlmabenchError
-from almabench.methods.dense import Dense
-from almabench.sparsity import (
+from almabench.cell.config import RunConfig
+from almabench.cell.sparsity import (
     PRUNERS,
     Masks,
     app_density,
@@ -17,8 +14,11 @@ from almabench.sparsity import (
     snip_scores,
     top_k_masks,
 )
-from almabench.stream import make_stream
-from almabench.train import CellState, DeviceData, train_step
+from almabench.cell.stream import make_stream
+from almabench.cell.train import CellState, DeviceData, train_step
+from almabench.data import load_dataset
+from almabench.errors import AlmabenchError
+from almabench.methods.dense import Dense
 
 
 def tiny_model() -> nn.Module:
@@ -140,7 +140,7 @@ def test_masked_weights_stay_zero_through_training():
     dataset = load_dataset("digits")
     config = RunConfig(epochs=2, batch_size=32, weight_decay=1e-3, flip=False, milestones=(2,))
     torch.manual_seed(0)
-    from almabench.models import build_model
+    from almabench.cell.models import build_model
 
     model = build_model("convnet", 10, 1, 8)
     masks = Masks(prunable_parameters(model))
@@ -159,7 +159,7 @@ def test_masked_weights_stay_zero_through_training():
 def test_grasp_scores_equal_weight_times_hessian_gradient_product_from_autograd():
     from torch.autograd.functional import hvp
 
-    from almabench.sparsity import GRASP_TEMPERATURE, grasp_scores
+    from almabench.cell.sparsity import GRASP_TEMPERATURE, grasp_scores
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(),
@@ -182,7 +182,7 @@ def test_grasp_scores_equal_weight_times_hessian_gradient_product_from_autograd(
 
 
 def test_synflow_scores_match_the_closed_form_of_a_two_layer_linear_path():
-    from almabench.sparsity import synflow_scores
+    from almabench.cell.sparsity import synflow_scores
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1, bias=False), torch.nn.ReLU(), torch.nn.Flatten(),

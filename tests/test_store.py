@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_untrusted_results import DOCS, GOOD
 
-from almabench.config import RunConfig
-from almabench.store import (
+from almabench.cell.config import RunConfig
+from almabench.results.store import (
     CHECKPOINT_DIR,
     checkpoint_path,
     checkpoint_progress,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from almabench.cell.stream import Megabatch, check_stream, make_stream, megabatch_size, step_data
 from almabench.errors import AlmabenchError
-from almabench.stream import Megabatch, check_stream, make_stream, megabatch_size, step_data
 
 
 def hand_made_stream() -> list[Megabatch]:

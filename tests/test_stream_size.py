@@ -6,9 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from almabench.cell.stream import balanced_order, make_stream, stream_pool
 from almabench.cli import main
 from almabench.data import load_dataset
-from almabench.stream import balanced_order, make_stream, stream_pool
 
 
 def test_balanced_order_takes_the_rth_image_of_every_class_before_any_r_plus_first():

@@ -2,15 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from almabench.config import RunConfig
-from almabench.data import Dataset, load_dataset
-from almabench.errors import AlmabenchError
-from almabench.methods.base import Method
-from almabench.methods.dense import Dense
-from almabench.models import build_model
-from almabench.sparsity import Masks, prunable_parameters, top_k_masks
-from almabench.stream import Megabatch, make_stream
-from almabench.train import (
+from almabench.cell.config import RunConfig
+from almabench.cell.models import build_model
+from almabench.cell.sparsity import Masks, prunable_parameters, top_k_masks
+from almabench.cell.stream import Megabatch, make_stream
+from almabench.cell.train import (
     CellState,
     DeviceData,
     SGDStep,
@@ -23,6 +19,10 @@ from almabench.train import (
     train_batches,
     train_step,
 )
+from almabench.data import Dataset, load_dataset
+from almabench.errors import AlmabenchError
+from almabench.methods.base import Method
+from almabench.methods.dense import Dense
 
 
 def per_image_augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Result files are input that may come from anyone (issue 32): a crafted file is rejected by the one check
-(store.validate_result) as any corrupt file is, and every export writes only under its destination, through
+(validate.validate_result) as any corrupt file is, and every export writes only under its destination, through
 no link, removing nothing it did not make. Each security test hashes the whole temporary tree outside the
 destination before and after, and checks that the good cells still export."""
 
@@ -15,16 +15,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from almabench.cell.config import RunConfig
 from almabench.cli import main
-from almabench.config import RunConfig
-from almabench.store import (
-    MAX_RESULT_BYTES,
-    RESULT_NUMBERS,
-    STEP_NUMBERS,
-    UnreadableFile,
-    read_json,
-    validate_result,
-)
+from almabench.results.store import MAX_RESULT_BYTES, UnreadableFile, read_json
+from almabench.results.validate import RESULT_NUMBERS, STEP_NUMBERS, validate_result
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results" / "cifar10-t8"
 GOOD = {"dense": "db3aba15deb8d40f", "app": "47e16d4a66db2dce"}

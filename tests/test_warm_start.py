@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.cell.models import init_seed
+from almabench.cell.run import run_cell
+from almabench.cell.sparsity import Masks, prunable_parameters
+from almabench.cell.stream import Megabatch
+from almabench.cell.train import DeviceData
 from almabench.methods import METHODS, StepContext
-from almabench.models import init_seed
-from almabench.run import run_cell
-from almabench.sparsity import Masks, prunable_parameters
-from almabench.stream import Megabatch
-from almabench.train import DeviceData
 
 
 def tiny_net() -> nn.Module:

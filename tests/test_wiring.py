@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from almabench.config import RunConfig
+from almabench.cell.config import RunConfig
+from almabench.cell.models import ARCHS, init_seed
+from almabench.cell.run import run_cell
+from almabench.cell.stream import make_stream
 from almabench.methods import METHODS, Method, StepContext
-from almabench.models import ARCHS, init_seed
-from almabench.run import run_cell
-from almabench.stream import make_stream
 from conftest import make_images
 
 

@@ -1,7 +1,7 @@
 """Where an export or a live log writes: the destination checked before anything is written, and every path
 under it built from sanitised parts and checked to stay there.
 
-Run names are built from what result files say, and a result file may come from anyone (store.validate_result
+Run names are built from what result files say, and a result file may come from anyone (validate.validate_result
 checks it first); a name part that could climb out (`..`), nest (`/`) or reach a link that leads elsewhere is
 refused here, so no export writes or removes anything outside its destination.
 """
@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from almabench.errors import AlmabenchError
-from almabench.names import quoted
+from almabench.names import cut_bytes, quoted
 from almabench.safe_paths import inside
 
-MAX_PART = 100  # characters of one name part: a file name holds 255 bytes, and a run name nests a few parts
+MAX_PART = 100  # bytes (UTF-8) of one name part: a file name holds 255 bytes, and a run name nests a few parts
 
 
 def part(value: Any) -> str:
     """value as one path component: a dataset given as a path keeps its name, never a '/' that would nest
-    folders, a control character, or a name made of dots alone ('.', '..') that would climb out."""
-    text = "".join("_" if c in "/\\" or not c.isprintable() else c for c in str(value))[:MAX_PART]
+    folders, a control character, or a name made of dots alone ('.', '..') that would climb out; at most
+    MAX_PART bytes (100 CJK characters are 300), cut with a hash of the whole (names.cut_bytes)."""
+    text = cut_bytes("".join("_" if c in "/\\" or not c.isprintable() else c for c in str(value)), MAX_PART)
     return text if text.strip(".") else text.replace(".", "_") or "_"
 
 

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from almabench.store import write_atomic
+from almabench.results.store import write_atomic
 
 from ..tidy import tables_of
 

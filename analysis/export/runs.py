@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from almabench.config import NAMED_WITHOUT, RunConfig
-from almabench.specs import DESCRIBED_WHEN_SET as NAMED_WHEN_SET  # a run's name shows what a run's lines show
+from almabench.cell.config import NAMED_WITHOUT, RunConfig
+from almabench.grid.specs import DESCRIBED_WHEN_SET as NAMED_WHEN_SET  # a run's name shows what a run's lines show
 
 from .dest import part
 

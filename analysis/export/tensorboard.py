@@ -160,4 +160,4 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
     return f"{n} run directories"
 
 
-LIVE_RUN = TensorBoardRun  # what `almabench run --log` opens for each cell (almabench.watch)
+LIVE_RUN = TensorBoardRun  # what `almabench run --log` opens for each cell (almabench.grid.watch)

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from almabench.store import HASH_PATTERN
+from almabench.results.validate import HASH_PATTERN
 
 from .dest import inside, tracker_env
 from .runs import FIRST_KEYS, export_runs, final_metrics, group_name, hparams, leaf_name, step_scalars
@@ -78,4 +78,4 @@ def export(results: list[tuple[Path, dict[str, Any]]], root: Path, dest: Path) -
     return f"{n} offline runs in {dest / 'wandb'}"
 
 
-LIVE_RUN = WandbRun  # what `almabench run --log` opens for each cell (almabench.watch)
+LIVE_RUN = WandbRun  # what `almabench run --log` opens for each cell (almabench.grid.watch)

@@ -1,4 +1,4 @@
-"""Methods that each break one clause of the contract (almabench.contract), for tests/test_plugins.py: OSP (which
+"""Methods that each break one clause of the contract (almabench.extend.contract), for tests/test_plugins.py: OSP (which
 keeps it) with one defect each."""
 
 import random

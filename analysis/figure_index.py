@@ -1,0 +1,43 @@
+"""figures/README.md: every figure of a report, listed by study folder, each with a one-line caption of what it
+shows and how to read it, so that a folder of a hundred files can be browsed without opening them one by one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .plots import Plot
+
+# What each kind of figure draws, and what to look at first (its caption in the index).
+CAPTIONS: dict[str, str] = {
+    "forest": "every paired delta (app − X, X − dense) with its 95 % t-interval, blocks side by side on one "
+              "x-scale per row: an interval clear of 0 is a difference the seeds agree on",
+    "accuracy": "test accuracy after each megabatch, mean over seeds with a ± std band",
+    "gap": "generalisation gap (train − validation accuracy) after each megabatch, mean over seeds",
+    "density": "each method's density after each megabatch beside its target schedule",
+    "cer": "cumulative error (CER) of each cell, seeds as points: lower is a better anytime learner",
+    "paired": "per-megabatch paired differences by seed, one panel per comparison, one y-scale per group",
+    "layer_density": "the density of every prunable layer after each megabatch (per-layer heatmap)",
+    "gap_vs_T": "final generalisation gap against the number of megabatches T",
+    "accuracy_vs_density": "final test accuracy against final density, one point per τ",
+    "regime": "the regime map: APP's paired differences against dense's mean generalisation gap, rung by rung",
+    "regime-vs-dense": "each method − dense against dense's mean generalisation gap, rung by rung",
+}
+
+
+def figure_index(plots: Sequence[Plot], figures: Path) -> str:
+    """The Markdown index of the plots under `figures` (their folder): a section per study folder (the figures
+    folder itself first), a line per figure: its file, its caption and its block."""
+    sections: dict[str, list[str]] = {}
+    for plot in plots:
+        image = next((p for p in plot.paths if p.suffix in (".png", ".svg")), plot.paths[0])
+        link = image.relative_to(figures).as_posix()
+        folder = image.parent.relative_to(figures).as_posix()
+        caption = CAPTIONS.get(plot.kind, plot.kind)
+        sections.setdefault(folder, []).append(f"- [{image.name}]({link}): {caption} ({plot.title})")
+    lines = ["# Figures", "", f"{len(plots)} figures, each in every format asked for (same name, another "
+             "suffix); the study folders hold the figures of one results folder's blocks, this folder those that "
+             "span several.", ""]
+    for folder in sorted(sections, key=lambda f: (f != ".", f)):
+        lines += [f"## {'across studies' if folder == '.' else folder}", "", *sections[folder], ""]
+    return "\n".join(lines)
