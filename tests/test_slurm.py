@@ -49,9 +49,15 @@ def _one_torch_thread(one_torch_thread):
 
 
 def cli(*args: str, env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
-    """`almabench ...` in a child process (its own Ctrl-C, its own output)."""
+    """`almabench ...` in a child process (its own Ctrl-C, its own output). Ctrl-C is restored to its default in the
+    child: a suite started in the background of a non-interactive shell (`pytest &`) ignores SIGINT, a disposition
+    children inherit, and Python then installs no KeyboardInterrupt handler."""
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     return subprocess.Popen([sys.executable, "-m", "almabench.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, **popen)
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=default_sigint, **popen)
 
 
 def wait_for(ready, timeout: float, what: str, step: float = 0.05):
@@ -329,9 +335,7 @@ def test_a_cell_cancelled_with_scancel_is_failed_never_done(slurm, tmp_path):
 
 def test_ctrl_c_in_a_waiting_parent_cancels_its_jobs_and_says_how_many(slurm, tiny_spec, tmp_path):
     out = tmp_path / "results"
-    # 30 epochs a megabatch: the three cells (one at a time) outlast a busy machine's delay before the signal
-    proc = cli("run", "--spec", str(tiny_spec), "--backend", "slurm", "--jobs", "1", "--set", "epochs=30", "--out",
-               str(out))
+    proc = cli("run", "--spec", str(tiny_spec), "--backend", "slurm", "--jobs", "1", "--out", str(out))
     jobs = wait_for(lambda: set(squeue(out)), 120, "the jobs in squeue")
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
