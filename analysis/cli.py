@@ -77,9 +77,9 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     from almabench.safe_paths import inside
 
     from .blocks import datasets_apart, parse_group_by, scope_in_method, with_varying_splits
+    from .figure_files import FORMATS
     from .figure_sets import figure_kinds
     from .load import filter_results, load_results, results_folder
-    from .plots import FORMATS
     from .report import build_report
 
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .plots import Plot
+from .figure_files import Plot
 
 # What each kind of figure draws, and what to look at first (its caption in the index).
 CAPTIONS: dict[str, str] = {

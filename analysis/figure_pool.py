@@ -1,5 +1,5 @@
 """Figures drawn on every core: a report's figures are independent, so they are planned in the report's process
-(each with its data and its file name, plots.FigureJob) and drawn by a pool of processes (joblib's loky).
+(each with its data and its file name, figure_files.FigureJob) and drawn by a pool of processes (joblib's loky).
 
 Matplotlib holds a lock around its global state and most of a figure's cost is pure-Python drawing, so
 threads would not help; processes do. A worker imports matplotlib, seaborn and pandas once (a few seconds on a
@@ -18,7 +18,7 @@ T = TypeVar("T", covariant=True)
 
 
 class Job(Protocol[T]):
-    """Anything with a render() that draws and saves one figure (plots.FigureJob), and its rough cost."""
+    """Anything with a render() that draws and saves one figure (figure_files.FigureJob), and its rough cost."""
 
     @property
     def cost(self) -> float: ...

@@ -17,19 +17,13 @@ from click.testing import CliRunner
 
 from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, block_slug, parse_group_by, with_varying_splits
 from almabench.analysis.cli import report
+from almabench.analysis.cross_block import DODGE, accuracy_density_figure
+from almabench.analysis.curves import cer_figure, curve_figure, density_figure
+from almabench.analysis.figure_files import FigureWriter
+from almabench.analysis.figure_kit import palette
+from almabench.analysis.layer_figure import layer_figure, layer_labels
 from almabench.analysis.load import cells, filter_results, load_results
 from almabench.analysis.paper import comparisons
-from almabench.analysis.plots import (
-    DODGE,
-    FigureWriter,
-    accuracy_density_figure,
-    cer_figure,
-    curve_figure,
-    density_figure,
-    layer_figure,
-    layer_labels,
-    palette,
-)
 from almabench.analysis.report import results_root
 from almabench.analysis.stats import (
     bootstrap_ci,

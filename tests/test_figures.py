@@ -14,19 +14,13 @@ import pandas as pd
 import pytest
 
 from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, check_code, scope_in_method, with_varying_splits
+from almabench.analysis.cross_block import DODGE, accuracy_density_figure
+from almabench.analysis.curves import cer_figure, curve_figure, density_figure
+from almabench.analysis.figure_kit import FADED, palette
 from almabench.analysis.forest import forest_figure
 from almabench.analysis.load import cells, load_results
 from almabench.analysis.paired import paired_figure
-from almabench.analysis.plots import (
-    DODGE,
-    FADED,
-    _with_pruners,
-    accuracy_density_figure,
-    cer_figure,
-    curve_figure,
-    density_figure,
-    palette,
-)
+from almabench.analysis.plots import _with_pruners
 from almabench.analysis.render import _delta_display
 from almabench.analysis.tables import METRICS, delta_table
 
@@ -327,7 +321,7 @@ def test_a_report_over_two_studies_puts_each_study_s_figures_in_its_folder_with_
 
 
 def test_the_gap_figure_is_a_panel_per_method_against_dense_on_one_scale_and_one_seed_drawn_weaker():
-    from almabench.analysis.plots import gap_figure, palette
+    from almabench.analysis.curves import gap_figure
 
     frame = steps({"dense": [[2.0, 4.0], [4.0, 6.0]], "app": [[1.0, 2.0], [3.0, 2.0]], "osp": [[9.0, 9.0]]},
                   column="gap")
@@ -347,7 +341,7 @@ def test_the_gap_figure_is_a_panel_per_method_against_dense_on_one_scale_and_one
 
 
 def test_gap_over_t_is_points_without_a_line_between_stream_lengths_and_one_seed_hollow():
-    from almabench.analysis.plots import gap_vs_T_figure, palette
+    from almabench.analysis.cross_block import gap_vs_T_figure
 
     cells = pd.DataFrame([{"method": m, "megabatches": t, "seed": s, "final_gap": g, "mean_gap": g / 2,
                            "config_hash": f"{m}{t}{s}"}

@@ -357,13 +357,15 @@ def test_the_first_line_says_where_the_grid_comes_from(tmp_path, flags, source):
 
 
 def test_the_cer_figures_dense_label_sits_above_its_own_dotted_line(finished):
+    from almabench.analysis.curves import cer_figure
+    from almabench.analysis.figure_kit import palette, report_style
     from almabench.analysis.load import cells, load_results
-    from almabench.analysis.plots import _style, cer_figure, method_order, palette
+    from almabench.analysis.paper import method_order
 
     rows = cells(load_results(finished, lambda message: None))
     dense = float(rows.loc[rows["method"] == "dense", "cer"].iloc[0])
     block = {"dataset": "digits", "arch": "convnet", "megabatches": 2, "pruner": "snip", "tau": 4.5}
-    with _style():
+    with report_style():
         fig = cer_figure(rows, block, palette(method_order(rows["method"])))
     renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]

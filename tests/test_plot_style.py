@@ -6,8 +6,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
+from almabench.analysis.curves import curve_figure
+from almabench.analysis.figure_kit import palette
 from almabench.analysis.paired import paired_by_step, paired_figure, pairs
-from almabench.analysis.plots import curve_figure, palette
 
 
 def rows(methods: dict[str, list[list[float]]]) -> pd.DataFrame:

@@ -1,0 +1,187 @@
+"""The per-block figures over the stream: accuracy (and any per-step metric), the generalisation gap as small
+multiples against dense, the density schedules, and CER as points."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, and no window pops up in a terminal session
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from .blocks import block_label  # noqa: E402
+from .figure_kit import (  # noqa: E402
+    HEIGHT,
+    TARGET_COLOUR,
+    WIDTH,
+    emphasis,
+    faded_note,
+    legend_right,
+    mean_lines,
+    seed_note,
+    steps_axis,
+)
+from .paper import method_order  # noqa: E402
+from .style import line_kwargs, style  # noqa: E402
+
+
+def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: dict,
+                 bounds: tuple[float, float] | None = None, highlight: Sequence[str] | None = None) -> plt.Figure:
+    """A per-step metric vs megabatch, one line per method, band = std over seeds (clipped to bounds); with many
+    methods (or a highlight chosen) the others grey and thin (emphasis)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    order = method_order(rows["method"])
+    faded = emphasis(order, highlight)
+    handles = mean_lines(ax, rows, y, order, colours, bounds, faded)
+    steps_axis(ax, int(rows["step"].max()))
+    ax.set_ylabel(ylabel)
+    clipped = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else ""
+    ax.set_title(f"{block_label(block)}\n{seed_note(rows, 'band: mean ± {}' + clipped)}{faded_note(faded)}")
+    legend_right(ax, handles)
+    return fig
+
+
+GAP_COLUMNS = 5  # panels per row of the gap figure
+
+
+def gap_figure(rows: pd.DataFrame, block: dict, colours: dict, reference: str = "dense") -> plt.Figure:
+    """The generalisation gap after each megabatch as small multiples: a panel per method, dense drawn grey in
+    each as the reference, every panel on one y-scale. One axis of ten overlapping ± std bands could not be read;
+    here each method is seen against dense alone. A method of one seed has a thin line with hollow markers, no
+    band, and says n = 1."""
+    order = [m for m in method_order(rows["method"]) if m != reference] or [reference]
+    stats = rows.groupby(["method", "step"])["gap"].agg(["mean", "std"]).reset_index()
+    seeds = rows.groupby("method")["config_hash"].nunique()
+    ncols = min(GAP_COLUMNS, len(order))
+    nrows = math.ceil(len(order) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.75 * ncols + 0.4, 1.45 * nrows + 0.8), sharex=True,
+                             sharey=True, squeeze=False, layout="constrained")
+    base = stats[stats["method"] == reference]
+    for ax, method in zip(axes.flat, order):
+        if not base.empty and method != reference:
+            ax.fill_between(base["step"], base["mean"] - base["std"].fillna(0), base["mean"] + base["std"].fillna(0),
+                            color="0.88", linewidth=0, zorder=1)
+            ax.plot(base["step"], base["mean"], color="black", linewidth=0.9, zorder=2, gid="reference")
+        m = stats[stats["method"] == method]
+        kwargs = {**line_kwargs(method), "color": colours[method]}
+        if seeds.get(method, 0) < 2:
+            kwargs |= {"markerfacecolor": "white", "linewidth": 0.8}
+            ax.text(0.04, 0.93, "n = 1", transform=ax.transAxes, fontsize=6, va="top", color="0.3", gid="n = 1")
+        else:
+            ax.fill_between(m["step"], m["mean"] - m["std"], m["mean"] + m["std"], color=colours[method],
+                            alpha=0.25, linewidth=0, zorder=2)
+        ax.plot(m["step"], m["mean"], markersize=3, zorder=3, gid="mean", label=method, **{"linewidth": 1.3, **kwargs})
+        ax.set_title(method if len(method) <= 22 else method.replace(" (", "\n("), fontsize=7)
+        ax.tick_params(labelsize=6, pad=1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    for ax in axes.flat[len(order):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("gap (points)", fontsize=6)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("megabatch t", fontsize=6)
+    against = f"black, grey band: {reference}; " if not base.empty else ""
+    fig.suptitle(f"generalisation gap (train − validation accuracy): {block_label(block)}\n{against}colour: the "
+                 f"method; {seed_note(rows, 'band: mean ± {}')}; one y-scale", fontsize=8)
+    return fig
+
+
+OFF_TARGET = 0.5  # a method whose final density is below this fraction of its target has its target marked
+
+
+def density_figure(rows: pd.DataFrame, block: dict, colours: dict,
+                   highlight: Sequence[str] | None = None) -> plt.Figure:
+    """Measured global density per method (coloured, band = std) over the target schedules, drawn once each in
+    black dashes under the measured lines (a method on schedule hides its target). A method that falls far below
+    its target (app-released's compounding) gets its target marked in its colour with crosses and its final
+    numbers written. A log axis where the densities span a decade."""
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    order = method_order(rows["method"])
+    faded = emphasis(order, highlight)
+    handles = mean_lines(ax, rows, "density", order, colours, (0.0, 1.0), faded)
+    dashes: dict[str, Any] = {"color": TARGET_COLOUR, "linestyle": (0, (3, 2)), "linewidth": 0.8}
+    target = rows.groupby(["method", "step"])["target_density"].mean().reset_index()
+    schedules = {tuple(t["target_density"].round(6)): t for _, t in target.groupby("method", sort=False)}
+    for t in schedules.values():
+        ax.plot(t["step"], t["target_density"], zorder=0.5, gid="target", **dashes)
+    handles.append(Line2D([], [], label="target\n(schedule)", **dashes))
+    for method in order:
+        per_step = rows.loc[rows["method"] == method].groupby("step")[["density", "target_density"]].mean()
+        measured, aimed = per_step.iloc[-1]
+        if aimed > 0 and measured < OFF_TARGET * aimed:
+            t = target[target["method"] == method]
+            ax.plot(t["step"], t["target_density"], color=colours[method], linestyle="none", marker="x",
+                    markersize=3.5, markeredgewidth=0.9, zorder=4, gid="off-target")
+            ax.annotate(f"{method}: {measured:.3f}\n(target {aimed:.3f}, ×)", (t["step"].iloc[-1], measured),
+                        xytext=(-6, -3), textcoords="offset points", ha="right", va="top", fontsize=5.5,
+                        color=colours[method], zorder=5)
+    steps_axis(ax, int(rows["step"].max()))
+    low = float(rows["density"].clip(lower=1e-4).min())
+    if low < 0.1 * float(rows["density"].max()):
+        ax.set_yscale("log")
+        ticks = [v for v in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0) if low / 1.5 <= v]
+        ax.set_yticks(ticks, [f"{v:g}" for v in ticks])
+        ax.set_ylim(low / 1.5, 1.15)
+        scale = ", log scale"
+    else:
+        ax.set_ylim(0, 1.05)
+        scale = ""
+    ax.set_ylabel(f"density{scale}\n(fraction of prunable weights kept)")
+    note = seed_note(rows, "coloured: measured mean, band: {}")
+    ax.set_title(f"{block_label(block)}\n{note}{faded_note(faded)}")
+    legend_right(ax, handles)
+    return fig
+
+
+def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Figure:
+    """CER per method as points: mean (large dot, labelled) ± std (whiskers), seeds as small dots, on an axis
+    fitted to the values. Bars from 0 made 160, 163 and 165 look alike; the differences are what matters, so
+    the axis does not start at 0 (the title says so) and each mean is written out, with its difference to
+    dense where the block has it."""
+    order = method_order(block_cells["method"])
+    stats = block_cells.groupby("method")["cer"].agg(["mean", "std"]).reindex(order)
+    reference = stats.loc["dense", "mean"] if "dense" in stats.index else None
+    seeds = block_cells.groupby("method")["config_hash"].nunique()
+    ticks = [tick_label(m, int(seeds[m])) for m in order]
+    column = max(0.55, 0.065 * max(len(line) for t in ticks for line in t.split("\n")))  # inches: a tick's width
+    fig, ax = plt.subplots(figsize=(max(WIDTH, column * len(order) + 1.6), HEIGHT))
+    if reference is not None:
+        ax.axhline(reference, color=colours["dense"], linestyle=":", linewidth=0.8, zorder=1)
+    for i, method in enumerate(order):  # seeds spread evenly, not jittered at random: same file every run
+        values = block_cells.loc[block_cells["method"] == method, "cer"].to_numpy(dtype=float)
+        if len(values) > 1:  # one seed is its mean: no second dot
+            ax.scatter(i + 0.22 + np.linspace(-0.12, 0.12, len(values)), values, color=colours[method], s=7,
+                       alpha=0.6, linewidths=0, zorder=2)
+        mean, std = stats.loc[method, "mean"], stats.loc[method, "std"]
+        ax.errorbar(i, mean, yerr=0 if pd.isna(std) else std, fmt=style(method).marker, color=colours[method],
+                    markersize=5, capsize=3, elinewidth=1, zorder=3)
+        diff = f"\n({mean - reference:+,.0f})" if reference is not None and method != "dense" else ""
+        # dense's label sits just above its own dotted line, not on it; any other label the line crosses hides
+        # it behind an opaque box (drawn above the line), so no number is struck through
+        on_line = method == "dense" and reference is not None
+        ax.annotate(f"{mean:,.0f}{diff}", (i, mean), xytext=(-6, 2 if on_line else 0), textcoords="offset points",
+                    ha="right", va="bottom" if on_line else "center", fontsize=6, linespacing=1.0, zorder=4,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"})
+    ax.set_xticks(range(len(order)), ticks)
+    ax.set_xlim(-0.8, len(order) - 0.4)
+    ax.margins(y=0.2)
+    steps = int(block_cells["megabatches"].iloc[0])
+    ax.set_ylabel(f"CER (test errors summed\nover {steps} megabatches)")
+    note = seed_note(block_cells, "mean ± {} (small dots: seeds)")
+    labels = "label: mean (its difference to dense, dotted)" if reference is not None else "label: mean"
+    ax.set_title(f"{block_label(block)}\n{note}\n{labels}; y-axis does not start at 0")
+    return fig
+
+
+def tick_label(method: str, seeds: int) -> str:
+    """A method's tick under a column of points: its scope on a line of its own ('rigl\n(erk-dense-first)'), so
+    neighbouring labels do not run into each other, and 'n = 1' where one seed is all it has."""
+    return method.replace(" (", "\n(") + ("\nn = 1" if seeds == 1 else "")
