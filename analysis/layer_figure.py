@@ -13,8 +13,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from almabench.methods import METHODS  # noqa: E402
-
 from .blocks import block_label  # noqa: E402
 from .paired import counted  # noqa: E402
 from .paper import base_method  # noqa: E402
@@ -42,6 +40,8 @@ def layer_labels(names: Sequence[str]) -> list[str]:
 def uses_pruner(method: str) -> bool:
     """Whether a method's masks come from the config's pruner (osp, app: yes; gmp, imp, rigl, set: no, they
     ignore it; dense prunes nothing). A method almabench does not know is taken to use it."""
+    from almabench.methods import METHODS  # here, not at the top: the methods import torch, the report need not
+
     name = base_method(method)
     if name not in METHODS.names():
         return True

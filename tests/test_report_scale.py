@@ -207,3 +207,14 @@ def test_a_refusal_in_a_worker_is_the_same_one_line(sweep: Path, tmp_path: Path,
                                          "--jobs", "2"])
     assert result.exit_code == 1 and "leads outside" in result.output, result.output
     assert "Traceback" not in result.output and list(victim.iterdir()) == []
+
+
+def test_the_report_and_its_figure_workers_never_import_torch():
+    """torch adds about 600 MB to a process: the report (and every loky worker that unpickles its figure jobs)
+    must import none of it, or the report of a sweep holds 1.6 GB instead of 1 GB."""
+    import subprocess
+
+    code = ("import sys, almabench.analysis.cli, almabench.analysis.report, almabench.analysis.plots; "
+            "from almabench.analysis.cli import report; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
