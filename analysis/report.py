@@ -68,10 +68,10 @@ class Report:
 def _check_plugin_code(cell_rows: pd.DataFrame, warn: Warn) -> None:
     """One warning per cell made by other plugin code than the code registered in this process under the same
     name (an installed package, or a --plugin file imported here): its numbers are not the installed code's."""
+    if "env_plugins" not in cell_rows.columns or cell_rows["env_plugins"].isna().all():
+        return  # no plugin made a cell: nothing to compare, and no reason to import the registries (and torch)
     from almabench.extend.stale import installed_code_changes
 
-    if "env_plugins" not in cell_rows.columns:
-        return
     for _, row in cell_rows.iterrows():
         change = installed_code_changes(row["env_plugins"])
         if change:
