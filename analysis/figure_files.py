@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # files only: no display needed, and no window pops up in
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.layout_engine import PlaceHolderLayoutEngine  # noqa: E402
 
 from almabench.names import cut_bytes  # noqa: E402
 from almabench.results.store import write_atomic  # noqa: E402
@@ -87,8 +88,19 @@ def several_studies(rows: pd.DataFrame) -> bool:
     return "path" in rows.columns and rows["path"].map(lambda p: str(Path(p).parent)).nunique() > 1
 
 
+def fix_layout(fig: plt.Figure) -> None:
+    """Solve the figure's layout (constrained) once and keep it: savefig draws a figure twice per format (once
+    to measure the tight bounding box), and re-solving the layout at every draw was a fifth of a report's drawing
+    time. Positions are in figure fractions, so the solution holds at any format's dpi."""
+    engine = fig.get_layout_engine()
+    if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+        engine.execute(fig)
+        fig.set_layout_engine("none")
+
+
 def save_figure(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> tuple[Path, ...]:
     """Write fig as out/name.FORMAT for every format and close it."""
+    fix_layout(fig)
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
