@@ -11,6 +11,8 @@ import click
 
 from almabench.names import one_line, quoted
 
+from .figure_sets import SWEEP_BLOCKS
+
 if TYPE_CHECKING:
     from .report import Report
 
@@ -57,9 +59,10 @@ def _split(value: str | None) -> list[str]:
 @click.option("--arch", default=None, help="Only cells with this architecture.")
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
 @click.option("--figures", "figures", default="default", show_default=True,
-              help="Which figures, comma-separated: 'default' (forest, accuracy, gap and paired differences per "
-                   "block, and the cross-block figures), 'all' (adds density, cer and the per-layer heatmaps "
-                   "'layers'), 'none', or kinds, e.g. 'default,cer'.")
+              help="Which figures, comma-separated: 'default' (the forest plots, each block's accuracy and gap "
+                   f"curves up to {SWEEP_BLOCKS} blocks, and the cross-block figures), 'all' (adds paired "
+                   "differences, density, cer and the per-layer heatmaps 'layers'), 'none', or kinds, e.g. "
+                   "'default,cer'.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Processes drawing the figures (default: every core this process may use; 1: in this process). "
                    "The files are the same at any count.")
@@ -98,7 +101,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
     if not fmts or bad:
         raise click.ClickException(f"unknown --format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
     try:
-        kinds = figure_kinds(figures)
+        figure_kinds(figures)  # a word it does not know: one line before any file is read
     except AlmabenchError as err:
         raise click.ClickException(str(err)) from None
 
@@ -141,7 +144,7 @@ def report(results_dirs: tuple[Path, ...], out: Path | None, formats: str, group
         source = results_dir if len(results_dirs) == 1 else ", ".join(map(str, results_dirs))
         result = build_report(frame, target, fmts, keys, warn=held.append, source=source, notes=notes,
                               highlight=_split(highlight) if highlight is not None else None, references=refs,
-                              figures=kinds, jobs=jobs)
+                              figures=figures, jobs=jobs)
     except (StorageError, OSError) as err:  # a read-only results folder (an archive, a mount), a quota, a full disk
         reason = err.reason if isinstance(err, StorageError) else (err.strerror or str(err)).lower()
         if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # another folder would not help

@@ -7,6 +7,11 @@ paper's subject), plus the cross-block figures (gap over T, accuracy against den
 paired differences per megabatch (where each delta of the forest comes from: a panel per comparison, as costly
 to draw as three curve figures), the CER points, the density schedules and the per-layer heatmaps (one per
 method) are drawn with `--figures all` or by naming them (`--figures default,paired`).
+
+Past SWEEP_BLOCKS blocks (a sweep: 20 settings of a 4-block study are 80 blocks) `default` leaves the per-block
+curves out too: 160 curve figures are a folder nobody pages through, and they were two thirds of such a
+report's time. The forest plots still show every block's paired deltas; naming the curves draws them
+(`--figures default,accuracy,gap`).
 """
 
 from __future__ import annotations
@@ -30,14 +35,21 @@ COSTS: dict[str, float] = {"forest": 2.2, "paired": 1.9, "regime": 1.2, "regime-
                            "cer": 0.42, "accuracy": 0.34}
 
 
-def figure_kinds(spec: str) -> frozenset[str]:
-    """The kinds a --figures value names: a comma list of set names (all, default, none) and kinds, united."""
+SWEEP_BLOCKS = 16  # more blocks than this: `default` draws no per-block curves
+PER_BLOCK_CURVES = frozenset({"accuracy", "gap"})
+
+
+def figure_kinds(spec: str, blocks: int = 0) -> frozenset[str]:
+    """The kinds a --figures value names: a comma list of set names (all, default, none) and kinds, united;
+    `default` without the per-block curves where the report has more than SWEEP_BLOCKS blocks."""
     kinds: set[str] = set()
     for word in (w.strip() for w in spec.split(",")):
         if not word:
             continue
         word = ALIASES.get(word, word)
-        if word in FIGURE_SETS:
+        if word == "default" and blocks > SWEEP_BLOCKS:
+            kinds |= FIGURE_SETS[word] - PER_BLOCK_CURVES
+        elif word in FIGURE_SETS:
             kinds |= FIGURE_SETS[word]
         elif word in KINDS:
             kinds.add(word)
@@ -45,3 +57,13 @@ def figure_kinds(spec: str) -> frozenset[str]:
             raise AlmabenchError(f"unknown --figures {word!r}; choose sets ({', '.join(FIGURE_SETS)}) or kinds "
                                  f"({', '.join(sorted({*KINDS, *ALIASES}))}), comma-separated")
     return frozenset(kinds)
+
+
+def left_out(spec: str, blocks: int) -> str:
+    """The line saying which per-block curves `default` left out of a sweep-sized report, and how to draw them;
+    '' where it left none out."""
+    dropped = sorted((PER_BLOCK_CURVES - figure_kinds(spec, blocks)) & figure_kinds(spec))
+    if not dropped:
+        return ""
+    return (f"{blocks} blocks: the per-block {' and '.join(dropped)} curves are not drawn past {SWEEP_BLOCKS} blocks "
+            f"(the forest plots show every block's deltas); --figures default,{','.join(dropped)} draws them")

@@ -28,7 +28,7 @@ from .blocks import (
 )
 from .figure_index import figure_index
 from .figure_pool import render as render_figures
-from .figure_sets import FIGURE_SETS
+from .figure_sets import FIGURE_SETS, figure_kinds, left_out
 from .load import CONFIG_KEYS, Warn, cells, printable_labels, warn_stderr
 from .paper import method_order
 from .plots import Plot, plan_figures, regime_jobs
@@ -82,15 +82,15 @@ def _check_plugin_code(cell_rows: pd.DataFrame, warn: Warn) -> None:
 def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf"),
                  keys: Sequence[str] = BLOCK_KEYS, warn: Warn = warn_stderr, source: str | Path | None = None,
                  notes: Sequence[str] = (), highlight: Sequence[str] | None = None,
-                 references: Sequence[str] = (), figures: frozenset[str] = FIGURE_SETS["all"],
+                 references: Sequence[str] = (), figures: frozenset[str] | str = FIGURE_SETS["all"],
                  jobs: int | None = 1) -> Report:
     """Write tables, figures and report.md for a loaded results frame (load.load_results) into out.
 
     notes are earlier warnings (e.g. files the loader skipped) to list in report.md next to the new ones;
     highlight the methods the curve figures draw in colour (figure_kit.emphasis; None: the default rule); references
     the methods whose differences the delta tables, forest and paired figures show (default: APP's). The regime
-    map stays APP's. figures are the kinds drawn (figure_sets), on `jobs` processes (figure_pool.render; None:
-    every core).
+    map stays APP's. figures are the kinds drawn (figure_sets), or a --figures value (figure_sets.figure_kinds: its
+    `default` depends on the number of blocks), on `jobs` processes (figure_pool.render; None: every core).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,10 +120,16 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     regime_md = _regime_markdown(settings, keys)
 
     own = warnings[len(notes):]
+    if isinstance(figures, str):
+        left_out_line = left_out(figures, len(tables))
+        figures = figure_kinds(figures, len(tables))
+    else:
+        left_out_line = ""
     regime_line = (f"regime map{'s' if len(settings) > 1 else ''} of {len(settings)} setting"
                    f"{'s' if len(settings) > 1 else ''}: {out}/tables.md, regime.csv\n") if settings else ""
-    report = Report(out=out, text=to_text(tables) + _regime_text(settings, keys), blocks=len(tables),
-                    overview=summary_text(tables, deltas, keys, own, str(out)) + regime_line,
+    figures_line = f"{left_out_line}\n" if left_out_line else ""
+    report = Report(out=out, text=to_text(tables) + _regime_text(settings, keys) + figures_line, blocks=len(tables),
+                    overview=summary_text(tables, deltas, keys, own, str(out)) + regime_line + figures_line,
                     grouped_warnings=grouped_warnings(own, [t.label for t in tables]))
     outputs = [("tables.md", to_markdown(tables, level=2) + regime_md + "\n"), ("tables.tex", to_latex(tables) + "\n"),
                ("tables.csv", csv_frame(summary, deltas, keys).to_csv(index=False))]
@@ -148,7 +154,7 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
         report.files.append(out / FIGURES / "README.md")
     report.warnings = warnings
     md = report_markdown(frame, tables_md=to_markdown(tables, level=3) + regime_md, plots=report.plots, out=out,
-                         source=source, warnings=warnings)
+                         source=source, warnings=warnings, left_out=left_out_line)
     write_text(out / "report.md", md, out)
     report.files.append(out / "report.md")
     return report
@@ -242,8 +248,9 @@ def _relative(path: str, start: Path) -> str:
 
 
 def report_markdown(frame: pd.DataFrame, tables_md: str, plots: Sequence[Plot], out: Path,
-                    source: str | Path | None, warnings: Sequence[str]) -> str:
-    """report.md: summary line, tables, figures by block, data fingerprints, configs and warnings."""
+                    source: str | Path | None, warnings: Sequence[str], left_out: str = "") -> str:
+    """report.md: summary line, tables, figures by block (and which the default left out), data fingerprints,
+    configs and warnings."""
     cell_rows = cells(frame)
     methods = method_order(cell_rows["method"])
     where = f" in `{source}`" if source is not None else ""
@@ -252,7 +259,7 @@ def report_markdown(frame: pd.DataFrame, tables_md: str, plots: Sequence[Plot], 
         f"{len(cell_rows)} cells{where} ({', '.join(methods)}), {len(frame)} steps in all; "
         f"written by almabench {almabench.__version__}.", "",
         "## Tables", "", tables_md,
-        "## Figures", "",
+        "## Figures", "", *([left_out + ".", ""] if left_out else []),
     ]
     by_title: dict[str, list[Plot]] = {}
     for plot in plots:

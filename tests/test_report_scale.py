@@ -53,6 +53,35 @@ def test_figure_sets_name_the_kinds_and_refuse_unknown_words() -> None:
         figure_kinds("default,curves")
 
 
+def test_default_leaves_the_per_block_curves_out_of_a_sweep_and_says_how_to_draw_them() -> None:
+    from almabench.analysis.figure_sets import PER_BLOCK_CURVES, SWEEP_BLOCKS, left_out
+
+    assert figure_kinds("default", SWEEP_BLOCKS) == FIGURE_SETS["default"]  # up to SWEEP_BLOCKS: all of it
+    assert figure_kinds("default", SWEEP_BLOCKS + 1) == FIGURE_SETS["default"] - PER_BLOCK_CURVES
+    assert figure_kinds("default,gap", SWEEP_BLOCKS + 1) == FIGURE_SETS["default"] - {"accuracy"}  # named: drawn
+    assert figure_kinds("all", 1000) == frozenset(KINDS) and figure_kinds("accuracy", 1000) == {"accuracy"}
+    assert left_out("default", SWEEP_BLOCKS) == "" and left_out("all", 1000) == ""
+    assert left_out("default,gap", 17) == (f"17 blocks: the per-block accuracy curves are not drawn past "
+                                           f"{SWEEP_BLOCKS} blocks (the forest plots show every block's deltas); "
+                                           f"--figures default,accuracy draws them")
+
+
+def test_a_sweep_sized_report_draws_no_curves_by_default_and_says_so(sweep: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from almabench.analysis import figure_sets
+
+    monkeypatch.setattr(figure_sets, "SWEEP_BLOCKS", len(SWEEP) - 1)  # the six-block sweep counts as a sweep
+    stdout, _ = invoke(str(sweep), "--out", str(tmp_path / "out"), "--format", "png", "--jobs", "1")
+    kinds = {p.name.split("_")[0] for p in (tmp_path / "out" / "figures").glob("*.png")}
+    assert kinds == {"forest"}  # the default's cross-block figures need several T, τ or rungs: none here
+    line = "6 blocks: the per-block accuracy and gap curves are not drawn past 5 blocks"
+    assert line in stdout and line in (tmp_path / "out" / "report.md").read_text()
+    stdout, _ = invoke(str(sweep), "--out", str(tmp_path / "all"), "--format", "png", "--jobs", "1",
+                       "--figures", "default,accuracy")
+    assert len(list((tmp_path / "all" / "figures").glob("accuracy_*.png"))) == len(SWEEP)
+    assert "6 blocks: the per-block gap curves are not drawn past 5 blocks" in stdout  # accuracy was named
+
+
 @pytest.mark.parametrize("figures, expected", [
     ("none", set()),
     ("forest", {"forest_digits_convnet_T2"}),
