@@ -12,23 +12,27 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed, and no window pops up in a terminal session
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from .blocks import block_label  # noqa: E402
 from .figure_kit import (  # noqa: E402
     HEIGHT,
     TARGET_COLOUR,
+    WHITE_BOX,
     WIDTH,
     emphasis,
     faded_note,
     legend_right,
     mean_lines,
+    merged,
+    off_scale_marker,
+    same_note,
     seed_note,
     steps_axis,
 )
+from .forest import shared_scale  # noqa: E402
 from .paper import method_order  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
 
@@ -141,47 +145,66 @@ def density_figure(rows: pd.DataFrame, block: dict, colours: dict,
     return fig
 
 
-def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict) -> plt.Figure:
-    """CER per method as points: mean (large dot, labelled) ± std (whiskers), seeds as small dots, on an axis
-    fitted to the values. Bars from 0 made 160, 163 and 165 look alike; the differences are what matters, so
-    the axis does not start at 0 (the title says so) and each mean is written out, with its difference to
-    dense where the block has it."""
-    order = method_order(block_cells["method"])
-    stats = block_cells.groupby("method")["cer"].agg(["mean", "std"]).reindex(order)
-    reference = stats.loc["dense", "mean"] if "dense" in stats.index else None
-    seeds = block_cells.groupby("method")["config_hash"].nunique()
-    ticks = [tick_label(m, int(seeds[m])) for m in order]
-    column = max(0.55, 0.065 * max(len(line) for t in ticks for line in t.split("\n")))  # inches: a tick's width
-    fig, ax = plt.subplots(figsize=(max(WIDTH, column * len(order) + 1.6), HEIGHT))
-    if reference is not None:
-        ax.axhline(reference, color=colours["dense"], linestyle=":", linewidth=0.8, zorder=1)
-    for i, method in enumerate(order):  # seeds spread evenly, not jittered at random: same file every run
-        values = block_cells.loc[block_cells["method"] == method, "cer"].to_numpy(dtype=float)
-        if len(values) > 1:  # one seed is its mean: no second dot
-            ax.scatter(i + 0.22 + np.linspace(-0.12, 0.12, len(values)), values, color=colours[method], s=7,
-                       alpha=0.6, linewidths=0, zorder=2)
-        mean, std = stats.loc[method, "mean"], stats.loc[method, "std"]
-        ax.errorbar(i, mean, yerr=0 if pd.isna(std) else std, fmt=style(method).marker, color=colours[method],
-                    markersize=5, capsize=3, elinewidth=1, zorder=3)
-        diff = f"\n({mean - reference:+,.0f})" if reference is not None and method != "dense" else ""
-        # dense's label sits just above its own dotted line, not on it; any other label the line crosses hides
-        # it behind an opaque box (drawn above the line), so no number is struck through
-        on_line = method == "dense" and reference is not None
-        ax.annotate(f"{mean:,.0f}{diff}", (i, mean), xytext=(-6, 2 if on_line else 0), textcoords="offset points",
-                    ha="right", va="bottom" if on_line else "center", fontsize=6, linespacing=1.0, zorder=4,
-                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"})
-    ax.set_xticks(range(len(order)), ticks)
-    ax.set_xlim(-0.8, len(order) - 0.4)
-    ax.margins(y=0.2)
+def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict,
+               same: Sequence[tuple[str, str]] = ()) -> plt.Figure:
+    """CER per method as a row of a forest plot, sorted (lowest CER on top): mean (dot) ± std (whisker) on a
+    horizontal axis, dense's mean dotted, each mean written with its difference to dense. A strip of a dozen
+    columns made the eye hunt for the order; one outlier (app-released, imp) set the scale of all. A mean past
+    forest.OFF_SCALE times the bulk's reach from dense is a triangle at the edge with its numbers instead. A
+    method of one seed is hollow, without a whisker, and its row says n = 1."""
+    names = merged(method_order(block_cells["method"]), same)
+    cells = block_cells[block_cells["method"].isin(names)]
+    stats = cells.groupby("method").agg(mean=("cer", "mean"), std=("cer", "std"), n=("config_hash", "nunique"))
+    stats = stats.reindex(list(names)).sort_values("mean", kind="stable")
+    dense = stats.loc["dense", "mean"] if "dense" in stats.index else None
+    centre = dense if dense is not None else float(stats["mean"].median())
+    spread = stats["std"].where(stats["n"] > 1, 0.0).fillna(0.0)
+    offsets = pd.DataFrame({"delta": stats["mean"] - centre, "ci_low": stats["mean"] - spread - centre,
+                            "ci_high": stats["mean"] + spread - centre})
+    scale = shared_scale(offsets.drop(index="dense", errors="ignore") if len(stats) > 1 else offsets)
+    low, high = centre + scale.low, centre + scale.high + LABEL_ROOM * (scale.high - scale.low)  # room: labels
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.19 * len(stats) + 1.2), layout="constrained")
+    if dense is not None:
+        ax.axvline(dense, color=colours["dense"], linestyle=":", linewidth=0.8, zorder=1)
+    y = {m: len(stats) - 1 - k for k, m in enumerate(stats.index)}
+    for method, row in stats.iterrows():
+        label = f"{row['mean']:,.0f}" + (f" ({row['mean'] - dense:+,.0f})" if dense is not None and
+                                         method != "dense" else "")
+        delta = row["mean"] - centre
+        if abs(delta) > scale.limit:
+            edge = high if delta > 0 else low  # on the frame: not a value of the axis
+            off_scale_marker(ax, (edge, y[method]), ">" if delta > 0 else "<", colours[method],
+                             label + (", n = 1" if row["n"] < 2 else ""), f"off-scale {method}")
+            continue
+        one = row["n"] < 2
+        ax.errorbar([row["mean"]], [y[method]], xerr=None if one else [[row["std"]], [row["std"]]],
+                    fmt=style(method).marker, color=colours[method], markersize=4.5, capsize=2, elinewidth=1,
+                    markerfacecolor="white" if one else colours[method], zorder=3, gid=f"cer {method}")
+        ax.annotate(label, (row["mean"] + (0 if one else row["std"]), y[method]), xytext=(4, 0),
+                    textcoords="offset points", fontsize=5.5, va="center", zorder=4, bbox=WHITE_BOX)
+    ax.set_yticks([y[m] for m in stats.index], [cer_label(names[m], int(stats.loc[m, "n"])) for m in stats.index],
+                  fontsize=6)
+    ax.set_ylim(-0.7, len(stats) - 0.3)
+    ax.set_xlim(low, high)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.grid(axis="y", visible=False)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     steps = int(block_cells["megabatches"].iloc[0])
-    ax.set_ylabel(f"CER (test errors summed\nover {steps} megabatches)")
-    note = seed_note(block_cells, "mean ± {} (small dots: seeds)")
-    labels = "label: mean (its difference to dense, dotted)" if reference is not None else "label: mean"
-    ax.set_title(f"{block_label(block)}\n{note}\n{labels}; y-axis does not start at 0")
+    ax.set_xlabel(f"CER: test errors summed over {steps} megabatches (lower is better)", fontsize=6.5)
+    note = seed_note(cells, "point: mean ± {}")
+    best = stats.drop(index="dense", errors="ignore")
+    headline = (f"lowest except dense: {best.index[0]} {best['mean'].iloc[0]:,.0f}" +
+                (f" (dense {dense:,.0f})" if dense is not None else "")) if not best.empty else ""
+    ax.set_title(f"CER: {block_label(block)}\n{headline}\n{note}; label: mean (difference to dense, dotted)\n"
+                 f"hollow: one seed; ▶ at the edge: off the scale, value written{same_note(names, chr(10))}",
+                 fontsize=6.5)
     return fig
 
 
-def tick_label(method: str, seeds: int) -> str:
-    """A method's tick under a column of points: its scope on a line of its own ('rigl\n(erk-dense-first)'), so
-    neighbouring labels do not run into each other, and 'n = 1' where one seed is all it has."""
-    return method.replace(" (", "\n(") + ("\nn = 1" if seeds == 1 else "")
+LABEL_ROOM = 0.3  # the CER axis reaches this fraction of its scale further right, for the labels of the means
+
+
+def cer_label(name: str, seeds: int) -> str:
+    """A method's row: its name ('app = osp' where merged), and 'n = 1' where one seed is all it has."""
+    return name + (" (n = 1)" if seeds == 1 else "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -20,6 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .paper import METHOD_ORDER  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
+from .tables import SAME_COMPUTATION  # noqa: E402
 
 WIDTH, HEIGHT = 3.5, 2.5  # inches: one column of a two-column paper
 
@@ -123,3 +125,39 @@ def mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], c
 def legend_right(ax: plt.Axes, handles: list) -> None:
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method",
               handlelength=2.6)
+
+
+def merged(order: Sequence[str], same: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """The methods a figure draws, each with its label: where the delta table marks two methods one computation
+    (same: (method, baseline) pairs, tables.identical_pairs; app and osp at τ = 1), the baseline is not drawn
+    hidden under the method but joins its label, 'app = osp'."""
+    names = {m: m for m in order}
+    for method, baseline in same:
+        if method in names and baseline in names:
+            names[method] = f"{names[method]} = {baseline}"
+            del names[baseline]
+    return names
+
+
+def same_note(names: dict[str, str], start: str = "; ") -> str:
+    """The title's words for merged methods, each after start: '; app = osp: same computation (identical results
+    at every seed)'; empty where no method was merged."""
+    joined = [label for method, label in names.items() if label != method]
+    return "".join(f"{start}{label}: {SAME_COMPUTATION}" for label in joined)
+
+
+WHITE_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"}  # text over grid lines
+OFF_SCALE_TEXT = {">": (-5, 0, "right", "center"), "<": (5, 0, "left", "center"),
+                  "^": (0, -5, "center", "top"), "v": (0, 5, "center", "bottom")}
+
+
+def off_scale_marker(ax: plt.Axes, xy: tuple[float, float], direction: str, colour: Any, text: str,
+                     gid: str) -> None:
+    """A value past the axis's scale (forest.off_scale_limit's rule) drawn as a triangle at the edge pointing
+    towards it (direction: '>', '<', '^', 'v'), with its number written beside, so that it does not set the scale
+    and is not lost either."""
+    ax.plot([xy[0]], [xy[1]], marker=direction, color=colour, markersize=4.5, linestyle="none", zorder=4,
+            clip_on=False, gid=gid)
+    dx, dy, ha, va = OFF_SCALE_TEXT[direction]
+    ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=5.5, color=colour,
+                zorder=4, gid=gid, bbox=WHITE_BOX)

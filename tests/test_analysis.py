@@ -509,10 +509,12 @@ def test_cer_plot_shows_the_differences_on_an_axis_not_from_zero() -> None:
     cells_["config_hash"] = cells_["method"] + cells_["seed"].astype(str)
     fig = cer_figure(cells_, {"dataset": "d"}, palette(["dense", "osp", "app"]))
     ax = fig.axes[0]
-    low, high = ax.get_ylim()
+    low, high = ax.get_xlim()
     assert 150 < low < 159 and 166 < high < 175  # 160 / 163 / 165 are told apart
-    assert [t.get_text() for t in ax.texts] == ["165", "163\n(-2)", "160\n(-5)"]
-    assert "y-axis does not start at 0" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == ["160 (-5)", "163 (-2)", "165"]
+    assert [c.lines[0].get_xdata()[0] for c in ax.containers] == [160, 163, 165]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["app", "osp", "dense"]  # lowest CER on top
+    assert "lowest except dense: app 160 (dense 165)" in ax.get_title()
     plt.close(fig)
 
 

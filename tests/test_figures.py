@@ -188,13 +188,38 @@ def test_density_targets_lie_under_the_lines_a_fall_from_target_is_marked_and_a_
     plt.close(fig)
 
 
-def test_cer_ticks_wrap_the_scope_and_mark_a_single_seed():
-    frame = pd.DataFrame({"method": ["dense", "dense", "app", "app", "rigl (erk-dense-first)"], "seed": [0, 1, 0, 1, 0],
-                          "cer": [100, 102, 98, 99, 97], "megabatches": 8})
-    frame["config_hash"] = frame["method"] + frame["seed"].astype(str)
+def cer_cells(values: dict[str, list[float]]) -> pd.DataFrame:
+    """Cells of one block: values[m] is the CER per seed."""
+    frame = pd.DataFrame([{"method": m, "seed": s, "cer": v, "megabatches": 8} for m, vs in values.items()
+                          for s, v in enumerate(vs)])
+    return frame.assign(config_hash=frame["method"] + frame["seed"].astype(str))
+
+
+def test_cer_rows_are_sorted_by_cer_and_one_seed_is_hollow_without_a_whisker_and_says_n_1():
+    frame = cer_cells({"dense": [100, 102], "app": [98, 99], "rigl (erk-dense-first)": [103]})
     fig = cer_figure(frame, {"dataset": "d"}, palette(frame["method"].unique()))
-    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert ticks == ["dense", "app", "rigl\n(erk-dense-first)\nn = 1"]
+    ax = fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert rows == ["app", "dense", "rigl (erk-dense-first) (n = 1)"]  # lowest CER on top
+    points = {c.lines[0].get_gid(): c for c in ax.containers}
+    assert points["cer app"].lines[0].get_xydata().tolist() == [[98.5, 2]]  # the mean, top row
+    assert points["cer rigl (erk-dense-first)"].lines[0].get_markerfacecolor() == "white"
+    assert not points["cer rigl (erk-dense-first)"].has_xerr and points["cer app"].has_xerr
+    plt.close(fig)
+
+
+def test_a_cer_past_the_bulk_s_scale_is_an_arrow_at_the_edge_with_its_value():
+    # dense 100; the bulk within ±4 of it; app-released 60 above: OFF_SCALE · median reach (3 · 3) is far below
+    frame = cer_cells({"dense": [100, 100], "app": [102, 104], "osp": [103, 105], "gmp": [96, 98],
+                       "app-released": [160]})
+    fig = cer_figure(frame, {"dataset": "d"}, palette(frame["method"].unique()))
+    ax = fig.axes[0]
+    off = [t for t in ax.texts if t.get_gid() == "off-scale app-released"]
+    assert [t.get_text() for t in off] == ["160 (+60), n = 1"]
+    (arrow,) = [line for line in ax.get_lines() if line.get_gid() == "off-scale app-released"]
+    assert arrow.get_xdata()[0] == ax.get_xlim()[1] and arrow.get_marker() == ">"
+    assert ax.get_xlim()[1] < 130  # the bulk sets the scale, not the outlier
+    assert "cer app-released" not in {c.lines[0].get_gid() for c in ax.containers}
     plt.close(fig)
 
 
@@ -357,3 +382,39 @@ def test_gap_over_t_is_points_without_a_line_between_stream_lengths_and_one_seed
     assert all(len(line.get_xdata()) <= 1 for line in ax.get_lines())  # no line joins T = 8 and T = 32
     assert [t.get_text() for t in ax.get_xticklabels()] == ["T = 8", "T = 32"]
     plt.close(fig)
+
+
+def overfit_jobs(kinds: set[str], tmp_path: Path) -> list:
+    """The committed overfit study's figure jobs of kinds, planned as the report plans them (its delta table)."""
+    from almabench.analysis.plots import plan_figures
+
+    frame = scope_in_method(load_results(DOCS / "cifar10-t8-overfit"))
+    keys = with_varying_splits(list(BLOCK_KEYS), frame)
+    cell_rows = assign_blocks(cells(frame), keys)
+    return plan_figures(assign_blocks(frame, keys), cell_rows, keys, tmp_path, ["png"],
+                        delta_table(cell_rows, keys), kinds=frozenset(kinds))
+
+
+def figure_words(fig: plt.Figure) -> str:
+    """Every title, tick label, legend entry and text of a figure, one string."""
+    words = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in fig.axes:
+        words += [ax.get_title(), *(t.get_text() for t in ax.texts), *(t.get_text() for t in ax.get_yticklabels())]
+        if ax.get_legend():
+            words += [t.get_text() for t in ax.get_legend().get_texts()]
+    return "\n".join(words)
+
+
+@pytest.mark.parametrize("kind", ["cer"])
+def test_app_and_osp_are_one_line_said_to_be_one_computation_exactly_where_the_delta_table_marks_it(kind, tmp_path):
+    jobs = overfit_jobs({kind}, tmp_path)
+    assert len(jobs) == 3  # τ = 1, 4.5, 10.3; only τ = 1 has app and osp identical (the delta table's test above)
+    for job in jobs:
+        fig = job.draw(*job.args)
+        words = figure_words(fig)
+        if "tau=1.0" in job.title:
+            assert "app = osp: same computation (identical results at every seed)" in words
+            assert "app = osp" in words.replace("app = osp: same", "")  # the line or row itself is named so
+        else:
+            assert "same computation" not in words and "app = osp" not in words
+        plt.close(fig)
