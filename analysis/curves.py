@@ -36,66 +36,73 @@ from .forest import shared_scale  # noqa: E402
 from .paper import method_order  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
 
+PANEL_COLUMNS = 5  # panels per row of the small multiples
+
 
 def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: dict,
-                 bounds: tuple[float, float] | None = None, highlight: Sequence[str] | None = None) -> plt.Figure:
-    """A per-step metric vs megabatch, one line per method, band = std over seeds (clipped to bounds); with many
-    methods (or a highlight chosen) the others grey and thin (emphasis)."""
-    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    order = method_order(rows["method"])
-    faded = emphasis(order, highlight)
-    handles = mean_lines(ax, rows, y, order, colours, bounds, faded)
-    steps_axis(ax, int(rows["step"].max()))
-    ax.set_ylabel(ylabel)
-    clipped = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else ""
-    ax.set_title(f"{block_label(block)}\n{seed_note(rows, 'band: mean ± {}' + clipped)}{faded_note(faded)}")
-    legend_right(ax, handles)
-    return fig
-
-
-GAP_COLUMNS = 5  # panels per row of the gap figure
-
-
-def gap_figure(rows: pd.DataFrame, block: dict, colours: dict, reference: str = "dense") -> plt.Figure:
-    """The generalisation gap after each megabatch as small multiples: a panel per method, dense drawn grey in
-    each as the reference, every panel on one y-scale. One axis of ten overlapping ± std bands could not be read;
-    here each method is seen against dense alone. A method of one seed has a thin line with hollow markers, no
-    band, and says n = 1."""
-    order = [m for m in method_order(rows["method"]) if m != reference] or [reference]
-    stats = rows.groupby(["method", "step"])["gap"].agg(["mean", "std"]).reset_index()
+                 bounds: tuple[float, float] | None = None, highlight: Sequence[str] | None = None,
+                 same: Sequence[tuple[str, str]] = (), reference: str = "dense", what: str = "") -> plt.Figure:
+    """A per-step metric (test accuracy, the gap) after each megabatch as small multiples: a panel per method,
+    the reference (dense) drawn black with a grey band in each, every panel on one y-scale, each panel titled
+    with the method's final mean and its difference to the reference. One axis of a dozen lines let the bands of
+    dense, osp and app hide each other and six grey baselines share dashes; here each method is seen against dense
+    alone. Bands are mean ± std over seeds (clipped to bounds); a method of one seed has a thin line with hollow
+    markers, no band, and says n = 1. Highlighted methods (--highlight) come first; methods the delta table marks
+    one computation (same) are one panel, 'app = osp'."""
+    names = merged(method_order(rows["method"]), same)
+    order = [m for m in names if m != reference] or [reference]
+    order = sorted(order, key=lambda m: highlight is not None and m not in highlight)  # stable: chosen first
+    stats = rows.groupby(["method", "step"])[y].agg(["mean", "std"]).reset_index()
+    stats["low"], stats["high"] = stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0)
+    if bounds is not None:
+        stats[["low", "high"]] = stats[["low", "high"]].clip(*bounds)
     seeds = rows.groupby("method")["config_hash"].nunique()
-    ncols = min(GAP_COLUMNS, len(order))
+    ncols = min(PANEL_COLUMNS, len(order))
     nrows = math.ceil(len(order) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.75 * ncols + 0.4, 1.45 * nrows + 0.8), sharex=True,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.75 * ncols + 0.4, 1.5 * nrows + 0.9), sharex=True,
                              sharey=True, squeeze=False, layout="constrained")
     base = stats[stats["method"] == reference]
     for ax, method in zip(axes.flat, order):
         if not base.empty and method != reference:
-            ax.fill_between(base["step"], base["mean"] - base["std"].fillna(0), base["mean"] + base["std"].fillna(0),
-                            color="0.88", linewidth=0, zorder=1)
+            ax.fill_between(base["step"], base["low"], base["high"], color="0.88", linewidth=0, zorder=1)
             ax.plot(base["step"], base["mean"], color="black", linewidth=0.9, zorder=2, gid="reference")
-        m = stats[stats["method"] == method]
-        kwargs = {**line_kwargs(method), "color": colours[method]}
-        if seeds.get(method, 0) < 2:
-            kwargs |= {"markerfacecolor": "white", "linewidth": 0.8}
-            ax.text(0.04, 0.93, "n = 1", transform=ax.transAxes, fontsize=6, va="top", color="0.3", gid="n = 1")
-        else:
-            ax.fill_between(m["step"], m["mean"] - m["std"], m["mean"] + m["std"], color=colours[method],
-                            alpha=0.25, linewidth=0, zorder=2)
-        ax.plot(m["step"], m["mean"], markersize=3, zorder=3, gid="mean", label=method, **{"linewidth": 1.3, **kwargs})
-        ax.set_title(method if len(method) <= 22 else method.replace(" (", "\n("), fontsize=7)
-        ax.tick_params(labelsize=6, pad=1)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        _panel_line(ax, stats[stats["method"] == method], method, colours[method], seeds.get(method, 0) < 2)
+        final = stats.loc[stats["method"] == method, "mean"].iloc[-1]
+        versus = f" ({final - base['mean'].iloc[-1]:+.1f})" if not base.empty and method != reference else ""
+        ax.set_title(f"{names[method]}\nfinal {final:.1f}{versus}", fontsize=7)
     for ax in axes.flat[len(order):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("gap (points)", fontsize=6)
+        ax.set_ylabel(ylabel, fontsize=6)
     for ax in axes[-1, :]:
         ax.set_xlabel("megabatch t", fontsize=6)
     against = f"black, grey band: {reference}; " if not base.empty else ""
-    fig.suptitle(f"generalisation gap (train − validation accuracy): {block_label(block)}\n{against}colour: the "
-                 f"method; {seed_note(rows, 'band: mean ± {}')}; one y-scale", fontsize=8)
+    clipped = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else ""
+    versus = f" (difference to {reference})" if not base.empty else ""
+    fig.suptitle(f"{what or ylabel}: {block_label(block)}\n{against}colour: the method; "
+                 f"{seed_note(rows, 'band: mean ± {}' + clipped)}; one y-scale\npanel title: final mean{versus}"
+                 f"{same_note(names)}", fontsize=8)
     return fig
+
+
+def _panel_line(ax: plt.Axes, m: pd.DataFrame, method: str, colour: Any, one_seed: bool) -> None:
+    """One method's mean line in its panel, with its band, or hollow and 'n = 1' where it has one seed."""
+    kwargs = {**line_kwargs(method), "color": colour}
+    if one_seed:
+        kwargs |= {"markerfacecolor": "white", "linewidth": 0.8}
+        ax.text(0.04, 0.93, "n = 1", transform=ax.transAxes, fontsize=6, va="top", color="0.3", gid="n = 1")
+    else:
+        ax.fill_between(m["step"], m["low"], m["high"], color=colour, alpha=0.25, linewidth=0, zorder=2)
+    ax.plot(m["step"], m["mean"], markersize=3, zorder=3, gid="mean", label=method, **{"linewidth": 1.3, **kwargs})
+    ax.tick_params(labelsize=6, pad=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+
+
+def gap_figure(rows: pd.DataFrame, block: dict, colours: dict, reference: str = "dense",
+               same: Sequence[tuple[str, str]] = ()) -> plt.Figure:
+    """The generalisation gap after each megabatch: curve_figure's small multiples against dense."""
+    return curve_figure(rows, "gap", "gap (points)", block, colours, same=same, reference=reference,
+                        what="generalisation gap (train − validation accuracy)")
 
 
 OFF_TARGET = 0.5  # a method whose final density is below this fraction of its target has its target marked

@@ -59,8 +59,8 @@ def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, write
     label, slug = block_label(block), block_slug(block)
     planned = {
         "accuracy": lambda: (curve_figure, rows, "test_accuracy", "test accuracy (%)", block, colours, (0.0, 100.0),
-                             highlight),
-        "gap": lambda: (gap_figure, rows, block, colours),
+                             highlight, same),
+        "gap": lambda: (gap_figure, rows, block, colours, "dense", same),
         "density": lambda: (density_figure, rows, block, colours, highlight),
         "cer": lambda: (cer_figure, block_cells, block, colours, same),
         # a paired figure needs a comparison with a seed both methods ran

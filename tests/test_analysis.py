@@ -483,7 +483,7 @@ def test_accuracy_band_is_clipped_to_100() -> None:
     fig = curve_figure(rows, "test_accuracy", "acc", {"dataset": "d"}, palette(["app"]), bounds=(0.0, 100.0))
     band = fig.axes[0].collections[0].get_paths()[0].vertices
     assert sorted(set(band[band[:, 0] == 2, 1])) == [pytest.approx(98 - math.sqrt(12), abs=1e-9), 100.0]
-    assert "clipped to [0, 100]" in fig.axes[0].get_title()
+    assert "clipped to [0, 100]" in fig._suptitle.get_text()
     plt.close(fig)
 
 

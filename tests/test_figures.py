@@ -16,7 +16,7 @@ import pytest
 from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, check_code, scope_in_method, with_varying_splits
 from almabench.analysis.cross_block import DODGE, accuracy_density_figure
 from almabench.analysis.curves import cer_figure, curve_figure, density_figure
-from almabench.analysis.figure_kit import FADED, palette
+from almabench.analysis.figure_kit import palette
 from almabench.analysis.forest import forest_figure
 from almabench.analysis.load import cells, load_results
 from almabench.analysis.paired import paired_figure
@@ -149,23 +149,30 @@ def test_the_forest_plot_draws_the_report_deltas_block_by_block_with_far_ones_at
 # ----------------------------------------------------------------------------------------------- curves
 
 
-def test_with_many_methods_the_baselines_are_grey_and_thin_and_a_highlight_chooses_the_coloured():
-    frame = steps({m: [[1, 2], [2, 3]] for m in ("dense", "osp", "app", "gmp", "imp", "rigl")})
+def method_panels(fig: plt.Figure) -> dict[str, plt.Axes]:
+    """The small multiples' panels by method (the first line of a panel's title)."""
+    return {ax.get_title().split("\n")[0]: ax for ax in fig.axes if ax.get_visible()}
+
+
+def test_accuracy_is_a_panel_per_method_in_its_own_colour_against_dense_titled_with_its_final_difference():
+    frame = steps({"dense": [[1, 4], [3, 6]], **{m: [[1, 2], [2, 3]] for m in ("osp", "app", "gmp", "rigl")},
+                   "imp": [[11, 12], [12, 13]]})
     colours = palette(frame["method"].unique())
     fig = curve_figure(frame, "test_accuracy", "acc", {"dataset": "x"}, colours)
-    ax = fig.axes[0]
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert {m for m, line in lines.items() if line.get_gid() == "faded"} == {"gmp", "imp", "rigl"}
-    assert all(lines[m].get_color() == FADED and lines[m].get_linewidth() < lines["app"].get_linewidth()
-               for m in ("gmp", "imp", "rigl"))
-    assert lines["app"].get_zorder() > lines["gmp"].get_zorder() and len(ax.collections) == 3  # 3 bands
-    assert "grey, thin, no band: other methods" in ax.get_title()
+    axes = method_panels(fig)
+    assert list(axes) == ["osp", "app", "gmp", "imp", "rigl"]  # no panel for dense: it is in every panel
+    assert axes["imp"].get_title() == "imp\nfinal 12.5 (+7.5)"
+    for method, ax in ((m, ax) for m, ax in axes.items() if m != "imp"):
+        (line,) = [line for line in ax.get_lines() if line.get_gid() == "mean"]
+        assert line.get_color() == colours[method] and list(line.get_ydata()) == pytest.approx([1.5, 2.5])
+        (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
+        assert list(reference.get_ydata()) == pytest.approx([2.0, 5.0])
+        assert ax.get_title() == f"{method}\nfinal 2.5 (-2.5)"  # the final mean and its difference to dense
+    assert len({axes[m].get_lines()[-1].get_linestyle() for m in ("gmp", "imp", "rigl")}) == 1  # dashed baselines,
+    # told apart by their panels (and colours), not by dashes
+    assert len({ax.get_ylim() for ax in axes.values()}) == 1 and axes["app"].get_ylim()[1] > 12  # one y-scale
     chosen = curve_figure(frame, "test_accuracy", "acc", {"dataset": "x"}, colours, highlight=["rigl"])
-    faded = {line.get_label() for line in chosen.axes[0].get_lines() if line.get_gid() == "faded"}
-    assert faded == {"dense", "osp", "app", "gmp", "imp"}
-    few = curve_figure(frame[frame["method"].isin(["dense", "app", "gmp"])], "test_accuracy", "acc",
-                       {"dataset": "x"}, colours)
-    assert not [line for line in few.axes[0].get_lines() if line.get_gid() == "faded"]
+    assert list(method_panels(chosen))[0] == "rigl"  # a highlighted method's panel comes first
     plt.close("all")
 
 
@@ -351,7 +358,7 @@ def test_the_gap_figure_is_a_panel_per_method_against_dense_on_one_scale_and_one
     frame = steps({"dense": [[2.0, 4.0], [4.0, 6.0]], "app": [[1.0, 2.0], [3.0, 2.0]], "osp": [[9.0, 9.0]]},
                   column="gap")
     fig = gap_figure(frame, {"dataset": "d"}, palette(["dense", "osp", "app"]))
-    axes = panels(fig)
+    axes = method_panels(fig)
     assert sorted(axes) == ["app", "osp"]  # a panel per method but the reference
     for ax in axes.values():
         (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
@@ -405,7 +412,7 @@ def figure_words(fig: plt.Figure) -> str:
     return "\n".join(words)
 
 
-@pytest.mark.parametrize("kind", ["cer"])
+@pytest.mark.parametrize("kind", ["cer", "accuracy", "gap"])
 def test_app_and_osp_are_one_line_said_to_be_one_computation_exactly_where_the_delta_table_marks_it(kind, tmp_path):
     jobs = overfit_jobs({kind}, tmp_path)
     assert len(jobs) == 3  # τ = 1, 4.5, 10.3; only τ = 1 has app and osp identical (the delta table's test above)
