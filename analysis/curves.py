@@ -4,6 +4,7 @@ multiples against dense, the density schedules, and CER as points."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,11 +15,13 @@ matplotlib.use("Agg")  # files only: no display needed, and no window pops up in
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patheffects import withStroke  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from .blocks import block_label  # noqa: E402
 from .figure_kit import (  # noqa: E402
     HEIGHT,
+    MANY_METHODS,
     TARGET_COLOUR,
     WHITE_BOX,
     WIDTH,
@@ -109,31 +112,37 @@ OFF_TARGET = 0.5  # a method whose final density is below this fraction of its t
 
 
 def density_figure(rows: pd.DataFrame, block: dict, colours: dict,
-                   highlight: Sequence[str] | None = None) -> plt.Figure:
-    """Measured global density per method (coloured, band = std) over the target schedules, drawn once each in
-    black dashes under the measured lines (a method on schedule hides its target). A method that falls far below
-    its target (app-released's compounding) gets its target marked in its colour with crosses and its final
-    numbers written. A log axis where the densities span a decade."""
+                   highlight: Sequence[str] | None = None, same: Sequence[tuple[str, str]] = ()) -> plt.Figure:
+    """Measured global density per method (coloured, band = std) with the target schedules drawn once each on
+    top, in thin black dashes: drawn under the lines, a method on schedule hid its target. Methods whose measured
+    densities are equal at every step (dense, scratch and shrink-perturb at 1; osp, rigl and set at one density)
+    are one line whose legend entry names them all: hidden under each other, they left legend entries without a
+    visible line. A method that falls far below its target (app-released's compounding) gets its target marked in
+    its colour with crosses and its final numbers written. A log axis where the densities span a decade."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    order = method_order(rows["method"])
-    faded = emphasis(order, highlight)
-    handles = mean_lines(ax, rows, "density", order, colours, (0.0, 1.0), faded)
-    dashes: dict[str, Any] = {"color": TARGET_COLOUR, "linestyle": (0, (3, 2)), "linewidth": 0.8}
+    names = merged(method_order(rows["method"]), same)
+    groups = same_curves(rows, "density", list(names))
+    labels = {first: wrap_names([names[m] for m in group]) for first, group in groups.items()}
+    fade = emphasis(list(names), highlight) if highlight is not None or len(groups) > MANY_METHODS else set()
+    faded = {first for first, group in groups.items() if set(group) <= fade}  # grey: no member highlighted
+    handles = mean_lines(ax, rows, "density", list(groups), colours, (0.0, 1.0), faded, labels)
+    dashes: dict[str, Any] = {"color": TARGET_COLOUR, "linestyle": (0, (2.5, 2)), "linewidth": 0.8,
+                              "path_effects": [withStroke(linewidth=2.4, foreground="white")]}  # seen on any line
     target = rows.groupby(["method", "step"])["target_density"].mean().reset_index()
     schedules = {tuple(t["target_density"].round(6)): t for _, t in target.groupby("method", sort=False)}
     for t in schedules.values():
-        ax.plot(t["step"], t["target_density"], zorder=0.5, gid="target", **dashes)
+        ax.plot(t["step"], t["target_density"], zorder=5, gid="target", **dashes)
     handles.append(Line2D([], [], label="target\n(schedule)", **dashes))
-    for method in order:
+    for method in names:
         per_step = rows.loc[rows["method"] == method].groupby("step")[["density", "target_density"]].mean()
         measured, aimed = per_step.iloc[-1]
         if aimed > 0 and measured < OFF_TARGET * aimed:
             t = target[target["method"] == method]
             ax.plot(t["step"], t["target_density"], color=colours[method], linestyle="none", marker="x",
-                    markersize=3.5, markeredgewidth=0.9, zorder=4, gid="off-target")
+                    markersize=3.5, markeredgewidth=0.9, zorder=6, gid="off-target")
             ax.annotate(f"{method}: {measured:.3f}\n(target {aimed:.3f}, ×)", (t["step"].iloc[-1], measured),
                         xytext=(-6, -3), textcoords="offset points", ha="right", va="top", fontsize=5.5,
-                        color=colours[method], zorder=5)
+                        color=colours[method], zorder=5, bbox=WHITE_BOX)
     steps_axis(ax, int(rows["step"].max()))
     low = float(rows["density"].clip(lower=1e-4).min())
     if low < 0.1 * float(rows["density"].max()):
@@ -147,9 +156,24 @@ def density_figure(rows: pd.DataFrame, block: dict, colours: dict,
         scale = ""
     ax.set_ylabel(f"density{scale}\n(fraction of prunable weights kept)")
     note = seed_note(rows, "coloured: measured mean, band: {}")
-    ax.set_title(f"{block_label(block)}\n{note}{faded_note(faded)}")
+    shared = "; one line: equal densities" if any(len(g) > 1 for g in groups.values()) else ""
+    ax.set_title(f"{block_label(block)}\n{note}{faded_note(faded)}{shared}{same_note(names, chr(10))}")
     legend_right(ax, handles)
     return fig
+
+
+def same_curves(rows: pd.DataFrame, y: str, order: Sequence[str]) -> dict[str, list[str]]:
+    """Methods whose mean of y is equal (to 4 decimals) at every step, grouped under the first of them in order."""
+    means = rows.groupby(["method", "step"])[y].mean().round(4)
+    groups: dict[tuple, list[str]] = {}
+    for method in order:
+        groups.setdefault(tuple(means.loc[method].items()), []).append(method)
+    return {group[0]: group for group in groups.values()}
+
+
+def wrap_names(names: Sequence[str], width: int = 24) -> str:
+    """'dense, scratch,\nshrink-perturb': a legend entry naming several methods, wrapped to a legend's width."""
+    return textwrap.fill(", ".join(names), width, break_long_words=False, break_on_hyphens=False)
 
 
 def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict,

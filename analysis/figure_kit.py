@@ -57,7 +57,7 @@ def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return {m: style(m).colour for m in methods}
 
 
-TARGET_COLOUR = "black"  # the density schedule: not a method's colour, drawn over the measured lines
+TARGET_COLOUR = "black"  # the density schedule: not a method's colour, drawn thin above the measured lines
 
 
 def _seed_counts(rows: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> str:
@@ -100,10 +100,12 @@ def faded_note(faded: set[str]) -> str:
 
 
 def mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], colours: dict,
-                bounds: tuple[float, float] | None, faded: frozenset[str] | set[str] = frozenset()) -> list[Line2D]:
+                bounds: tuple[float, float] | None, faded: frozenset[str] | set[str] = frozenset(),
+                labels: dict[str, str] | None = None) -> list[Line2D]:
     """Per method: mean over seeds per step (line, dots) and a mean ± std band clipped to bounds (an accuracy
-    band past 100 % or a density band below 0 shows values no run can have). A faded method is grey, thin,
-    bandless and drawn below the others. Returns the legend handles."""
+    band past 100 % or a density band below 0 shows values no run can have), labelled labels[method] (default:
+    its name). A faded method is grey, thin, bandless and drawn below the others. Returns the legend handles."""
+    labels = labels or {}
     stats = rows.groupby(["method", "step"])[y].agg(["mean", "std"]).reset_index()
     handles = []
     for method in order:
@@ -111,14 +113,16 @@ def mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], c
         kwargs = {**line_kwargs(method), "color": colours[method]}
         if method in faded:
             kwargs["color"] = FADED
-            handles += ax.plot(m["step"], m["mean"], markersize=2.5, linewidth=0.7, label=method, zorder=1.5,
+            handles += ax.plot(m["step"], m["mean"], markersize=2.5, linewidth=0.7, label=labels.get(method, method),
+                               zorder=1.5,
                                gid="faded", **kwargs)
             continue
         low, high = m["mean"] - m["std"].fillna(0), m["mean"] + m["std"].fillna(0)
         if bounds is not None:
             low, high = low.clip(*bounds), high.clip(*bounds)
         ax.fill_between(m["step"], low, high, color=colours[method], alpha=0.2, linewidth=0, zorder=1)
-        handles += ax.plot(m["step"], m["mean"], markersize=3.5, linewidth=1.2, label=method, zorder=3, **kwargs)
+        handles += ax.plot(m["step"], m["mean"], markersize=3.5, linewidth=1.2, label=labels.get(method, method),
+                           zorder=3, **kwargs)
     return handles
 
 

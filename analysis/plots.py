@@ -61,7 +61,7 @@ def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, write
         "accuracy": lambda: (curve_figure, rows, "test_accuracy", "test accuracy (%)", block, colours, (0.0, 100.0),
                              highlight, same),
         "gap": lambda: (gap_figure, rows, block, colours, "dense", same),
-        "density": lambda: (density_figure, rows, block, colours, highlight),
+        "density": lambda: (density_figure, rows, block, colours, highlight, same),
         "cer": lambda: (cer_figure, block_cells, block, colours, same),
         # a paired figure needs a comparison with a seed both methods ran
         "paired": lambda: (paired_figure, rows, label, references) if paired_panels(rows, references) else None,

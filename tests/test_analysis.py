@@ -487,7 +487,7 @@ def test_accuracy_band_is_clipped_to_100() -> None:
     plt.close(fig)
 
 
-def test_density_target_is_drawn_under_the_measured_lines_and_named_in_the_legend() -> None:
+def test_density_target_is_drawn_above_the_measured_lines_and_named_in_the_legend() -> None:
     rows = _steps([(m, 0, t, d) for m, ds in (("app", (0.8, 0.5)), ("dense", (1.0, 1.0))) for t, d in
                    zip((1, 2), ds)], "density")
     rows["target_density"] = rows["density"]  # measured exactly on schedule: the target used to vanish
@@ -496,7 +496,7 @@ def test_density_target_is_drawn_under_the_measured_lines_and_named_in_the_legen
     targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
     measured = [line for line in ax.get_lines() if line.get_gid() != "target"]
     assert len(targets) == 2 and len(measured) == 2
-    assert max(t.get_zorder() for t in targets) < min(m.get_zorder() for m in measured)
+    assert min(t.get_zorder() for t in targets) > max(m.get_zorder() for m in measured)  # not hidden by a line
     assert all(t.get_color() == "black" and t.get_linestyle() == "--" for t in targets)
     assert ax.get_yscale() == "linear"  # 0.5 to 1: no decade
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dense", "app", "target\n(schedule)"]

@@ -176,7 +176,7 @@ def test_accuracy_is_a_panel_per_method_in_its_own_colour_against_dense_titled_w
     plt.close("all")
 
 
-def test_density_targets_lie_under_the_lines_a_fall_from_target_is_marked_and_a_decade_gets_a_log_axis():
+def test_density_targets_lie_above_the_lines_a_fall_from_target_is_marked_and_a_decade_gets_a_log_axis():
     frame = steps({"dense": [[1.0, 1.0]], "app": [[0.8, 0.4]], "app-released": [[0.8, 0.02]]}, "density")
     frame["target_density"] = frame["method"].map({"dense": 1.0, "app": 0.6, "app-released": 0.6})
     frame.loc[frame["step"] == 1, "target_density"] = frame["method"].map({"dense": 1.0, "app": 0.8,
@@ -187,7 +187,7 @@ def test_density_targets_lie_under_the_lines_a_fall_from_target_is_marked_and_a_
     targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
     measured = [line for line in ax.get_lines() if line.get_label() in ("dense", "app", "app-released")]
     assert len(targets) == 2  # app's and app-released's schedule is one: drawn once
-    assert max(t.get_zorder() for t in targets) < min(m.get_zorder() for m in measured)
+    assert min(t.get_zorder() for t in targets) > max(m.get_zorder() for m in measured)  # seen, not hidden
     (marked,) = [line for line in ax.get_lines() if line.get_gid() == "off-target"]
     assert list(marked.get_ydata()) == [0.8, 0.4] and marked.get_marker() == "x"
     assert [t.get_text() for t in ax.texts] == ["app-released: 0.020\n(target 0.400, ×)"]
@@ -200,6 +200,20 @@ def cer_cells(values: dict[str, list[float]]) -> pd.DataFrame:
     frame = pd.DataFrame([{"method": m, "seed": s, "cer": v, "megabatches": 8} for m, vs in values.items()
                           for s, v in enumerate(vs)])
     return frame.assign(config_hash=frame["method"] + frame["seed"].astype(str))
+
+
+def test_methods_of_equal_density_are_one_line_named_in_one_legend_entry_and_each_entry_has_a_visible_line():
+    frame = steps({"dense": [[1.0, 1.0]], "scratch": [[1.0, 1.0]], "osp": [[0.4, 0.4]], "rigl": [[0.4, 0.4]],
+                   "app": [[0.8, 0.4]]}, "density")
+    frame["target_density"] = frame["density"]
+    fig = density_figure(frame, {"dataset": "d"}, palette(frame["method"].unique()))
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["dense, scratch", "osp, rigl", "app", "target\n(schedule)"]
+    measured = [line for line in ax.get_lines() if line.get_label() in legend]
+    assert [list(line.get_ydata()) for line in measured] == [[1.0, 1.0], [0.4, 0.4], [0.8, 0.4]]  # no two alike
+    assert "one line: equal densities" in ax.get_title()
+    plt.close(fig)
 
 
 def test_cer_rows_are_sorted_by_cer_and_one_seed_is_hollow_without_a_whisker_and_says_n_1():
@@ -412,7 +426,7 @@ def figure_words(fig: plt.Figure) -> str:
     return "\n".join(words)
 
 
-@pytest.mark.parametrize("kind", ["cer", "accuracy", "gap"])
+@pytest.mark.parametrize("kind", ["cer", "accuracy", "gap", "density"])
 def test_app_and_osp_are_one_line_said_to_be_one_computation_exactly_where_the_delta_table_marks_it(kind, tmp_path):
     jobs = overfit_jobs({kind}, tmp_path)
     assert len(jobs) == 3  # τ = 1, 4.5, 10.3; only τ = 1 has app and osp identical (the delta table's test above)
