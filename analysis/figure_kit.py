@@ -152,7 +152,7 @@ def same_note(names: dict[str, str], start: str = "; ") -> str:
 
 WHITE_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"}  # text over grid lines
 OFF_SCALE_TEXT = {">": (-5, 0, "right", "center"), "<": (5, 0, "left", "center"),
-                  "^": (0, -5, "center", "top"), "v": (0, 5, "center", "bottom")}
+                  "^": (5, -2, "left", "top"), "v": (5, 2, "left", "bottom")}  # beside, inside the frame
 
 
 def off_scale_marker(ax: plt.Axes, xy: tuple[float, float], direction: str, colour: Any, text: str,

@@ -265,6 +265,30 @@ def test_accuracy_against_density_dodges_points_at_one_density_and_labels_tau():
     plt.close(fig)
 
 
+def test_a_collapsed_point_is_an_arrow_at_the_edge_with_its_value_and_a_point_of_one_seed_is_hollow():
+    rows = []
+    for method, tau, density, accs in (("dense", 4.5, 1.0, (70, 70.4)), ("osp", 4.5, 0.366, (68, 68.4)),
+                                       ("app", 4.5, 0.366, (69, 69.4)), ("osp", 1.0, 0.8, (69.5, 69.9)),
+                                       ("app", 1.0, 0.8, (69.6, 70.0)), ("gmp", 4.5, 0.37, (67,)),
+                                       ("app-released", 4.5, 0.015, (57,))):
+        rows += [{"method": method, "tau": tau, "final_density": density, "final_test_accuracy": acc,
+                  "mean_gap": 1.0 + s, "config_hash": f"{method}{tau}{s}", "prunes": method != "dense", "seed": s}
+                 for s, acc in enumerate(accs)]
+    fig = accuracy_density_figure(pd.DataFrame(rows), {"dataset": "d"}, palette(["dense", "osp", "app", "gmp",
+                                                                                "app-released"]))
+    ax = fig.axes[0]
+    (text,) = [t for t in ax.texts if t.get_gid() == "off-scale app-released"]
+    assert text.get_text() == "app-released: 57.0, n = 1"
+    (arrow,) = [line for line in ax.get_lines() if line.get_gid() == "off-scale app-released"]
+    assert arrow.get_ydata()[0] == ax.get_ylim()[0] and arrow.get_marker() == "v"  # at the bottom edge
+    assert ax.get_ylim()[0] > 60  # 57 does not set the scale
+    (hollow,) = [line for line in ax.get_lines() if line.get_gid() == "n = 1 gmp"]
+    assert list(hollow.get_ydata()) == [67] and hollow.get_markerfacecolor() == "white"
+    assert not [line for line in ax.get_lines() if line.get_gid() == "n = 1 app" and len(line.get_xdata())]
+    assert "off-scale app-released" not in {t.get_gid() for t in fig.axes[1].texts}  # its gap is no outlier
+    plt.close(fig)
+
+
 def test_a_heatmap_of_a_method_that_ignores_the_pruner_does_not_name_one():
     keys = ["dataset", "pruner"]
     assert _with_pruners({"dataset": "d", "method": "rigl"}, keys, pd.Series(["snip"])) == {
