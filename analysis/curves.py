@@ -217,7 +217,9 @@ def cer_figure(block_cells: pd.DataFrame, block: dict, colours: dict,
                   fontsize=6)
     ax.set_ylim(-0.7, len(stats) - 0.3)
     ax.set_xlim(low, high)
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    reach = centre + offsets["ci_high"][offsets["delta"].abs() <= scale.limit].max()  # the bulk's right end
+    ticks = MaxNLocator(nbins=4).tick_values(low, reach)
+    ax.set_xticks([t for t in ticks if low <= t <= reach])  # none out where the labels and arrows are
     ax.grid(axis="y", visible=False)
     ax.tick_params(axis="x", labelsize=6)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
