@@ -44,9 +44,10 @@ def _split(value: str | None) -> list[str]:
                    "list is given whole, cells of different protocols always get their own blocks.")
 @click.option("--methods", default=None, help="Only these methods, comma-separated (e.g. app,osp,dense).")
 @click.option("--highlight", default=None,
-              help="Methods the curve figures draw in colour, comma-separated (as the tables name them, e.g. "
-                   "'app,osp,rigl (erk-dense-first)'); the others grey and thin. Default: the paper's methods "
-                   "(dense, osp, app, app-released), once more than 5 methods share a figure.")
+              help="Methods the curve figures put first (their accuracy and gap panels) and the density figure draws "
+                   "in colour, comma-separated (as the tables name them, e.g. 'app,osp,rigl (erk-dense-first)'); "
+                   "the density figure's others grey and thin. Default: the paper's methods (dense, osp, app, "
+                   "app-released) in colour, once more than 5 lines share the density figure.")
 @click.option("--reference", "references", multiple=True, metavar="METHOD",
               help="Show each other method's difference from METHOD (as the tables name it, or a registered name "
                    "for every label of it) in the delta tables, forest and paired figures, e.g. --reference "

@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from .blocks import block_label  # noqa: E402
-from .figure_kit import HEIGHT, WIDTH, seed_note  # noqa: E402
+from .figure_kit import HEIGHT, WIDTH, off_scale_marker, seed_note  # noqa: E402
 from .paper import method_order  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
 
@@ -47,7 +47,7 @@ def gap_vs_T_figure(group_cells: pd.DataFrame, group: dict, colours: dict) -> pl
     return fig
 
 
-DODGE = 0.035  # log10 units between the points of methods at one τ (about 8 % of a density apart)
+DODGE = 0.05  # log10 units between the points of methods at one τ (about 12 % of a density apart)
 
 
 NEAR = 1.15  # densities within this factor of each other share a tick and are dodged around it
@@ -74,6 +74,36 @@ def dodged(points: pd.DataFrame) -> pd.Series:
     return x
 
 
+FAR = 8.0  # a point further than this many median absolute deviations from the median is drawn at the edge
+
+
+def far_points(values: pd.Series) -> pd.Series:
+    """Whether each value lies far from the bulk: more than FAR median absolute deviations from the median. One
+    collapsed method (app-released at 57 % where the rest lie within 67-72 %) would otherwise set the scale. The
+    forest's rule (a multiple of the median distance from zero) has no zero here: the spread is the yardstick."""
+    deviation = (values - values.median()).abs()
+    mad = float(deviation.median())
+    return deviation > FAR * mad if mad > 0 else pd.Series(False, index=values.index)
+
+
+def _off_scale_points(ax: plt.Axes, far: pd.DataFrame, col: str, colours: dict) -> None:
+    """The far points of a panel as triangles at the bottom or top edge, at their density, value written; the
+    y-limits are the other points' (with room at that edge)."""
+    if far.empty:
+        return
+    ax.relim(visible_only=True)
+    ax.autoscale_view(scalex=False)
+    low, high = ax.get_ylim()
+    room = 0.12 * (high - low)
+    below = far[f"{col}_mean"] < low
+    ax.set_ylim(low - room * below.any(), high + room * (~below).any())
+    low, high = ax.get_ylim()
+    for (_, r), down in zip(far.iterrows(), below):
+        one = ", n = 1" if r["n"] < 2 else ""
+        off_scale_marker(ax, (r["x"], low if down else high), "v" if down else "^", colours[r["method"]],
+                         f"{r['method']}: {r[col + '_mean']:.1f}{one}", f"off-scale {r['method']}")
+
+
 def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dict) -> plt.Figure:
     """Final test accuracy and mean gap against final density, one line per method through its τ values (log x):
     whether pruning more helps, and whether it closes the gap. Each point is the mean over its seeds (whisker: std)
@@ -86,22 +116,29 @@ def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dic
     tau = rows["tau"].where(rows["prunes"])  # dense's τ means nothing: it is its own column at density 1
     points = (rows.assign(tau=tau, density=rows["final_density"])
               .groupby(["method", "tau"], dropna=False)
-              .agg(density=("density", "mean"), **{f"{c}_mean": (c, "mean") for c, _ in columns},
+              .agg(density=("density", "mean"), n=("config_hash", "nunique"),
+                   **{f"{c}_mean": (c, "mean") for c, _ in columns},
                    **{f"{c}_std": (c, "std") for c, _ in columns})
               .reset_index())
     points = points.assign(_r=points["method"].map(rank)).sort_values(["_r", "density"]).drop(columns="_r")
     points = points.reset_index(drop=True)
     points["x"] = dodged(points)
     fig, axes = plt.subplots(1, 2, figsize=(2 * WIDTH, HEIGHT + 0.2))
-    handles = []
+    handles, offs = [], False
     for ax, (col, name) in zip(axes, columns):
+        far = far_points(points[f"{col}_mean"])
+        offs |= bool(far.any())
         for method in order:
-            p = points[points["method"] == method]
+            p = points[(points["method"] == method) & ~far]
             kwargs = {**line_kwargs(method), "color": colours[method]}
-            container = ax.errorbar(p["x"], p[f"{col}_mean"], yerr=p[f"{col}_std"].fillna(0), markersize=4,
+            container = ax.errorbar(p["x"], p[f"{col}_mean"], yerr=p[f"{col}_std"].fillna(0), markersize=3.5,
                                     linewidth=1.2, capsize=2, elinewidth=0.9, label=method, **kwargs)
+            one = p[p["n"] < 2]  # one seed: hollow over the filled marker, and no whisker (its std is NaN)
+            ax.plot(one["x"], one[f"{col}_mean"], marker=style(method).marker, markersize=3.5, linestyle="none",
+                    markerfacecolor="white", markeredgecolor=colours[method], zorder=3, gid=f"n = 1 {method}")
             if ax is axes[-1]:
                 handles.append(container)
+        _off_scale_points(ax, points[far], col, colours)
         dense = rows.loc[rows["method"] == "dense", col]
         if not dense.empty:
             ax.axhline(dense.mean(), color=colours["dense"], linestyle=":", linewidth=0.8, zorder=0)
@@ -118,7 +155,8 @@ def accuracy_density_figure(group_cells: pd.DataFrame, group: dict, colours: dic
         ax.set_ylabel(name)
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method")
     note = seed_note(rows, "point: mean, whisker: {}", by=("method", "tau"), unit="point")
-    fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}; points at one density dodged sideways",
-                 fontsize=8)
+    edge = "; ▼ at an edge: off the scale, value written" if offs else ""
+    fig.suptitle(f"accuracy vs density: {block_label(group)}\n{note}; points at one density dodged sideways; hollow: "
+                 f"one seed{edge}", fontsize=8)
     fig.tight_layout()
     return fig

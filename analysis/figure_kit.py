@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -20,6 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .paper import METHOD_ORDER  # noqa: E402
 from .style import line_kwargs, style  # noqa: E402
+from .tables import SAME_COMPUTATION  # noqa: E402
 
 WIDTH, HEIGHT = 3.5, 2.5  # inches: one column of a two-column paper
 
@@ -55,7 +57,7 @@ def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return {m: style(m).colour for m in methods}
 
 
-TARGET_COLOUR = "black"  # the density schedule: not a method's colour, drawn over the measured lines
+TARGET_COLOUR = "black"  # the density schedule: not a method's colour, drawn thin above the measured lines
 
 
 def _seed_counts(rows: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> str:
@@ -98,10 +100,12 @@ def faded_note(faded: set[str]) -> str:
 
 
 def mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], colours: dict,
-                bounds: tuple[float, float] | None, faded: frozenset[str] | set[str] = frozenset()) -> list[Line2D]:
+                bounds: tuple[float, float] | None, faded: frozenset[str] | set[str] = frozenset(),
+                labels: dict[str, str] | None = None) -> list[Line2D]:
     """Per method: mean over seeds per step (line, dots) and a mean ± std band clipped to bounds (an accuracy
-    band past 100 % or a density band below 0 shows values no run can have). A faded method is grey, thin,
-    bandless and drawn below the others. Returns the legend handles."""
+    band past 100 % or a density band below 0 shows values no run can have), labelled labels[method] (default:
+    its name). A faded method is grey, thin, bandless and drawn below the others. Returns the legend handles."""
+    labels = labels or {}
     stats = rows.groupby(["method", "step"])[y].agg(["mean", "std"]).reset_index()
     handles = []
     for method in order:
@@ -109,17 +113,55 @@ def mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], c
         kwargs = {**line_kwargs(method), "color": colours[method]}
         if method in faded:
             kwargs["color"] = FADED
-            handles += ax.plot(m["step"], m["mean"], markersize=2.5, linewidth=0.7, label=method, zorder=1.5,
+            handles += ax.plot(m["step"], m["mean"], markersize=2.5, linewidth=0.7, label=labels.get(method, method),
+                               zorder=1.5,
                                gid="faded", **kwargs)
             continue
         low, high = m["mean"] - m["std"].fillna(0), m["mean"] + m["std"].fillna(0)
         if bounds is not None:
             low, high = low.clip(*bounds), high.clip(*bounds)
         ax.fill_between(m["step"], low, high, color=colours[method], alpha=0.2, linewidth=0, zorder=1)
-        handles += ax.plot(m["step"], m["mean"], markersize=3.5, linewidth=1.2, label=method, zorder=3, **kwargs)
+        handles += ax.plot(m["step"], m["mean"], markersize=3.5, linewidth=1.2, label=labels.get(method, method),
+                           zorder=3, **kwargs)
     return handles
 
 
 def legend_right(ax: plt.Axes, handles: list) -> None:
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="method",
               handlelength=2.6)
+
+
+def merged(order: Sequence[str], same: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """The methods a figure draws, each with its label: where the delta table marks two methods one computation
+    (same: (method, baseline) pairs, tables.identical_pairs; app and osp at τ = 1), the baseline is not drawn
+    hidden under the method but joins its label, 'app = osp'."""
+    names = {m: m for m in order}
+    for method, baseline in same:
+        if method in names and baseline in names:
+            names[method] = f"{names[method]} = {baseline}"
+            del names[baseline]
+    return names
+
+
+def same_note(names: dict[str, str], start: str = "; ") -> str:
+    """The title's words for merged methods, each after start: '; app = osp: same computation (identical results
+    at every seed)'; empty where no method was merged."""
+    joined = [label for method, label in names.items() if label != method]
+    return "".join(f"{start}{label}: {SAME_COMPUTATION}" for label in joined)
+
+
+WHITE_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"}  # text over grid lines
+OFF_SCALE_TEXT = {">": (-5, 0, "right", "center"), "<": (5, 0, "left", "center"),
+                  "^": (5, -2, "left", "top"), "v": (5, 2, "left", "bottom")}  # beside, inside the frame
+
+
+def off_scale_marker(ax: plt.Axes, xy: tuple[float, float], direction: str, colour: Any, text: str,
+                     gid: str) -> None:
+    """A value past the axis's scale (forest.off_scale_limit's rule) drawn as a triangle at the edge pointing
+    towards it (direction: '>', '<', '^', 'v'), with its number written beside, so that it does not set the scale
+    and is not lost either."""
+    ax.plot([xy[0]], [xy[1]], marker=direction, color=colour, markersize=4.5, linestyle="none", zorder=4,
+            clip_on=False, gid=gid)
+    dx, dy, ha, va = OFF_SCALE_TEXT[direction]
+    ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=5.5, color=colour,
+                zorder=4, gid=gid, bbox=WHITE_BOX)

@@ -22,7 +22,7 @@ from .load import layer_densities
 from .paired import paired_figure, paired_panels
 from .paper import method_order
 from .regime import regime_figure
-from .tables import delta_table
+from .tables import delta_table, identical_pairs
 
 FOREST_GROUP = ("dataset", "arch", "megabatches", "stream_images")  # a forest figure's blocks share these
 
@@ -53,15 +53,16 @@ def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter,
 
 def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
                kinds: frozenset[str], highlight: Sequence[str] | None,
-               references: Sequence[str], folder: str = "") -> list[FigureJob]:
-    """One block's figures among kinds, in the report's order: accuracy, gap, density, CER, paired differences."""
+               references: Sequence[str], folder: str = "", same: Sequence[tuple[str, str]] = ()) -> list[FigureJob]:
+    """One block's figures among kinds, in the report's order: accuracy, gap, density, CER, paired differences;
+    same: the block's comparisons the delta table marks one computation (tables.identical_pairs), drawn once."""
     label, slug = block_label(block), block_slug(block)
     planned = {
         "accuracy": lambda: (curve_figure, rows, "test_accuracy", "test accuracy (%)", block, colours, (0.0, 100.0),
-                             highlight),
-        "gap": lambda: (gap_figure, rows, block, colours),
-        "density": lambda: (density_figure, rows, block, colours, highlight),
-        "cer": lambda: (cer_figure, block_cells, block, colours),
+                             highlight, same),
+        "gap": lambda: (gap_figure, rows, block, colours, "dense", same),
+        "density": lambda: (density_figure, rows, block, colours, highlight, same),
+        "cer": lambda: (cer_figure, block_cells, block, colours, same),
         # a paired figure needs a comparison with a seed both methods ran
         "paired": lambda: (paired_figure, rows, label, references) if paired_panels(rows, references) else None,
     }
@@ -85,7 +86,8 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     """The figures of kinds (figure_sets), planned from step rows and cell rows already assigned to blocks
     (blocks.assign_blocks); deltas are the report's delta table (computed here where not given); references the
     methods whose differences the forest and paired figures show (paper.comparisons; default APP's)."""
-    deltas = delta_table(cell_rows, keys, references) if deltas is None and "forest" in kinds else deltas
+    curves = kinds & {"accuracy", "gap", "density", "cer"}  # these say which methods are one computation
+    deltas = delta_table(cell_rows, keys, references) if deltas is None and ("forest" in kinds or curves) else deltas
     colours = palette(method_order(steps["method"]))
     writer = FigureWriter(out, formats)
     several = several_studies(cell_rows)
@@ -95,8 +97,9 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     if kinds & {"accuracy", "gap", "density", "cer", "paired"}:
         for block, rows in iter_blocks(steps, keys):
             cells_of = _select(cell_rows, block) if "cer" in kinds else cell_rows.iloc[0:0]
+            same = identical_pairs(_select(deltas, block)) if curves and deltas is not None else []
             jobs += block_jobs(rows, cells_of, block, writer, colours, kinds, highlight, references,
-                               study_folder(rows, several))
+                               study_folder(rows, several), same)
     if "layer_density" in kinds:
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .blocks import block_label, iter_blocks
-from .tables import METRIC_BY_COLUMN, METRICS
+from .tables import METRIC_BY_COLUMN, METRICS, SAME_COMPUTATION
 
 PM = "±"
 
@@ -85,7 +85,7 @@ def _pairs_text(r: Any) -> str:
     if r.interval == "bootstrap":
         text += ", bootstrap"
     if getattr(r, "identical", False):
-        text += "; same computation (identical results at every seed)"
+        text += f"; {SAME_COMPUTATION}"
     return text
 
 

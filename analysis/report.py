@@ -87,7 +87,8 @@ def build_report(frame: pd.DataFrame, out: str | Path, formats: Sequence[str] = 
     """Write tables, figures and report.md for a loaded results frame (load.load_results) into out.
 
     notes are earlier warnings (e.g. files the loader skipped) to list in report.md next to the new ones;
-    highlight the methods the curve figures draw in colour (figure_kit.emphasis; None: the default rule); references
+    highlight the methods whose accuracy and gap panels come first and whose density lines are coloured
+    (figure_kit.emphasis; None: the default rule); references
     the methods whose differences the delta tables, forest and paired figures show (default: APP's). The regime
     map stays APP's. figures are the kinds drawn (figure_sets), or a --figures value (figure_sets.figure_kinds: its
     `default` depends on the number of blocks), on `jobs` processes (figure_pool.render; None: every core).

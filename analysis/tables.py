@@ -67,6 +67,18 @@ def identical_results(x: pd.DataFrame | None, y: pd.DataFrame | None) -> bool:
     return len(common) > 0 and bool((x.loc[common] == y.loc[common]).all().all())
 
 
+SAME_COMPUTATION = "same computation (identical results at every seed)"  # the words of tables and figures
+
+
+def identical_pairs(deltas: pd.DataFrame) -> list[tuple[str, str]]:
+    """(method, baseline) of each comparison the delta table marks `identical` (identical_results): the figures
+    read this off the table, so that they say "same computation" exactly where the tables do."""
+    if deltas.empty or "identical" not in deltas:
+        return []
+    same = deltas[deltas["identical"].astype(bool)]
+    return list(dict.fromkeys(zip(same["method"], same["baseline"])))
+
+
 def delta_table(cells: pd.DataFrame, keys: Sequence[str], references: Sequence[str] = ()) -> pd.DataFrame:
     """Long frame, one row per block, (APP variant, baseline) of paper.comparisons and metric (each reference
     against every other method instead, where references are given: `report --reference`).

@@ -483,11 +483,11 @@ def test_accuracy_band_is_clipped_to_100() -> None:
     fig = curve_figure(rows, "test_accuracy", "acc", {"dataset": "d"}, palette(["app"]), bounds=(0.0, 100.0))
     band = fig.axes[0].collections[0].get_paths()[0].vertices
     assert sorted(set(band[band[:, 0] == 2, 1])) == [pytest.approx(98 - math.sqrt(12), abs=1e-9), 100.0]
-    assert "clipped to [0, 100]" in fig.axes[0].get_title()
+    assert "clipped to [0, 100]" in fig._suptitle.get_text()
     plt.close(fig)
 
 
-def test_density_target_is_drawn_under_the_measured_lines_and_named_in_the_legend() -> None:
+def test_density_target_is_drawn_above_the_measured_lines_and_named_in_the_legend() -> None:
     rows = _steps([(m, 0, t, d) for m, ds in (("app", (0.8, 0.5)), ("dense", (1.0, 1.0))) for t, d in
                    zip((1, 2), ds)], "density")
     rows["target_density"] = rows["density"]  # measured exactly on schedule: the target used to vanish
@@ -496,7 +496,7 @@ def test_density_target_is_drawn_under_the_measured_lines_and_named_in_the_legen
     targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
     measured = [line for line in ax.get_lines() if line.get_gid() != "target"]
     assert len(targets) == 2 and len(measured) == 2
-    assert max(t.get_zorder() for t in targets) < min(m.get_zorder() for m in measured)
+    assert min(t.get_zorder() for t in targets) > max(m.get_zorder() for m in measured)  # not hidden by a line
     assert all(t.get_color() == "black" and t.get_linestyle() == "--" for t in targets)
     assert ax.get_yscale() == "linear"  # 0.5 to 1: no decade
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dense", "app", "target\n(schedule)"]
@@ -509,10 +509,12 @@ def test_cer_plot_shows_the_differences_on_an_axis_not_from_zero() -> None:
     cells_["config_hash"] = cells_["method"] + cells_["seed"].astype(str)
     fig = cer_figure(cells_, {"dataset": "d"}, palette(["dense", "osp", "app"]))
     ax = fig.axes[0]
-    low, high = ax.get_ylim()
+    low, high = ax.get_xlim()
     assert 150 < low < 159 and 166 < high < 175  # 160 / 163 / 165 are told apart
-    assert [t.get_text() for t in ax.texts] == ["165", "163\n(-2)", "160\n(-5)"]
-    assert "y-axis does not start at 0" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == ["160 (-5)", "163 (-2)", "165"]
+    assert [c.lines[0].get_xdata()[0] for c in ax.containers] == [160, 163, 165]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["app", "osp", "dense"]  # lowest CER on top
+    assert "lowest except dense: app 160 (dense 165)" in ax.get_title()
     plt.close(fig)
 
 
@@ -591,7 +593,7 @@ def test_accuracy_against_density_draws_each_method_through_its_tau_values_and_d
     (whisker,) = [c for c in accuracy.collections if tuple(c.get_colors()[0][:3]) == tuple(colours["dense"])]
     (segment,) = whisker.get_segments()  # mean ± std of the two dense cells, each counted once
     assert [y for _, y in segment] == pytest.approx([75.0 - math.sqrt(50), 75.0 + math.sqrt(50)])
-    assert fig._suptitle.get_text().endswith("std over 2 seeds; points at one density dodged sideways")  # a point's
+    assert "std over 2 seeds; points at one density dodged sideways" in fig._suptitle.get_text()  # a point's
     # seeds, not a method's cells (4)
     plt.close(fig)
     result = CliRunner().invoke(report, [str(tmp_path), "--out", str(tmp_path / "r"), "--format", "png"])

@@ -16,7 +16,7 @@ import pytest
 from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, check_code, scope_in_method, with_varying_splits
 from almabench.analysis.cross_block import DODGE, accuracy_density_figure
 from almabench.analysis.curves import cer_figure, curve_figure, density_figure
-from almabench.analysis.figure_kit import FADED, palette
+from almabench.analysis.figure_kit import palette
 from almabench.analysis.forest import forest_figure
 from almabench.analysis.load import cells, load_results
 from almabench.analysis.paired import paired_figure
@@ -149,27 +149,34 @@ def test_the_forest_plot_draws_the_report_deltas_block_by_block_with_far_ones_at
 # ----------------------------------------------------------------------------------------------- curves
 
 
-def test_with_many_methods_the_baselines_are_grey_and_thin_and_a_highlight_chooses_the_coloured():
-    frame = steps({m: [[1, 2], [2, 3]] for m in ("dense", "osp", "app", "gmp", "imp", "rigl")})
+def method_panels(fig: plt.Figure) -> dict[str, plt.Axes]:
+    """The small multiples' panels by method (the first line of a panel's title)."""
+    return {ax.get_title().split("\n")[0]: ax for ax in fig.axes if ax.get_visible()}
+
+
+def test_accuracy_is_a_panel_per_method_in_its_own_colour_against_dense_titled_with_its_final_difference():
+    frame = steps({"dense": [[1, 4], [3, 6]], **{m: [[1, 2], [2, 3]] for m in ("osp", "app", "gmp", "rigl")},
+                   "imp": [[11, 12], [12, 13]]})
     colours = palette(frame["method"].unique())
     fig = curve_figure(frame, "test_accuracy", "acc", {"dataset": "x"}, colours)
-    ax = fig.axes[0]
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert {m for m, line in lines.items() if line.get_gid() == "faded"} == {"gmp", "imp", "rigl"}
-    assert all(lines[m].get_color() == FADED and lines[m].get_linewidth() < lines["app"].get_linewidth()
-               for m in ("gmp", "imp", "rigl"))
-    assert lines["app"].get_zorder() > lines["gmp"].get_zorder() and len(ax.collections) == 3  # 3 bands
-    assert "grey, thin, no band: other methods" in ax.get_title()
+    axes = method_panels(fig)
+    assert list(axes) == ["osp", "app", "gmp", "imp", "rigl"]  # no panel for dense: it is in every panel
+    assert axes["imp"].get_title() == "imp\nfinal 12.5 (+7.5)"
+    for method, ax in ((m, ax) for m, ax in axes.items() if m != "imp"):
+        (line,) = [line for line in ax.get_lines() if line.get_gid() == "mean"]
+        assert line.get_color() == colours[method] and list(line.get_ydata()) == pytest.approx([1.5, 2.5])
+        (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
+        assert list(reference.get_ydata()) == pytest.approx([2.0, 5.0])
+        assert ax.get_title() == f"{method}\nfinal 2.5 (-2.5)"  # the final mean and its difference to dense
+    assert len({axes[m].get_lines()[-1].get_linestyle() for m in ("gmp", "imp", "rigl")}) == 1  # dashed baselines,
+    # told apart by their panels (and colours), not by dashes
+    assert len({ax.get_ylim() for ax in axes.values()}) == 1 and axes["app"].get_ylim()[1] > 12  # one y-scale
     chosen = curve_figure(frame, "test_accuracy", "acc", {"dataset": "x"}, colours, highlight=["rigl"])
-    faded = {line.get_label() for line in chosen.axes[0].get_lines() if line.get_gid() == "faded"}
-    assert faded == {"dense", "osp", "app", "gmp", "imp"}
-    few = curve_figure(frame[frame["method"].isin(["dense", "app", "gmp"])], "test_accuracy", "acc",
-                       {"dataset": "x"}, colours)
-    assert not [line for line in few.axes[0].get_lines() if line.get_gid() == "faded"]
+    assert list(method_panels(chosen))[0] == "rigl"  # a highlighted method's panel comes first
     plt.close("all")
 
 
-def test_density_targets_lie_under_the_lines_a_fall_from_target_is_marked_and_a_decade_gets_a_log_axis():
+def test_density_targets_lie_above_the_lines_a_fall_from_target_is_marked_and_a_decade_gets_a_log_axis():
     frame = steps({"dense": [[1.0, 1.0]], "app": [[0.8, 0.4]], "app-released": [[0.8, 0.02]]}, "density")
     frame["target_density"] = frame["method"].map({"dense": 1.0, "app": 0.6, "app-released": 0.6})
     frame.loc[frame["step"] == 1, "target_density"] = frame["method"].map({"dense": 1.0, "app": 0.8,
@@ -180,7 +187,7 @@ def test_density_targets_lie_under_the_lines_a_fall_from_target_is_marked_and_a_
     targets = [line for line in ax.get_lines() if line.get_gid() == "target"]
     measured = [line for line in ax.get_lines() if line.get_label() in ("dense", "app", "app-released")]
     assert len(targets) == 2  # app's and app-released's schedule is one: drawn once
-    assert max(t.get_zorder() for t in targets) < min(m.get_zorder() for m in measured)
+    assert min(t.get_zorder() for t in targets) > max(m.get_zorder() for m in measured)  # seen, not hidden
     (marked,) = [line for line in ax.get_lines() if line.get_gid() == "off-target"]
     assert list(marked.get_ydata()) == [0.8, 0.4] and marked.get_marker() == "x"
     assert [t.get_text() for t in ax.texts] == ["app-released: 0.020\n(target 0.400, ×)"]
@@ -188,13 +195,53 @@ def test_density_targets_lie_under_the_lines_a_fall_from_target_is_marked_and_a_
     plt.close(fig)
 
 
-def test_cer_ticks_wrap_the_scope_and_mark_a_single_seed():
-    frame = pd.DataFrame({"method": ["dense", "dense", "app", "app", "rigl (erk-dense-first)"], "seed": [0, 1, 0, 1, 0],
-                          "cer": [100, 102, 98, 99, 97], "megabatches": 8})
-    frame["config_hash"] = frame["method"] + frame["seed"].astype(str)
+def cer_cells(values: dict[str, list[float]]) -> pd.DataFrame:
+    """Cells of one block: values[m] is the CER per seed."""
+    frame = pd.DataFrame([{"method": m, "seed": s, "cer": v, "megabatches": 8} for m, vs in values.items()
+                          for s, v in enumerate(vs)])
+    return frame.assign(config_hash=frame["method"] + frame["seed"].astype(str))
+
+
+def test_methods_of_equal_density_are_one_line_named_in_one_legend_entry_and_each_entry_has_a_visible_line():
+    frame = steps({"dense": [[1.0, 1.0]], "scratch": [[1.0, 1.0]], "osp": [[0.4, 0.4]], "rigl": [[0.4, 0.4]],
+                   "app": [[0.8, 0.4]]}, "density")
+    frame["target_density"] = frame["density"]
+    fig = density_figure(frame, {"dataset": "d"}, palette(frame["method"].unique()))
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["dense, scratch", "osp, rigl", "app", "target\n(schedule)"]
+    measured = [line for line in ax.get_lines() if line.get_label() in legend]
+    assert [list(line.get_ydata()) for line in measured] == [[1.0, 1.0], [0.4, 0.4], [0.8, 0.4]]  # no two alike
+    assert "one line: equal densities" in ax.get_title()
+    plt.close(fig)
+
+
+def test_cer_rows_are_sorted_by_cer_and_one_seed_is_hollow_without_a_whisker_and_says_n_1():
+    frame = cer_cells({"dense": [100, 102], "app": [98, 99], "rigl (erk-dense-first)": [103]})
     fig = cer_figure(frame, {"dataset": "d"}, palette(frame["method"].unique()))
-    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert ticks == ["dense", "app", "rigl\n(erk-dense-first)\nn = 1"]
+    ax = fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert rows == ["app", "dense", "rigl (erk-dense-first) (n = 1)"]  # lowest CER on top
+    points = {c.lines[0].get_gid(): c for c in ax.containers}
+    assert points["cer app"].lines[0].get_xydata().tolist() == [[98.5, 2]]  # the mean, top row
+    assert points["cer rigl (erk-dense-first)"].lines[0].get_markerfacecolor() == "white"
+    assert not points["cer rigl (erk-dense-first)"].has_xerr and points["cer app"].has_xerr
+    plt.close(fig)
+
+
+def test_a_cer_past_the_bulk_s_scale_is_an_arrow_at_the_edge_with_its_value():
+    # dense 100; the bulk within ±4 of it; app-released 60 above: OFF_SCALE · median reach (3 · 3) is far below
+    frame = cer_cells({"dense": [100, 100], "app": [102, 104], "osp": [103, 105], "gmp": [96, 98],
+                       "app-released": [160]})
+    fig = cer_figure(frame, {"dataset": "d"}, palette(frame["method"].unique()))
+    ax = fig.axes[0]
+    off = [t for t in ax.texts if t.get_gid() == "off-scale app-released"]
+    assert [t.get_text() for t in off] == ["160 (+60), n = 1"]
+    (arrow,) = [line for line in ax.get_lines() if line.get_gid() == "off-scale app-released"]
+    assert arrow.get_xdata()[0] == ax.get_xlim()[1] and arrow.get_marker() == ">"
+    assert ax.get_xlim()[1] < 130  # the bulk sets the scale, not the outlier
+    assert max(ax.get_xticks()) <= 105  # no tick out where the arrow and labels are (osp reaches 104 + 1.4)
+    assert "cer app-released" not in {c.lines[0].get_gid() for c in ax.containers}
     plt.close(fig)
 
 
@@ -216,6 +263,30 @@ def test_accuracy_against_density_dodges_points_at_one_density_and_labels_tau():
     assert [c.lines[0].get_marker() for c in ax.containers] == ["s", "^", "o"]  # the markers of style.STYLES
     assert sorted(t.get_text() for t in ax.texts) == ["τ=1", "τ=4.5"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.366", "0.8", ""]  # 1 would run into 0.8
+    plt.close(fig)
+
+
+def test_a_collapsed_point_is_an_arrow_at_the_edge_with_its_value_and_a_point_of_one_seed_is_hollow():
+    rows = []
+    for method, tau, density, accs in (("dense", 4.5, 1.0, (70, 70.4)), ("osp", 4.5, 0.366, (68, 68.4)),
+                                       ("app", 4.5, 0.366, (69, 69.4)), ("osp", 1.0, 0.8, (69.5, 69.9)),
+                                       ("app", 1.0, 0.8, (69.6, 70.0)), ("gmp", 4.5, 0.37, (67,)),
+                                       ("app-released", 4.5, 0.015, (57,))):
+        rows += [{"method": method, "tau": tau, "final_density": density, "final_test_accuracy": acc,
+                  "mean_gap": 1.0 + s, "config_hash": f"{method}{tau}{s}", "prunes": method != "dense", "seed": s}
+                 for s, acc in enumerate(accs)]
+    fig = accuracy_density_figure(pd.DataFrame(rows), {"dataset": "d"}, palette(["dense", "osp", "app", "gmp",
+                                                                                "app-released"]))
+    ax = fig.axes[0]
+    (text,) = [t for t in ax.texts if t.get_gid() == "off-scale app-released"]
+    assert text.get_text() == "app-released: 57.0, n = 1"
+    (arrow,) = [line for line in ax.get_lines() if line.get_gid() == "off-scale app-released"]
+    assert arrow.get_ydata()[0] == ax.get_ylim()[0] and arrow.get_marker() == "v"  # at the bottom edge
+    assert ax.get_ylim()[0] > 60  # 57 does not set the scale
+    (hollow,) = [line for line in ax.get_lines() if line.get_gid() == "n = 1 gmp"]
+    assert list(hollow.get_ydata()) == [67] and hollow.get_markerfacecolor() == "white"
+    assert not [line for line in ax.get_lines() if line.get_gid() == "n = 1 app" and len(line.get_xdata())]
+    assert "off-scale app-released" not in {t.get_gid() for t in fig.axes[1].texts}  # its gap is no outlier
     plt.close(fig)
 
 
@@ -326,7 +397,7 @@ def test_the_gap_figure_is_a_panel_per_method_against_dense_on_one_scale_and_one
     frame = steps({"dense": [[2.0, 4.0], [4.0, 6.0]], "app": [[1.0, 2.0], [3.0, 2.0]], "osp": [[9.0, 9.0]]},
                   column="gap")
     fig = gap_figure(frame, {"dataset": "d"}, palette(["dense", "osp", "app"]))
-    axes = panels(fig)
+    axes = method_panels(fig)
     assert sorted(axes) == ["app", "osp"]  # a panel per method but the reference
     for ax in axes.values():
         (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
@@ -357,3 +428,39 @@ def test_gap_over_t_is_points_without_a_line_between_stream_lengths_and_one_seed
     assert all(len(line.get_xdata()) <= 1 for line in ax.get_lines())  # no line joins T = 8 and T = 32
     assert [t.get_text() for t in ax.get_xticklabels()] == ["T = 8", "T = 32"]
     plt.close(fig)
+
+
+def overfit_jobs(kinds: set[str], tmp_path: Path) -> list:
+    """The committed overfit study's figure jobs of kinds, planned as the report plans them (its delta table)."""
+    from almabench.analysis.plots import plan_figures
+
+    frame = scope_in_method(load_results(DOCS / "cifar10-t8-overfit"))
+    keys = with_varying_splits(list(BLOCK_KEYS), frame)
+    cell_rows = assign_blocks(cells(frame), keys)
+    return plan_figures(assign_blocks(frame, keys), cell_rows, keys, tmp_path, ["png"],
+                        delta_table(cell_rows, keys), kinds=frozenset(kinds))
+
+
+def figure_words(fig: plt.Figure) -> str:
+    """Every title, tick label, legend entry and text of a figure, one string."""
+    words = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in fig.axes:
+        words += [ax.get_title(), *(t.get_text() for t in ax.texts), *(t.get_text() for t in ax.get_yticklabels())]
+        if ax.get_legend():
+            words += [t.get_text() for t in ax.get_legend().get_texts()]
+    return "\n".join(words)
+
+
+@pytest.mark.parametrize("kind", ["cer", "accuracy", "gap", "density"])
+def test_app_and_osp_are_one_line_said_to_be_one_computation_exactly_where_the_delta_table_marks_it(kind, tmp_path):
+    jobs = overfit_jobs({kind}, tmp_path)
+    assert len(jobs) == 3  # τ = 1, 4.5, 10.3; only τ = 1 has app and osp identical (the delta table's test above)
+    for job in jobs:
+        fig = job.draw(*job.args)
+        words = figure_words(fig)
+        if "tau=1.0" in job.title:
+            assert "app = osp: same computation (identical results at every seed)" in words
+            assert "app = osp" in words.replace("app = osp: same", "")  # the line or row itself is named so
+        else:
+            assert "same computation" not in words and "app = osp" not in words
+        plt.close(fig)
