@@ -356,7 +356,7 @@ def test_the_first_line_says_where_the_grid_comes_from(tmp_path, flags, source):
 # ------------------------------------------------------------------------------------ the CER figure
 
 
-def test_the_cer_figures_dense_label_sits_above_its_own_dotted_line(finished):
+def test_the_cer_figures_dense_label_sits_beside_its_own_dotted_line(finished):
     from almabench.analysis.curves import cer_figure
     from almabench.analysis.figure_kit import palette, report_style
     from almabench.analysis.load import cells, load_results
@@ -370,9 +370,9 @@ def test_the_cer_figures_dense_label_sits_above_its_own_dotted_line(finished):
     renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]
     (dotted,) = [line for line in ax.lines if line.get_linestyle() == ":"]
-    line_y = ax.transData.transform((0, dense))[1]
+    line_x = ax.transData.transform((dense, 0))[0]  # a vertical line: the CER axis is horizontal
     (label,) = [t for t in ax.texts if t.get_text() == f"{dense:,.0f}"]
-    assert label.get_window_extent(renderer).y0 > line_y  # wholly above the line, not struck through
+    assert label.get_window_extent(renderer).x0 > line_x  # wholly right of the line, not struck through
     for text in ax.texts:  # a label the line crosses hides it: an opaque box, drawn above the line
         box = text.get_bbox_patch()
         assert box.get_facecolor() == (1.0, 1.0, 1.0, 1.0) and text.get_zorder() > dotted.get_zorder()
