@@ -77,8 +77,10 @@ def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: 
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=6)
-    for ax in axes[-1, :]:
-        ax.set_xlabel("megabatch t", fontsize=6)
+    for column in axes.T:  # the lowest drawn panel of each column carries the x axis (the last row may be short)
+        lowest = [ax for ax in column if ax.get_visible()][-1]
+        lowest.tick_params(labelbottom=True)
+        lowest.set_xlabel("megabatch t", fontsize=6)
     against = f"black, grey band: {reference}; " if not base.empty else ""
     clipped = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else ""
     versus = f" (difference to {reference})" if not base.empty else ""

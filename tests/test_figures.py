@@ -464,3 +464,22 @@ def test_app_and_osp_are_one_line_said_to_be_one_computation_exactly_where_the_d
         else:
             assert "same computation" not in words and "app = osp" not in words
         plt.close(fig)
+
+
+def test_each_column_of_small_multiples_has_its_x_axis_under_its_lowest_panel():
+    """Seven methods but dense make two rows of five, the second short: the columns without a second-row panel
+    carry their tick labels and 'megabatch t' under the first row's panel, not nowhere."""
+    from almabench.analysis.curves import gap_figure
+
+    methods = ["dense", "osp", "app", "gmp", "imp", "rigl", "set", "app-released"]
+    fig = gap_figure(steps({m: [[1.0, 2.0]] for m in methods}, column="gap"), {"dataset": "d"}, palette(methods))
+    grid = fig.axes[0].get_subplotspec().get_gridspec()
+    assert (grid.nrows, grid.ncols) == (2, 5)
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        row, col = ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start
+        lowest = row == 1 or col >= 2  # row 1 holds columns 0 and 1 (seven panels)
+        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        assert bool(labels) == lowest and (ax.get_xlabel() == "megabatch t") == lowest
+    plt.close(fig)
