@@ -58,8 +58,8 @@ def _split(value: str | None) -> list[str]:
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
 @click.option("--figures", "figures", default="default", show_default=True,
               help="Which figures, comma-separated: 'default' (forest, accuracy, gap and paired differences per "
-                   "block, and the cross-block figures), 'all' (adds density, cer and the per-layer heatmaps "
-                   "'layers'), 'none', or kinds, e.g. 'default,cer'.")
+                   "block, and the cross-block figures), 'all' (adds density, cer and the per-layer "
+                   "densities 'layers'), 'none', or kinds, e.g. 'default,cer'.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Processes drawing the figures (default: every core this process may use; 1: in this process). "
                    "The files are the same at any count.")

@@ -5,8 +5,9 @@ default the report draws what a reader of any block needs: the forest plot (ever
 with its 95 % interval, four blocks to a figure) and each block's accuracy and gap curves (the context, and the
 paper's subject), plus the cross-block figures (gap over T, accuracy against density, the regime maps). The
 paired differences per megabatch (where each delta of the forest comes from: a panel per comparison, as costly
-to draw as three curve figures), the CER points, the density schedules and the per-layer heatmaps (one per
-method) are drawn with `--figures all` or by naming them (`--figures default,paired`).
+to draw as three curve figures), the CER points, the density schedules and the per-layer densities (one figure
+per block, a panel per method: as costly as the forest plot with a dozen methods) are drawn with `--figures all` or
+by naming them (`--figures default,paired`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ FIGURE_SETS: dict[str, frozenset[str]] = {
                           "regime-vs-dense"}),
     "none": frozenset(),
 }
-ALIASES = {"layers": "layer_density"}  # the heatmaps' files are layers_*
+ALIASES = {"layers": "layer_density"}  # the per-layer figures' files are layers_*
 # Seconds one figure of a kind took in PNG and PDF on a 2-core EPYC (a 14-method block): the pool hands out the
 # costly ones first (figure_pool.render).
-COSTS: dict[str, float] = {"forest": 2.2, "paired": 1.9, "regime": 1.2, "regime-vs-dense": 1.2, "gap_vs_T": 1.0,
-                           "accuracy_vs_density": 1.0, "density": 0.56, "layer_density": 0.51, "gap": 0.42,
-                           "cer": 0.42, "accuracy": 0.34}
+COSTS: dict[str, float] = {"layer_density": 2.7, "forest": 2.2, "paired": 1.9, "regime": 1.2, "regime-vs-dense": 1.2,
+                           "gap_vs_T": 1.0, "accuracy_vs_density": 1.0, "density": 0.56, "gap": 0.42, "cer": 0.42,
+                           "accuracy": 0.34}
 
 
 def figure_kinds(spec: str) -> frozenset[str]:

@@ -1,5 +1,5 @@
 """Which figures a report draws, planned as FigureJobs: per block (curves, CER, paired), per forest group, per
-method's layers, and across blocks (gap over T, accuracy against density, the regime maps). figure_pool draws
+block's layers, and across blocks (gap over T, accuracy against density, the regime maps). figure_pool draws
 them; each figure's code lives in its own module (curves, layer_figure, cross_block, forest, paired, regime)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .figure_kit import HEIGHT, WIDTH, palette
 from .figure_pool import render
 from .figure_sets import FIGURE_SETS
 from .forest import MAX_COLUMNS, forest_figure
-from .layer_figure import layer_figure, pruner_order, uses_pruner
+from .layer_figure import layer_figure
 from .load import layer_densities
 from .paired import paired_figure, paired_panels
 from .paper import method_order
@@ -100,10 +100,11 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     if "layer_density" in kinds:
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
-            for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
-                group = _with_pruners(group, keys, rows["pruner"])
-                jobs.append(writer.job("layer_density", block_label(group), f"layers_{block_slug(group)}",
-                                       layer_figure, rows, group, folder=study_folder(rows, several)))
+            # one figure per block, every method's panels in it; the pruner is a panel's, not the block's
+            for group, rows in _groups(layers, [k for k in keys if k != "pruner"]):
+                jobs.append(writer.job("layer_density", block_label(group) if group else "all cells",
+                                       f"layers_{block_slug(group)}", layer_figure, rows, group,
+                                       folder=study_folder(rows, several)))
     if "gap_vs_T" in kinds:
         for group, rows in _groups(cell_rows, [k for k in keys if k != "megabatches"]):
             if rows["megabatches"].nunique() > 1:
@@ -142,17 +143,6 @@ def plot_regimes(settings: Sequence[tuple[dict, pd.DataFrame]], keys: Sequence[s
                  formats: Sequence[str], versus_dense: bool = False) -> list[Plot]:
     """regime_jobs, drawn here."""
     return render(regime_jobs(settings, keys, out, formats, versus_dense))
-
-
-def _with_pruners(group: dict, keys: Sequence[str], pruners: pd.Series) -> dict:
-    """A heatmap's group with the pruners of its panels ('snip+magnitude') where the block keys have `pruner`
-    (at the end otherwise), so its title and file name say which pruners it shows; without one for a method that
-    ignores the pruner (rigl's heatmap is not a SNIP heatmap)."""
-    if not uses_pruner(str(group["method"])):
-        return {k: v for k, v in group.items() if k != "pruner"}
-    order = [*keys, "method"] if "pruner" in keys else [*keys, "method", "pruner"]
-    joined = {**group, "pruner": "+".join(pruner_order(pruners))}
-    return {k: joined[k] for k in order if k in joined}
 
 
 def _select(frame: pd.DataFrame, block: dict) -> pd.DataFrame:

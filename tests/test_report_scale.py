@@ -63,7 +63,7 @@ def test_figure_sets_name_the_kinds_and_refuse_unknown_words() -> None:
     ("all", {"forest_digits_convnet_T2", "accuracy_digits_convnet_T2_snip_tau4.5",
              "gap_digits_convnet_T2_snip_tau4.5", "cer_digits_convnet_T2_snip_tau4.5",
              "density_digits_convnet_T2_snip_tau4.5", "paired_digits_convnet_T2_snip_tau4.5",
-             "layers_digits_convnet_T2_snip_tau4.5_app"}),
+             "layers_digits_convnet_T2_tau4.5"}),
 ])
 def test_figures_writes_exactly_the_kinds_it_names(tmp_path: Path, figures: str, expected: set[str]) -> None:
     (tmp_path / "r").mkdir()
