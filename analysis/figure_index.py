@@ -14,6 +14,8 @@ CAPTIONS: dict[str, str] = {
               "x-scale per row: an interval clear of 0 is a difference the seeds agree on",
     "accuracy": "test accuracy after each megabatch, mean over seeds with a ± std band",
     "gap": "generalisation gap (train − validation accuracy) after each megabatch, mean over seeds",
+    "gap_difference": "one seed a method: each method's gap minus dense's per megabatch (hollow, no interval), the "
+                      "second half's mean in the title beside the megabatch-to-megabatch sd it is to be read against",
     "density": "each method's density after each megabatch beside its target schedule",
     "cer": "cumulative error (CER) of each cell, seeds as points: lower is a better anytime learner",
     "paired": "per-megabatch paired differences by seed, one panel per comparison, one y-scale per group",

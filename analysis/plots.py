@@ -1,6 +1,7 @@
 """Which figures a report draws, planned as FigureJobs: per block (curves, CER, paired), per forest group, per
 block's layers, and across blocks (gap over T, accuracy against density, the regime maps). figure_pool draws
-them; each figure's code lives in its own module (curves, layer_figure, cross_block, forest, paired, regime)."""
+them; each figure's code lives in its own module (curves, gap_difference, layer_figure, cross_block, forest, paired,
+regime)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .figure_kit import HEIGHT, WIDTH, palette
 from .figure_pool import render
 from .figure_sets import FIGURE_SETS
 from .forest import MAX_COLUMNS, forest_figure
+from .gap_difference import gap_difference_figure, one_seed_block
 from .layer_figure import layer_figure
 from .load import layer_densities
 from .paired import paired_figure, paired_panels
@@ -54,12 +56,15 @@ def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter,
 def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
                kinds: frozenset[str], highlight: Sequence[str] | None,
                references: Sequence[str], folder: str = "") -> list[FigureJob]:
-    """One block's figures among kinds, in the report's order: accuracy, gap, density, CER, paired differences."""
+    """One block's figures among kinds, in the report's order: accuracy, gap (and, in a block of one seed a method,
+    its difference from dense), density, CER, paired differences."""
     label, slug = block_label(block), block_slug(block)
     planned = {
         "accuracy": lambda: (curve_figure, rows, "test_accuracy", "test accuracy (%)", block, colours, (0.0, 100.0),
                              highlight),
         "gap": lambda: (gap_figure, rows, block, colours),
+        # one seed a method: no interval anywhere, so the gap is drawn as the difference from dense it is read for
+        "gap_difference": lambda: (gap_difference_figure, rows, block, colours) if one_seed_block(rows) else None,
         "density": lambda: (density_figure, rows, block, colours, highlight),
         "cer": lambda: (cer_figure, block_cells, block, colours),
         # a paired figure needs a comparison with a seed both methods ran
@@ -92,7 +97,7 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     jobs: list[FigureJob] = []
     if "forest" in kinds and deltas is not None:
         jobs += forest_jobs(deltas, keys, writer, cell_rows if several else None)
-    if kinds & {"accuracy", "gap", "density", "cer", "paired"}:
+    if kinds & {"accuracy", "gap", "gap_difference", "density", "cer", "paired"}:
         for block, rows in iter_blocks(steps, keys):
             cells_of = _select(cell_rows, block) if "cer" in kinds else cell_rows.iloc[0:0]
             jobs += block_jobs(rows, cells_of, block, writer, colours, kinds, highlight, references,

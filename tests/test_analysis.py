@@ -437,8 +437,9 @@ def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_fig
                                          "--figures", "all"])
     assert result.exit_code == 0, result.output
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    # 5 per block (paired differences included), one per-layer figure and one forest plot each
-    assert "14 figures" in result.stdout and len(pngs) == 14
+    # 6 per block (paired differences, and the gap's difference from dense of a block of one seed, included), one
+    # per-layer figure and one forest plot each
+    assert "16 figures" in result.stdout and len(pngs) == 16
     assert "forest_数据.npz_convnet_T2.png" in pngs
     assert "cer_数据.npz_convnet_T2_snip_tau4.5.png" in pngs and "cer_データ.npz_convnet_T2_snip_tau4.5.png" in pngs
     assert "layers_数据.npz_convnet_T2_tau4.5.png" in pngs

@@ -19,6 +19,7 @@ from almabench.analysis.cross_block import DODGE, accuracy_density_figure
 from almabench.analysis.curves import cer_figure, curve_figure, density_figure
 from almabench.analysis.figure_kit import FADED, palette
 from almabench.analysis.forest import forest_figure
+from almabench.analysis.gap_difference import gap_difference_figure, one_seed_block
 from almabench.analysis.layer_figure import layer_figure
 from almabench.analysis.load import cells, layer_densities, load_results
 from almabench.analysis.paired import paired_figure
@@ -274,6 +275,46 @@ def test_a_layer_panel_of_one_seed_is_drawn_weaker_and_says_n_1():
     assert osp.title.get_color() != app.title.get_color()
     assert osp.spines["left"].get_linestyle() == "--" and app.spines["left"].get_linestyle() == "solid"
     assert [t.get_text() for t in osp.get_yticklabels()] == ["0.weight (layer 1)", "4.weight (layer 2)"]
+    plt.close(fig)
+
+
+def test_a_one_seed_blocks_gap_is_drawn_as_each_methods_difference_from_dense_with_the_files_numbers():
+    files = [json.loads(p.read_text()) for p in sorted((DOCS / "cifar10-t32").glob("*.json"))]
+    gaps = {r["config"]["method"]: {s["step"]: s["gap"] for s in r["steps"]} for r in files}
+    assert sorted(gaps) == ["app", "dense", "osp"]  # one seed each
+    rows = load_results(DOCS / "cifar10-t32")
+    assert one_seed_block(rows)
+    fig = gap_difference_figure(rows, {"dataset": "cifar10"}, palette(["dense", "osp", "app"]))
+    try:
+        assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["osp − dense", "app − dense"]  # no dense panel
+        assert len({ax.get_ylim() for ax in fig.axes}) == 1  # one y-scale
+        for ax, method in zip(fig.axes, ("osp", "app")):
+            want = [gaps[method][t] - gaps["dense"][t] for t in range(1, 33)]
+            (line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "difference"]
+            assert list(line.get_xdata()) == list(range(1, 33))
+            assert list(line.get_ydata()) == pytest.approx(want, abs=1e-9)
+            assert line.get_markerfacecolor() == "white"  # one seed: hollow
+            late = want[16:]  # t = 17-32
+            mean, sd = float(np.mean(late)), float(np.std(late, ddof=1))
+            (segment,) = [ln for ln in ax.get_lines() if ln.get_gid() == "late mean"]
+            assert list(segment.get_xdata()) == [17, 32] and list(segment.get_ydata()) == pytest.approx([mean] * 2)
+            assert ax.get_title() == (f"{method} − dense: {mean:+.2f} over t = 17-32\n"
+                                      f"(sd over megabatches {sd:.2f}; n = 1: no interval)")
+            assert not ax.collections  # no band
+    finally:
+        plt.close(fig)
+
+
+def test_the_gap_difference_is_planned_only_where_every_method_has_one_seed():
+    one = steps({"dense": [[5, 4]], "app": [[3, 2]]}, "gap")
+    assert one_seed_block(one)
+    assert not one_seed_block(steps({"dense": [[5, 4]], "app": [[3, 2], [3, 1]]}, "gap"))  # app has two seeds
+    assert not one_seed_block(steps({"app": [[3, 2]], "osp": [[3, 1]]}, "gap"))  # nothing to subtract
+    assert not one_seed_block(steps({"dense": [[5, 4]]}, "gap"))  # dense alone
+    assert not one_seed_block(steps({"dense": [[5, 4], []], "app": [[], [3, 2]]}, "gap"))  # seeds 0 and 1: unpaired
+    five = steps({m: [[3, 2]] for m in ("dense", "app", "osp", "gmp", "imp", "rigl")}, "gap").assign(megabatches=2)
+    fig = gap_difference_figure(five, {"dataset": "d"}, palette(["dense", "app", "osp", "gmp", "imp", "rigl"]))
+    assert len(fig.axes) == 5 and all(ax.get_lines() for ax in fig.axes)  # two rows of four: no empty panel
     plt.close(fig)
 
 

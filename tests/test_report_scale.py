@@ -207,3 +207,12 @@ def test_a_refusal_in_a_worker_is_the_same_one_line(sweep: Path, tmp_path: Path,
                                          "--jobs", "2"])
     assert result.exit_code == 1 and "leads outside" in result.output, result.output
     assert "Traceback" not in result.output and list(victim.iterdir()) == []
+
+
+def test_a_block_of_one_seed_a_method_adds_the_gap_difference_to_the_default_figures(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    write_result(tmp_path / "r", "dense", 0, [40, 40], 5.0, dataset="digits", megabatches=2)
+    write_result(tmp_path / "r", "app", 0, [30, 30], 3.0, 0.5, dataset="digits", megabatches=2)
+    out = tmp_path / "out"
+    invoke(str(tmp_path / "r"), "--out", str(out), "--format", "png", "--figures", "default")
+    assert (out / "figures" / "gap_difference_digits_convnet_T2_snip_tau4.5.png").exists()
