@@ -102,12 +102,13 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
     fig, axes = plt.subplots(rows_of_panels, columns, squeeze=False, sharex=True, sharey=True, layout="constrained",
                              figsize=(panel_w * columns + label_w + 0.9, panel_h * rows_of_panels + 0.9))
     annotate = steps <= 12 and len(names) <= 30
-    image = None
+    images = []
     for ax, (method, pruner, rows) in zip(axes.flat, panels):
         grid = density_grid(rows, names, steps)
         image = ax.imshow(grid, aspect="auto", cmap=CMAP, vmin=0, vmax=1, interpolation="nearest",
                           extent=(0.5, steps + 0.5, len(names) - 0.5, -0.5))
         image.set_gid(f"{method}|{pruner}")
+        images.append(image)
         seeds = rows["config_hash"].nunique()
         ax.set_title(panel_title(method, pruner, seeds), fontsize=7, color="black" if seeds > 1 else "0.45")
         if seeds < 2:
@@ -119,7 +120,7 @@ def layer_figure(layers: pd.DataFrame, group: dict) -> plt.Figure:
     for ax in axes.flat[len(panels):]:
         ax.remove()  # no empty panels
     _layer_axes(axes, len(panels), names, steps)
-    fig.colorbar(image, ax=list(axes.flat[:len(panels)]), label="density (kept fraction)", aspect=30)
+    fig.colorbar(images[0], ax=list(axes.flat[:len(panels)]), label="density (kept fraction)", aspect=30)
     final = "; numbers: the final megabatch" if annotate else ""
     fig.suptitle(f"per-layer density: {block_label(group)}\nmean over seeds (n per panel){final}", fontsize=8)
     return fig

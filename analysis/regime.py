@@ -199,7 +199,7 @@ def _lay_out(fig: plt.Figure, top: Sequence[plt.Axes], labels: list[Annotation],
     """tight_layout with the legend's height kept free at the bottom, the rung strip stacked for the panels' final
     width (stack_rung_labels), the figure that much taller and the titles lifted above it; twice, as the strip's
     height moves the panels."""
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # the Agg canvas (figure_kit) has one
     height, strip = fig.get_figheight(), 0.0
     for _ in range(2):
         fig.set_figheight(height + strip / 72)  # the strip's rows on top of the panels, not out of them
