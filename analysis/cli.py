@@ -60,10 +60,10 @@ def _split(value: str | None) -> list[str]:
 @click.option("--arch", default=None, help="Only cells with this architecture.")
 @click.option("--megabatches", type=int, default=None, help="Only cells with this stream length T.")
 @click.option("--figures", "figures", default="default", show_default=True,
-              help="Which figures, comma-separated: 'default' (the forest plots, each block's accuracy and gap "
-                   f"curves up to {SWEEP_BLOCKS} blocks, and the cross-block figures), 'all' (adds paired "
-                   "differences, density, cer and the per-layer heatmaps 'layers'), 'none', or kinds, e.g. "
-                   "'default,cer'.")
+              help="Which figures, comma-separated: 'default' (the forest plots; each block's accuracy and gap "
+                   "curves, and the gap's difference from dense where every method has one seed, up to "
+                   f"{SWEEP_BLOCKS} blocks; the cross-block figures), 'all' (adds paired differences, density, cer "
+                   "and the per-layer densities 'layers'), 'none', or kinds, e.g. 'default,cer'.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Processes drawing the figures (default: every core this process may use; 1: in this process). "
                    "The files are the same at any count.")

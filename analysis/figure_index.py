@@ -14,10 +14,13 @@ CAPTIONS: dict[str, str] = {
               "x-scale per row: an interval clear of 0 is a difference the seeds agree on",
     "accuracy": "test accuracy after each megabatch, mean over seeds with a ± std band",
     "gap": "generalisation gap (train − validation accuracy) after each megabatch, mean over seeds",
+    "gap_difference": "one seed a method: each method's gap minus dense's per megabatch (hollow, no interval), the "
+                      "second half's mean in the title beside the megabatch-to-megabatch sd it is to be read against",
     "density": "each method's density after each megabatch beside its target schedule",
     "cer": "cumulative error (CER) of each cell, seeds as points: lower is a better anytime learner",
     "paired": "per-megabatch paired differences by seed, one panel per comparison, one y-scale per group",
-    "layer_density": "the density of every prunable layer after each megabatch (per-layer heatmap)",
+    "layer_density": "the density of every prunable layer after each megabatch, a panel per method on one colour "
+                     "scale: read across a row of panels to compare which layers the methods empty",
     "gap_vs_T": "final generalisation gap against the number of megabatches T",
     "accuracy_vs_density": "final test accuracy against final density, one point per τ",
     "regime": "the regime map: APP's paired differences against dense's mean generalisation gap, rung by rung",

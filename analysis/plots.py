@@ -1,6 +1,7 @@
 """Which figures a report draws, planned as FigureJobs: per block (curves, CER, paired), per forest group, per
-method's layers, and across blocks (gap over T, accuracy against density, the regime maps). figure_pool draws
-them; each figure's code lives in its own module (curves, layer_figure, cross_block, forest, paired, regime)."""
+block's layers, and across blocks (gap over T, accuracy against density, the regime maps). figure_pool draws
+them; each figure's code lives in its own module (curves, gap_difference, layer_figure, cross_block, forest, paired,
+regime)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from .figure_kit import HEIGHT, WIDTH, palette
 from .figure_pool import render
 from .figure_sets import FIGURE_SETS
 from .forest import MAX_COLUMNS, forest_figure
-from .layer_figure import layer_figure, pruner_order, uses_pruner
+from .gap_difference import gap_difference_figure, one_seed_block
+from .layer_figure import layer_figure
 from .load import layer_densities
 from .paired import paired_figure, paired_panels
 from .paper import method_order
@@ -54,13 +56,16 @@ def forest_jobs(deltas: pd.DataFrame, keys: Sequence[str], writer: FigureWriter,
 def block_jobs(rows: pd.DataFrame, block_cells: pd.DataFrame, block: dict, writer: FigureWriter, colours: dict,
                kinds: frozenset[str], highlight: Sequence[str] | None,
                references: Sequence[str], folder: str = "", same: Sequence[tuple[str, str]] = ()) -> list[FigureJob]:
-    """One block's figures among kinds, in the report's order: accuracy, gap, density, CER, paired differences;
-    same: the block's comparisons the delta table marks one computation (tables.identical_pairs), drawn once."""
+    """One block's figures among kinds, in the report's order: accuracy, gap (and, in a block of one seed a method,
+    its difference from dense), density, CER, paired differences; same: the block's comparisons the delta table
+    marks one computation (tables.identical_pairs), drawn once."""
     label, slug = block_label(block), block_slug(block)
     planned = {
         "accuracy": lambda: (curve_figure, rows, "test_accuracy", "test accuracy (%)", block, colours, (0.0, 100.0),
                              highlight, same),
         "gap": lambda: (gap_figure, rows, block, colours, "dense", same),
+        # one seed a method: no interval anywhere, so the gap is drawn as the difference from dense it is read for
+        "gap_difference": lambda: (gap_difference_figure, rows, block, colours) if one_seed_block(rows) else None,
         "density": lambda: (density_figure, rows, block, colours, highlight, same),
         "cer": lambda: (cer_figure, block_cells, block, colours, same),
         # a paired figure needs a comparison with a seed both methods ran
@@ -94,7 +99,7 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     jobs: list[FigureJob] = []
     if "forest" in kinds and deltas is not None:
         jobs += forest_jobs(deltas, keys, writer, cell_rows if several else None)
-    if kinds & {"accuracy", "gap", "density", "cer", "paired"}:
+    if kinds & {"accuracy", "gap", "gap_difference", "density", "cer", "paired"}:
         for block, rows in iter_blocks(steps, keys):
             cells_of = _select(cell_rows, block) if "cer" in kinds else cell_rows.iloc[0:0]
             same = identical_pairs(_select(deltas, block)) if curves and deltas is not None else []
@@ -103,10 +108,11 @@ def plan_figures(steps: pd.DataFrame, cell_rows: pd.DataFrame, keys: Sequence[st
     if "layer_density" in kinds:
         layers = layer_densities(steps[steps["prunes"]])
         if not layers.empty:
-            for group, rows in iter_blocks(layers, [k for k in keys if k != "pruner"] + ["method"]):
-                group = _with_pruners(group, keys, rows["pruner"])
-                jobs.append(writer.job("layer_density", block_label(group), f"layers_{block_slug(group)}",
-                                       layer_figure, rows, group, folder=study_folder(rows, several)))
+            # one figure per block, every method's panels in it; the pruner is a panel's, not the block's
+            for group, rows in _groups(layers, [k for k in keys if k != "pruner"]):
+                jobs.append(writer.job("layer_density", block_label(group) if group else "all cells",
+                                       f"layers_{block_slug(group)}", layer_figure, rows, group,
+                                       folder=study_folder(rows, several)))
     if "gap_vs_T" in kinds:
         for group, rows in _groups(cell_rows, [k for k in keys if k != "megabatches"]):
             if rows["megabatches"].nunique() > 1:
@@ -145,17 +151,6 @@ def plot_regimes(settings: Sequence[tuple[dict, pd.DataFrame]], keys: Sequence[s
                  formats: Sequence[str], versus_dense: bool = False) -> list[Plot]:
     """regime_jobs, drawn here."""
     return render(regime_jobs(settings, keys, out, formats, versus_dense))
-
-
-def _with_pruners(group: dict, keys: Sequence[str], pruners: pd.Series) -> dict:
-    """A heatmap's group with the pruners of its panels ('snip+magnitude') where the block keys have `pruner`
-    (at the end otherwise), so its title and file name say which pruners it shows; without one for a method that
-    ignores the pruner (rigl's heatmap is not a SNIP heatmap)."""
-    if not uses_pruner(str(group["method"])):
-        return {k: v for k, v in group.items() if k != "pruner"}
-    order = [*keys, "method"] if "pruner" in keys else [*keys, "method", "pruner"]
-    joined = {**group, "pruner": "+".join(pruner_order(pruners))}
-    return {k: joined[k] for k in order if k in joined}
 
 
 def _select(frame: pd.DataFrame, block: dict) -> pd.DataFrame:

@@ -21,6 +21,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.legend import Legend
+from matplotlib.text import Annotation, Text
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .blocks import block_label
@@ -33,8 +35,8 @@ COMPARED: tuple[tuple[str, str], ...] = (("app", "dense"), ("app", "osp"), ("app
 # the second map: each method's difference from dense (tables.delta_table with these methods as references)
 VERSUS_DENSE: tuple[tuple[str, str], ...] = tuple((m, "dense") for m in ("app", "osp", "gmp", "scratch",
                                                                          "shrink-perturb"))
-DIFFERENCES: tuple[tuple[str, str], ...] = (("final_test_accuracy", "final test accuracy"),
-                                            ("final_gap", "final gap, train − val"))
+DIFFERENCES: tuple[tuple[str, str], ...] = (("final_test_accuracy", "final accuracy"),  # (metric, y label after Δ)
+                                            ("final_gap", "final gap"))
 X_METRIC = "mean_gap"  # dense's, at the rung: how much dense overfits there
 REGIME_COLUMNS = ("dense_gap", "dense_gap_std", "dense_n", "method", "baseline", "metric", "delta", "ci_low",
                   "ci_high", "n_pairs")
@@ -127,53 +129,85 @@ def regime_trends(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 def regime_figure(rows: pd.DataFrame, setting: dict[str, object], keys: Sequence[str],
                   width: float, height: float, versus_dense: bool = False) -> plt.Figure:
     """Rows: the regime table of one setting. Columns of panels: one per architecture; rows of panels: one per
-    difference. Each comparison is one line over the rungs (x: dense's mean gap, log scale), a point with its
-    95 % t-interval, the comparisons dodged a little apart; a rung with a single seed is a hollow point without
-    whiskers. A whisker far wider than the others (a rung whose seeds disagree) is cut at the axis and ends in
-    an arrow, so it does not flatten every other rung into a few pixels. versus_dense: the rows are each method
-    against dense (VERSUS_DENSE), drawn in the method's look rather than the baseline's."""
+    difference, on one y-scale across the architectures (they are compared). Each comparison is one line over the
+    rungs (x: dense's mean gap, log scale), a point with its 95 % t-interval, the comparisons dodged a little
+    apart; a rung with a single seed is a hollow point without whiskers. A whisker far wider than the others (a
+    rung whose seeds disagree) is cut at the axis and ends in an arrow, so it does not flatten every other rung
+    into a few pixels. The rungs are named in a strip above the top panels (_label_rungs), the comparisons in a
+    legend below. versus_dense: the rows are each method against dense (VERSUS_DENSE), drawn in the method's
+    look rather than the baseline's."""
     archs = sorted(rows[PANEL_KEY].unique())
     fig, axes = plt.subplots(len(DIFFERENCES), len(archs), figsize=(width * len(archs), height * len(DIFFERENCES)),
                              squeeze=False, sharex=True)
     clipped = False
-    for col, arch in enumerate(archs):
-        for r, (metric, name) in enumerate(DIFFERENCES):
+    shown = varying_rung_keys(rows, keys)
+    labels = []
+    for r, (metric, name) in enumerate(DIFFERENCES):
+        limits = y_limits(rows[rows["metric"] == metric])  # one scale a row: the architectures side by side
+        for col, arch in enumerate(archs):
             ax = axes[r][col]
             ax.axhline(0, color="black", linewidth=0.8, zorder=1)
             part = rows[(rows[PANEL_KEY] == arch) & (rows["metric"] == metric)]
-            limits = y_limits(part)
             ax.set_ylim(*limits)
             lines = list(part.groupby(["method", "baseline"], sort=False))
             for i, ((method, baseline), line) in enumerate(lines):
                 dodge = 10 ** (DODGE * (i - (len(lines) - 1) / 2))
                 clipped |= _draw_comparison(ax, line.sort_values("dense_gap"), method, baseline, dodge, limits,
                                             method if versus_dense else baseline)
-            ax.set_xscale("log")
-            ax.set_xlim(rows["dense_gap"].min() / 1.15, rows["dense_gap"].max() * 1.15)
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_ylabel(f"paired difference in\n{name} (points)")
+            _log_gap_axis(ax, rows["dense_gap"])
+            if col == 0:
+                ax.set_ylabel(f"Δ {name}")
+            else:
+                ax.tick_params(axis="y", labelleft=False)
             if r == 0:
-                shown = varying_rung_keys(rows, keys)
-                longest = max(len(rung_label(row, shown)) for _, row in part.iterrows()) if len(part) else 0
-                ax.set_title(arch, pad=12 + 3.4 * longest)  # above the rung labels (about 3.4 pt a character)
-                _label_rungs(ax, part.drop_duplicates("dense_gap"), shown, fig.get_figwidth())
+                ax.set_title(arch)
+                labels += _label_rungs(ax, part.drop_duplicates("dense_gap"), shown)
             if r == len(DIFFERENCES) - 1:
                 ax.set_xlabel("dense's mean generalisation gap at the rung (points, log)")
-    legend: dict[str, Any] = {}  # every panel's comparisons, once: an architecture may lack one (GMP)
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(label, handle)
-    handles, labels = list(legend.values()), list(legend)
-    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize=7)
+    legend = _legend_below(fig, axes)
     title = block_label(setting) if setting else "all cells"
     note = "; arrow = whisker cut at the axis" if clipped else ""
     what = "each method − dense" if versus_dense else "regime map"
-    fig.suptitle(f"{what}: {title}\npaired by seed: mean, whiskers = 95 % t-interval; hollow = 1 seed{note}",
-                 fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(f"{what}: {title}\nΔ: paired by seed (points), whiskers = 95 % t-interval; gap = train − val; "
+                 f"hollow = 1 seed{note}", fontsize=8)
+    _lay_out(fig, axes[0], labels, legend)
     return fig
+
+
+def _log_gap_axis(ax: plt.Axes, gaps: pd.Series) -> None:
+    """x: dense's mean gap on a log scale ticked at 1, 2, 5 of each decade, with room for the dodged points."""
+    ax.set_xscale("log")
+    ax.set_xlim(gaps.min() / 1.15, gaps.max() * 1.15)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _legend_below(fig: plt.Figure, axes: np.ndarray) -> Legend:
+    """Every panel's comparisons once (an architecture may lack one, GMP), in a legend under the panels, as many
+    to a line as the figure's width holds."""
+    legend: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    columns = max(1, min(len(legend), int(fig.get_figwidth() / 1.6)))
+    return fig.legend(list(legend.values()), list(legend), loc="lower center", bbox_to_anchor=(0.5, 0.0),
+                      ncol=columns, frameon=False, fontsize=7, handlelength=2.6)
+
+
+def _lay_out(fig: plt.Figure, top: Sequence[plt.Axes], labels: list[Annotation], legend: Legend) -> None:
+    """tight_layout with the legend's height kept free at the bottom, the rung strip stacked for the panels' final
+    width (stack_rung_labels), the figure that much taller and the titles lifted above it; twice, as the strip's
+    height moves the panels."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # the Agg canvas (figure_kit) has one
+    height, strip = fig.get_figheight(), 0.0
+    for _ in range(2):
+        fig.set_figheight(height + strip / 72)  # the strip's rows on top of the panels, not out of them
+        bottom = legend.get_window_extent(renderer).height / fig.bbox.height
+        fig.tight_layout(rect=(0, bottom + 0.01, 1, 1))
+        strip = STRIP_BASE + ROW * stack_rung_labels(labels, renderer)
+        for ax in top:
+            ax.set_title(ax.get_title(), pad=strip + 3)
 
 
 DODGE = 0.012  # log10 units between neighbouring comparisons at one rung (about 3 %)
@@ -226,20 +260,43 @@ def _draw_comparison(ax: plt.Axes, line: pd.DataFrame, method: str, baseline: st
     return cut
 
 
-LABEL_GAP = 8.0  # points between neighbouring rung labels (a 5.5 pt label on its side is about 7 pt wide)
+STRIP_BASE = 3.0  # points between a panel's top and the strip's lowest row of rung labels
+ROW = 7.0  # points from one row of rung labels to the next (5.5 pt text)
+LABEL_GAP = 3.0  # points kept free between two rung labels in a row
+RUNG_FONT = 5.5
 
 
-def _label_rungs(ax: plt.Axes, rungs: pd.DataFrame, shown: Sequence[str], fig_width: float) -> None:
-    """Each rung named once, above the top panel at its x; a label that would overprint the previous one is
-    moved right by what it lacks of LABEL_GAP, and a thin line joins it to its rung."""
-    low, high = (np.log10(v) for v in ax.get_xlim())
-    width = ax.get_position().width * fig_width * 72  # the panel's width in points
-    previous = -np.inf
-    for _, row in rungs.sort_values("dense_gap").iterrows():
-        x = row["dense_gap"]
-        at = (np.log10(x) - low) / (high - low) * width
-        placed = max(at, previous + LABEL_GAP)
-        ax.annotate(rung_label(row, shown), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(placed - at, 6),
-                    textcoords="offset points", rotation=90, ha="center", va="bottom", fontsize=5.5, color="0.35",
-                    arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.4, "shrinkA": 0, "shrinkB": 0})
-        previous = placed
+def _label_rungs(ax: plt.Axes, rungs: pd.DataFrame, shown: Sequence[str]) -> list[Annotation]:
+    """Each rung named once, horizontally, above the top panel, starting at its x with a thin leader line down to
+    it; the rows are chosen once the panels have their size (stack_rung_labels)."""
+    return [ax.annotate(rung_label(row, shown), (row["dense_gap"], 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(1.5, STRIP_BASE), textcoords="offset points", ha="left", va="bottom",
+                        fontsize=RUNG_FONT, color="0.3", gid="rung", annotation_clip=False,
+                        arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.4, "shrinkA": 0, "shrinkB": 0,
+                                    "relpos": (0.0, 0.5)})
+            for _, row in rungs.sort_values("dense_gap").iterrows()]
+
+
+def stack_rung_labels(labels: Sequence[Annotation], renderer: Any) -> int:
+    """Put each rung label in the lowest row of the strip where it overlaps no label of that row and no leader
+    line from a label above runs through it, the rightmost rungs first. A label reads rightwards from its rung,
+    so the labels already placed (further right) never lie across its own leader. Returns the rows used."""
+    placed: list[tuple[float, float, float, int]] = []  # (leader x, left, right, row) in display units
+    gap = LABEL_GAP * renderer.points_to_pixels(1.0)
+    for label in sorted(labels, key=lambda a: -Text.get_window_extent(a, renderer).x0):
+        label.xyann = (1.5, STRIP_BASE)
+        box = Text.get_window_extent(label, renderer)  # the words: an Annotation's own extent adds its leader
+        x = box.x0 - renderer.points_to_pixels(1.5)
+        row = 0
+        while any(_blocks(box.x0 - gap, box.x1 + gap, row, other) for other in placed):
+            row += 1
+        placed.append((x, box.x0, box.x1, row))
+        label.xyann = (1.5, STRIP_BASE + ROW * row)
+    return 1 + max((p[3] for p in placed), default=0)
+
+
+def _blocks(left: float, right: float, row: int, other: tuple[float, float, float, int]) -> bool:
+    """Whether a placed label `other` (leader x, span, row) keeps a new label spanning left-right out of row."""
+    ox, oleft, oright, orow = other
+    return ((orow == row and left < oright and oleft < right)  # the two would overprint
+            or (orow > row and left <= ox <= right))  # a leader from above would cross the new label

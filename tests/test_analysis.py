@@ -437,11 +437,12 @@ def test_datasets_whose_names_differ_only_in_non_ascii_letters_get_their_own_fig
                                          "--figures", "all"])
     assert result.exit_code == 0, result.output
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    # 5 per block (paired differences included), one heatmap and one forest plot each
-    assert "14 figures" in result.stdout and len(pngs) == 14
+    # 6 per block (paired differences, and the gap's difference from dense of a block of one seed, included), one
+    # per-layer figure and one forest plot each
+    assert "16 figures" in result.stdout and len(pngs) == 16
     assert "forest_数据.npz_convnet_T2.png" in pngs
     assert "cer_数据.npz_convnet_T2_snip_tau4.5.png" in pngs and "cer_データ.npz_convnet_T2_snip_tau4.5.png" in pngs
-    assert "layers_数据.npz_convnet_T2_snip_tau4.5_app.png" in pngs
+    assert "layers_数据.npz_convnet_T2_tau4.5.png" in pngs
     report_md = (out / "report.md").read_text()
     assert all(f"](figures/{name})" in report_md for name in pngs)
 
@@ -518,28 +519,29 @@ def test_cer_plot_shows_the_differences_on_an_axis_not_from_zero() -> None:
     plt.close(fig)
 
 
-def test_layer_heatmap_rows_are_weight_names_and_the_title_counts_seeds(tmp_path: Path) -> None:
+def test_layer_rows_are_weight_names_and_each_panel_names_its_method_pruner_and_seeds(tmp_path: Path) -> None:
     assert layer_labels(["0.weight", "4.weight", "module.layer1.0.conv1.weight", "fc.weight"]) == [
         "0.weight (layer 1)", "4.weight (layer 2)", "layer1.0.conv1", "fc"]
-    rows = pd.DataFrame([{"pruner": p, "step": t, "layer": n, "layer_density": 0.5, "config_hash": f"{p}{s}"}
-                         for p, seeds in (("magnitude", 2), ("snip", 3)) for s in range(seeds)
-                         for t in (1, 2) for n in ("0.weight", "4.weight", "8.weight")])
-    fig = layer_figure(rows, {"dataset": "d", "pruner": "snip+magnitude", "method": "app"})
-    snip, magnitude = fig.axes[0], fig.axes[1]
+    rows = pd.DataFrame([{"method": m, "pruner": p, "step": t, "layer": n, "layer_density": 0.5,
+                          "config_hash": f"{m}{p}{s}"}
+                         for m, p, seeds in (("app", "magnitude", 2), ("app", "snip", 3), ("rigl", "snip", 3))
+                         for s in range(seeds) for t in (1, 2) for n in ("0.weight", "4.weight", "8.weight")])
+    fig = layer_figure(rows, {"dataset": "d"})
+    snip, magnitude, rigl = (ax for ax in fig.axes if ax.get_images())
     assert [t.get_text() for t in snip.get_yticklabels()] == ["0.weight (layer 1)", "4.weight (layer 2)",
                                                               "8.weight (layer 3)"]
-    assert (snip.get_title(), magnitude.get_title()) == ("snip (3 seeds)", "magnitude (2 seeds)")
-    assert fig._suptitle.get_text() == "per-layer density: d / snip+magnitude / app\nmean over 2-3 seeds"
+    assert [ax.get_title() for ax in (snip, magnitude, rigl)] == ["app · snip\nn = 3", "app · magnitude\nn = 2",
+                                                                  "rigl\nn = 3"]  # rigl ignores the pruner
+    assert fig._suptitle.get_text().startswith("per-layer density: d\n")
     plt.close(fig)
 
 
-def test_layer_heatmap_file_names_its_pruners(grid: Path, tmp_path: Path) -> None:
+def test_one_layer_figure_per_block_holds_every_pruning_method(grid: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(report, [str(grid), "--out", str(tmp_path / "rep"), "--format", "png", "--figures",
                                          "layers"])
     assert result.exit_code == 0, result.output
     layers = sorted(p.name for p in (tmp_path / "rep" / "figures").glob("layers_*.png"))
-    assert layers == ["layers_cifar100_resnet50_T8_snip_tau4.5_app.png",
-                      "layers_cifar100_resnet50_T8_snip_tau4.5_osp.png"]
+    assert layers == ["layers_cifar100_resnet50_T8_tau4.5.png"]
 
 
 def test_the_mean_gap_delta_is_paired_by_seed_from_each_cells_mean_gap_not_its_final_gap(tmp_path: Path) -> None:

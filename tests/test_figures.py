@@ -5,6 +5,7 @@ the report's words (mixed code, identical computations) on the committed study."
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from almabench.analysis.cross_block import DODGE, accuracy_density_figure
 from almabench.analysis.curves import cer_figure, curve_figure, density_figure
 from almabench.analysis.figure_kit import palette
 from almabench.analysis.forest import forest_figure
-from almabench.analysis.load import cells, load_results
+from almabench.analysis.gap_difference import gap_difference_figure, one_seed_block
+from almabench.analysis.layer_figure import layer_figure
+from almabench.analysis.load import cells, layer_densities, load_results
 from almabench.analysis.paired import paired_figure
-from almabench.analysis.plots import _with_pruners
 from almabench.analysis.render import _delta_display
 from almabench.analysis.tables import METRICS, delta_table
 
@@ -290,14 +292,101 @@ def test_a_collapsed_point_is_an_arrow_at_the_edge_with_its_value_and_a_point_of
     plt.close(fig)
 
 
-def test_a_heatmap_of_a_method_that_ignores_the_pruner_does_not_name_one():
-    keys = ["dataset", "pruner"]
-    assert _with_pruners({"dataset": "d", "method": "rigl"}, keys, pd.Series(["snip"])) == {
-        "dataset": "d", "method": "rigl"}
-    assert _with_pruners({"dataset": "d", "method": "app"}, keys, pd.Series(["snip", "magnitude"])) == {
-        "dataset": "d", "pruner": "snip+magnitude", "method": "app"}
-    assert "pruner" not in _with_pruners({"dataset": "d", "method": "rigl (erk-dense-first)"}, keys,
-                                         pd.Series(["snip"]))
+def _layer_rows(block: dict) -> pd.DataFrame:
+    """The per-layer rows of one committed block, as the report plans them (blocks keyed without the pruner)."""
+    frame = scope_in_method(load_results(DOCS / "cifar10-t8"))
+    for key, value in block.items():
+        frame = frame[frame[key] == value]
+    return layer_densities(frame[frame["prunes"]])
+
+
+def _from_files(block: dict) -> dict[tuple[str, str], np.ndarray]:
+    """(method label, pruner) -> layer × megabatch mean density over seeds, read from the JSON files themselves."""
+    per_cell: dict[tuple[str, str], list[np.ndarray]] = {}
+    for path in sorted((DOCS / "cifar10-t8").glob("*.json")):
+        result = json.loads(path.read_text())
+        config = result["config"]
+        if any(config.get(k) != v for k, v in block.items()) or not result["steps"][-1].get("layer_density"):
+            continue
+        scope = config.get("scope", "global")
+        label = config["method"] if scope == "global" else f"{config['method']} ({scope})"
+        if label in ("dense", "scratch", "shrink-perturb"):
+            continue
+        pruner = config["pruner"] if label.split(" (")[0] in ("app", "app-released", "osp") else ""
+        per_cell.setdefault((label, pruner), []).append(
+            np.array([list(s["layer_density"].values()) for s in result["steps"]]).T)
+    return {key: np.mean(grids, axis=0) for key, grids in per_cell.items()}
+
+
+def test_the_layer_figure_draws_every_method_of_a_block_on_one_scale_with_the_files_densities():
+    block = {"epochs": 2}
+    fig = layer_figure(_layer_rows(block), {"dataset": "cifar10", "epochs": 2})
+    images = {tuple(im.get_gid().split("|")): im for ax in fig.axes for im in ax.get_images()}
+    expected = _from_files(block)
+    assert len(expected) >= 10 and sorted(images) == sorted(expected)  # one panel per method (and pruner)
+    for key, image in images.items():
+        np.testing.assert_allclose(image.get_array(), expected[key], atol=1e-12)
+        assert image.get_clim() == (0, 1) and image.get_cmap().name == "viridis"  # one colour scale
+        finals = [float(t.get_text()) for t in image.axes.texts if t.get_gid() == "final"]
+        assert finals == pytest.approx(expected[key][:, -1], abs=0.005)  # the numbers: the final megabatch
+    assert len([ax for ax in fig.axes if not ax.get_images()]) == 1  # the colour bar: no empty panel
+    titles = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert titles[:3] == ["osp · snip\nn = 3", "app · snip\nn = 3", "app · magnitude\nn = 3"]
+    assert "rigl\nn = 3" in titles and "set (erk-dense-first)\nn = 3" in titles  # they ignore the pruner: none named
+    plt.close(fig)
+
+
+def test_a_layer_panel_of_one_seed_is_drawn_weaker_and_says_n_1():
+    rows = pd.DataFrame([{"method": m, "pruner": "snip", "step": t, "layer": n, "layer_density": 0.5,
+                          "config_hash": f"{m}{s}"} for m, seeds in (("app", 3), ("osp", 1)) for s in range(seeds)
+                         for t in (1, 2) for n in ("0.weight", "4.weight")])
+    fig = layer_figure(rows, {"dataset": "d"})
+    osp, app = (ax for ax in fig.axes if ax.get_images())
+    assert (osp.get_title(), app.get_title()) == ("osp · snip\nn = 1", "app · snip\nn = 3")
+    assert osp.title.get_color() != app.title.get_color()
+    assert osp.spines["left"].get_linestyle() == "--" and app.spines["left"].get_linestyle() == "solid"
+    assert [t.get_text() for t in osp.get_yticklabels()] == ["0.weight (layer 1)", "4.weight (layer 2)"]
+    plt.close(fig)
+
+
+def test_a_one_seed_blocks_gap_is_drawn_as_each_methods_difference_from_dense_with_the_files_numbers():
+    files = [json.loads(p.read_text()) for p in sorted((DOCS / "cifar10-t32").glob("*.json"))]
+    gaps = {r["config"]["method"]: {s["step"]: s["gap"] for s in r["steps"]} for r in files}
+    assert sorted(gaps) == ["app", "dense", "osp"]  # one seed each
+    rows = load_results(DOCS / "cifar10-t32")
+    assert one_seed_block(rows)
+    fig = gap_difference_figure(rows, {"dataset": "cifar10"}, palette(["dense", "osp", "app"]))
+    try:
+        assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["osp − dense", "app − dense"]  # no dense panel
+        assert len({ax.get_ylim() for ax in fig.axes}) == 1  # one y-scale
+        for ax, method in zip(fig.axes, ("osp", "app")):
+            want = [gaps[method][t] - gaps["dense"][t] for t in range(1, 33)]
+            (line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "difference"]
+            assert list(line.get_xdata()) == list(range(1, 33))
+            assert list(line.get_ydata()) == pytest.approx(want, abs=1e-9)
+            assert line.get_markerfacecolor() == "white"  # one seed: hollow
+            late = want[16:]  # t = 17-32
+            mean, sd = float(np.mean(late)), float(np.std(late, ddof=1))
+            (segment,) = [ln for ln in ax.get_lines() if ln.get_gid() == "late mean"]
+            assert list(segment.get_xdata()) == [17, 32] and list(segment.get_ydata()) == pytest.approx([mean] * 2)
+            assert ax.get_title() == (f"{method} − dense: {mean:+.2f} over t = 17-32\n"
+                                      f"(sd over megabatches {sd:.2f}; n = 1: no interval)")
+            assert not ax.collections  # no band
+    finally:
+        plt.close(fig)
+
+
+def test_the_gap_difference_is_planned_only_where_every_method_has_one_seed():
+    one = steps({"dense": [[5, 4]], "app": [[3, 2]]}, "gap")
+    assert one_seed_block(one)
+    assert not one_seed_block(steps({"dense": [[5, 4]], "app": [[3, 2], [3, 1]]}, "gap"))  # app has two seeds
+    assert not one_seed_block(steps({"app": [[3, 2]], "osp": [[3, 1]]}, "gap"))  # nothing to subtract
+    assert not one_seed_block(steps({"dense": [[5, 4]]}, "gap"))  # dense alone
+    assert not one_seed_block(steps({"dense": [[5, 4], []], "app": [[], [3, 2]]}, "gap"))  # seeds 0 and 1: unpaired
+    five = steps({m: [[3, 2]] for m in ("dense", "app", "osp", "gmp", "imp", "rigl")}, "gap").assign(megabatches=2)
+    fig = gap_difference_figure(five, {"dataset": "d"}, palette(["dense", "app", "osp", "gmp", "imp", "rigl"]))
+    assert len(fig.axes) == 5 and all(ax.get_lines() for ax in fig.axes)  # two rows of four: no empty panel
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------ the report's words

@@ -12,12 +12,14 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import combinations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from matplotlib.text import Text
 from scipy import stats
 from test_analysis import write_result
 
@@ -25,8 +27,10 @@ from almabench.analysis.blocks import BLOCK_KEYS, assign_blocks, scope_in_method
 from almabench.analysis.cli import report
 from almabench.analysis.load import cells, load_results
 from almabench.analysis.regime import (
+    COMPARED,
     REGIME_COLUMNS,
     RUNG_KEYS,
+    VERSUS_DENSE,
     drawn_settings,
     regime_figure,
     regime_table,
@@ -370,3 +374,62 @@ def test_the_warm_start_controls_join_the_map_and_each_method_against_dense_has_
     assert drawn["scratch − dense"] == line_kwargs("scratch")["color"] != drawn["shrink-perturb − dense"]
     assert sorted(p.name for p in (out / "figures").glob("regime*.png")) == [
         "regime-vs-dense_digits_snip_tau4.5.png", "regime_digits_snip_tau4.5.png"]
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def assert_readable(fig: plt.Figure) -> None:
+    """After drawing: no two rung labels overprint, no leader line runs through a label below it, the panels'
+    titles sit above the strip, the legend below every panel, and the y labels are one short line, on the first
+    column only."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "rung"]
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the words alone, not the leader line
+    assert labels and not [(a.get_text(), b.get_text()) for (a, p), (b, q) in
+                           combinations(zip(labels, boxes), 2) if p.overlaps(q)]
+    for label, box in zip(labels, boxes):
+        x, top = label.axes.get_xaxis_transform().transform((label.xy[0], 1.0))  # where its leader ends
+        assert box.y0 > top  # above the panel
+        crossed = [t.get_text() for t, b in zip(labels, boxes) if b.y1 < box.y0 and b.x0 <= x <= b.x1]
+        assert not crossed, f"the leader of {label.get_text()!r} crosses {crossed}"
+    strip = max(b.y1 for b in boxes)
+    assert all(ax.title.get_window_extent(renderer).y0 > strip for ax in fig.axes if ax.get_title())
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert all(legend.y1 < ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)
+    ylabels = [ax.get_ylabel() for ax in fig.axes]
+    ybox = [ax.yaxis.label.get_window_extent(renderer) for ax in fig.axes if ax.get_ylabel()]
+    assert not [pair for pair in combinations(ybox, 2) if pair[0].overlaps(pair[1])]
+    first_column = [ax.get_subplotspec().colspan.start == 0 for ax in fig.axes]
+    assert [bool(y) for y in ylabels] == first_column and all("\n" not in y and len(y) <= 16 for y in ylabels)
+
+
+@pytest.mark.parametrize("versus_dense", [False, True])
+def test_the_committed_maps_rung_labels_never_collide_and_a_row_of_panels_shares_its_scale(versus_dense) -> None:
+    frame = load_results([DOCS / s for s in ("cifar10-t8", "cifar10-t8-mid", "cifar10-t8-overfit",
+                                             "cifar10-t8-overfit-resnet20", "cifar10-t32")])
+    keys = with_varying_splits(list(BLOCK_KEYS), frame)
+    cell_rows = assign_blocks(cells(scope_in_method(frame)), keys)
+    compared = VERSUS_DENSE if versus_dense else COMPARED
+    references = [m for m, _ in VERSUS_DENSE] if versus_dense else ()
+    table = regime_table(summary_table(cell_rows, keys), delta_table(cell_rows, keys, references), keys, compared)
+    [(setting, rows)] = drawn_settings(table, keys)
+    fig = regime_figure(rows, setting, keys, 3.5 * 1.3, 2.5, versus_dense)
+    try:
+        assert [ax.get_title() for ax in fig.axes[:2]] == ["convnet", "resnet20"]
+        texts = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "rung"]
+        assert {"all, 2 ep", "all, 1 ep, T=32", "all, 4 ep"} <= set(texts)  # dense gaps 2.5 to 3: the cluster
+        assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim() and fig.axes[2].get_ylim() == fig.axes[3].get_ylim()
+        assert_readable(fig)
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("gaps", [
+    (2.0, 2.5, 2.52, 2.55, 2.6, 2.7, 3.0, 20.0),  # a tight cluster: one row each
+    tuple(2.0 * 10 ** (k / 60) for k in range(12)) + (20.0,),  # a dozen a few points apart: leaders to cross
+])
+def test_rungs_a_few_pixels_apart_are_stacked_without_overprinting_or_crossed_leaders(gaps) -> None:
+    with hand_figure([(gap, -1.0, 0.5, 3) for gap in gaps]) as fig:
+        assert_readable(fig)

@@ -58,12 +58,13 @@ def test_default_leaves_the_per_block_curves_out_of_a_sweep_and_says_how_to_draw
 
     assert figure_kinds("default", SWEEP_BLOCKS) == FIGURE_SETS["default"]  # up to SWEEP_BLOCKS: all of it
     assert figure_kinds("default", SWEEP_BLOCKS + 1) == FIGURE_SETS["default"] - PER_BLOCK_CURVES
-    assert figure_kinds("default,gap", SWEEP_BLOCKS + 1) == FIGURE_SETS["default"] - {"accuracy"}  # named: drawn
+    assert figure_kinds("default,gap", SWEEP_BLOCKS + 1) == FIGURE_SETS["default"] - {"accuracy", "gap_difference"}
     assert figure_kinds("all", 1000) == frozenset(KINDS) and figure_kinds("accuracy", 1000) == {"accuracy"}
     assert left_out("default", SWEEP_BLOCKS) == "" and left_out("all", 1000) == ""
-    assert left_out("default,gap", 17) == (f"17 blocks: the per-block accuracy curves are not drawn past "
-                                           f"{SWEEP_BLOCKS} blocks (the forest plots show every block's deltas); "
-                                           f"--figures default,accuracy draws them")
+    assert left_out("default,gap", 17) == (f"17 blocks: the per-block accuracy and gap_difference figures are not "
+                                           f"drawn past {SWEEP_BLOCKS} blocks (the forest plots show every block's "
+                                           f"deltas); --figures default,accuracy,gap_difference draws them")
+    assert left_out("default,gap,gap_difference", 17).startswith("17 blocks: the per-block accuracy figures are")
 
 
 def test_a_sweep_sized_report_draws_no_curves_by_default_and_says_so(sweep: Path, tmp_path: Path,
@@ -74,12 +75,12 @@ def test_a_sweep_sized_report_draws_no_curves_by_default_and_says_so(sweep: Path
     stdout, _ = invoke(str(sweep), "--out", str(tmp_path / "out"), "--format", "png", "--jobs", "1")
     kinds = {p.name.split("_")[0] for p in (tmp_path / "out" / "figures").glob("*.png")}
     assert kinds == {"forest"}  # the default's cross-block figures need several T, τ or rungs: none here
-    line = "6 blocks: the per-block accuracy and gap curves are not drawn past 5 blocks"
+    line = "6 blocks: the per-block accuracy, gap and gap_difference figures are not drawn past 5 blocks"
     assert line in stdout and line in (tmp_path / "out" / "report.md").read_text()
     stdout, _ = invoke(str(sweep), "--out", str(tmp_path / "all"), "--format", "png", "--jobs", "1",
                        "--figures", "default,accuracy")
     assert len(list((tmp_path / "all" / "figures").glob("accuracy_*.png"))) == len(SWEEP)
-    assert "6 blocks: the per-block gap curves are not drawn past 5 blocks" in stdout  # accuracy was named
+    assert "6 blocks: the per-block gap and gap_difference figures are not drawn past 5 blocks" in stdout
 
 
 @pytest.mark.parametrize("figures, expected", [
@@ -92,7 +93,7 @@ def test_a_sweep_sized_report_draws_no_curves_by_default_and_says_so(sweep: Path
     ("all", {"forest_digits_convnet_T2", "accuracy_digits_convnet_T2_snip_tau4.5",
              "gap_digits_convnet_T2_snip_tau4.5", "cer_digits_convnet_T2_snip_tau4.5",
              "density_digits_convnet_T2_snip_tau4.5", "paired_digits_convnet_T2_snip_tau4.5",
-             "layers_digits_convnet_T2_snip_tau4.5_app"}),
+             "layers_digits_convnet_T2_tau4.5"}),
 ])
 def test_figures_writes_exactly_the_kinds_it_names(tmp_path: Path, figures: str, expected: set[str]) -> None:
     (tmp_path / "r").mkdir()
@@ -251,3 +252,12 @@ def test_the_report_and_its_figure_workers_never_import_torch(sweep: Path, tmp_p
     out = subprocess.run([sys.executable, "-c", code, str(sweep), "--out", str(tmp_path / "r")], capture_output=True,
                          text=True, check=True).stdout
     assert out.split()[-2:] == ["0", "False"]
+
+
+def test_a_block_of_one_seed_a_method_adds_the_gap_difference_to_the_default_figures(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    write_result(tmp_path / "r", "dense", 0, [40, 40], 5.0, dataset="digits", megabatches=2)
+    write_result(tmp_path / "r", "app", 0, [30, 30], 3.0, 0.5, dataset="digits", megabatches=2)
+    out = tmp_path / "out"
+    invoke(str(tmp_path / "r"), "--out", str(out), "--format", "png", "--figures", "default")
+    assert (out / "figures" / "gap_difference_digits_convnet_T2_snip_tau4.5.png").exists()
