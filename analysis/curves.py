@@ -25,6 +25,7 @@ from .figure_kit import (  # noqa: E402
     TARGET_COLOUR,
     WHITE_BOX,
     WIDTH,
+    corner_note,
     emphasis,
     faded_note,
     legend_right,
@@ -75,6 +76,9 @@ def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: 
         ax.set_title(f"{names[method]}\nfinal {final:.1f}{versus}", fontsize=7)
     for ax in axes.flat[len(order):]:
         ax.set_visible(False)
+    for ax, method in zip(axes.flat, order):  # once every panel is drawn: the shared y-scale is final
+        if seeds.get(method, 0) < 2:
+            corner_note(ax, "n = 1")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=6)
     for column in axes.T:  # the lowest drawn panel of each column carries the x axis (the last row may be short)
@@ -91,11 +95,11 @@ def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: 
 
 
 def _panel_line(ax: plt.Axes, m: pd.DataFrame, method: str, colour: Any, one_seed: bool) -> None:
-    """One method's mean line in its panel, with its band, or hollow and 'n = 1' where it has one seed."""
+    """One method's mean line in its panel, with its band, or hollow where it has one seed (curve_figure writes
+    its 'n = 1')."""
     kwargs = {**line_kwargs(method), "color": colour}
     if one_seed:
         kwargs |= {"markerfacecolor": "white", "linewidth": 0.8}
-        ax.text(0.04, 0.93, "n = 1", transform=ax.transAxes, fontsize=6, va="top", color="0.3", gid="n = 1")
     else:
         ax.fill_between(m["step"], m["low"], m["high"], color=colour, alpha=0.25, linewidth=0, zorder=2)
     ax.plot(m["step"], m["mean"], markersize=3, zorder=3, gid="mean", label=method, **{"linewidth": 1.3, **kwargs})

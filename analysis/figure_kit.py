@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed, and no window pops up in a terminal session
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
@@ -165,3 +166,24 @@ def off_scale_marker(ax: plt.Axes, xy: tuple[float, float], direction: str, colo
     dx, dy, ha, va = OFF_SCALE_TEXT[direction]
     ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=5.5, color=colour,
                 zorder=4, gid=gid, bbox=WHITE_BOX)
+
+
+CORNERS = ((0.04, 0.93, "left", "top"), (0.96, 0.93, "right", "top"), (0.04, 0.07, "left", "bottom"),
+           (0.96, 0.07, "right", "bottom"))  # where a panel's note may go, in this order of preference
+
+
+def corner_note(ax: plt.Axes, text: str, gid: str | None = None) -> None:
+    """Write text in the corner of ax that its drawn lines leave free (top left, top right, bottom left, bottom
+    right: the first with no point of any line within a quarter of the axes' width and a fifth of its height;
+    else the one with fewest), so a note such as 'n = 1' never sits on a point. Call it once every line is drawn
+    and the axes' limits are final (shared scales included)."""
+    points = [ax.transAxes.inverted().transform(ax.transData.transform(line.get_xydata()))
+              for line in ax.get_lines() if len(line.get_xdata())]
+    xy = np.concatenate(points) if points else np.empty((0, 2))
+
+    def crowd(corner: tuple[float, float, str, str]) -> int:
+        x, y, _, _ = corner
+        return int(((abs(xy[:, 0] - x) < 0.25) & (abs(xy[:, 1] - y) < 0.2)).sum())
+
+    x, y, ha, va = min(CORNERS, key=crowd)  # min keeps the first of equals: the preferred corner
+    ax.text(x, y, text, transform=ax.transAxes, fontsize=6, ha=ha, va=va, color="0.3", gid=gid or text)

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from .figure_kit import corner_note
 from .paper import comparisons, method_order
 from .stats import t_interval
 from .style import line_kwargs
@@ -144,10 +145,11 @@ def _draw(ax: plt.Axes, panel: PairedPanel, colour_of: str, seeds_max: int,
     ax.fill_between(d["step"], d["low"], d["high"], color=kwargs["color"], alpha=0.2, linewidth=0, zorder=2)
     if panel.n == 1:
         kwargs = {**kwargs, "markerfacecolor": "white", "linewidth": 0.7, "alpha": 0.8}
-        ax.text(0.03, 0.95, "n = 1", transform=ax.transAxes, fontsize=6, va="top", color="0.3", gid="n = 1")
     ax.plot(d["step"], d["mean"], markersize=3, zorder=3, gid="mean", label=panel.label,
             **{"linewidth": 1.3, **kwargs})
     ax.set_ylim(*(ylim or panel.ylim()))
+    if panel.n == 1:
+        corner_note(ax, "n = 1")
     ax.set_title(panel_title(panel, seeds_max) + ("\n(own scale)" if ylim is None else ""), fontsize=7)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))  # megabatches are whole
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))

@@ -572,3 +572,20 @@ def test_each_column_of_small_multiples_has_its_x_axis_under_its_lowest_panel():
         labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
         assert bool(labels) == lowest and (ax.get_xlabel() == "megabatch t") == lowest
     plt.close(fig)
+
+
+def test_a_corner_note_goes_to_the_first_corner_no_point_is_near():
+    from almabench.analysis.figure_kit import corner_note
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [10, 0, 0], marker="o")  # points at the top left, bottom middle and bottom right
+    ax.set_xlim(-0.1, 2.1)
+    ax.set_ylim(-0.5, 10.5)
+    corner_note(ax, "n = 1")
+    (text,) = ax.texts
+    assert (text.get_position(), text.get_ha(), text.get_va()) == ((0.96, 0.93), "right", "top")
+    ax.plot([2], [10], marker="o")  # now every top corner is taken: the bottom left is free
+    corner_note(ax, "n = 1")
+    assert (ax.texts[1].get_position(), ax.texts[1].get_ha(), ax.texts[1].get_va()) == ((0.04, 0.07), "left",
+                                                                                        "bottom")
+    plt.close(fig)
