@@ -177,8 +177,9 @@ def corner_note(ax: plt.Axes, text: str, gid: str | None = None) -> None:
     right: the first with no point of any line within a quarter of the axes' width and a fifth of its height;
     else the one with fewest), so a note such as 'n = 1' never sits on a point. Call it once every line is drawn
     and the axes' limits are final (shared scales included)."""
-    points = [ax.transAxes.inverted().transform(line.get_transform().transform(line.get_xydata()))
-              for line in ax.get_lines() if len(line.get_xdata())]  # each in its own transform (axhline's x)
+    data = [(line, np.asarray(line.get_xydata(), dtype=float).reshape(-1, 2)) for line in ax.get_lines()]
+    points = [ax.transAxes.inverted().transform(line.get_transform().transform(xy))
+              for line, xy in data if len(xy)]  # each in its own transform (axhline's x is the axes')
     xy = np.concatenate(points) if points else np.empty((0, 2))
 
     def crowd(corner: tuple[float, float, str, str]) -> int:
