@@ -12,17 +12,20 @@ from .figure_files import Plot
 CAPTIONS: dict[str, str] = {
     "forest": "every paired delta (app − X, X − dense) with its 95 % t-interval, blocks side by side on one "
               "x-scale per row: an interval clear of 0 is a difference the seeds agree on",
-    "accuracy": "test accuracy after each megabatch, mean over seeds with a ± std band",
-    "gap": "generalisation gap (train − validation accuracy) after each megabatch, mean over seeds",
+    "accuracy": "test accuracy after each megabatch, a panel per method against dense (black, grey band) on one "
+                "y-scale, each titled with its final mean and difference to dense",
+    "gap": "generalisation gap (train − validation accuracy) after each megabatch, a panel per method against "
+           "dense (black, grey band) on one y-scale, each titled with its final mean and difference to dense",
     "gap_difference": "one seed a method: each method's gap minus dense's per megabatch (hollow, no interval), the "
                       "second half's mean in the title beside the megabatch-to-megabatch sd it is to be read against",
-    "density": "each method's density after each megabatch beside its target schedule",
-    "cer": "cumulative error (CER) of each cell, seeds as points: lower is a better anytime learner",
+    "density": "each method's density after each megabatch, the target schedules dashed above the lines",
+    "cer": "cumulative error (CER) per method, sorted, mean ± std with its difference to dense: lower is a better "
+           "anytime learner",
     "paired": "per-megabatch paired differences by seed, one panel per comparison, one y-scale per group",
     "layer_density": "the density of every prunable layer after each megabatch, a panel per method on one colour "
                      "scale: read across a row of panels to compare which layers the methods empty",
-    "gap_vs_T": "final generalisation gap against the number of megabatches T",
-    "accuracy_vs_density": "final test accuracy against final density, one point per τ",
+    "gap_vs_T": "final and mean generalisation gap at each number of megabatches T, a point per method",
+    "accuracy_vs_density": "final test accuracy and mean gap against final density, a point per method and τ",
     "regime": "the regime map: APP's paired differences against dense's mean generalisation gap, rung by rung",
     "regime-vs-dense": "each method − dense against dense's mean generalisation gap, rung by rung",
 }
@@ -38,9 +41,11 @@ def figure_index(plots: Sequence[Plot], figures: Path) -> str:
         folder = image.parent.relative_to(figures).as_posix()
         caption = CAPTIONS.get(plot.kind, plot.kind)
         sections.setdefault(folder, []).append(f"- [{image.name}]({link}): {caption} ({plot.title})")
-    lines = ["# Figures", "", f"{len(plots)} figures, each in every format asked for (same name, another "
-             "suffix); the study folders hold the figures of one results folder's blocks, this folder those that "
-             "span several.", ""]
+    lines = ["# Figures", "", f"{len(plots)} figures, each in every format asked for (same name, another suffix)"
+             + ("; the study folders hold the figures of one results folder's blocks, this folder those that span "
+                "several." if set(sections) - {"."} else "."), ""]
+    if set(sections) == {"."}:  # one study: a flat folder, one list
+        return "\n".join([*lines, *sections["."], ""])
     for folder in sorted(sections, key=lambda f: (f != ".", f)):
         lines += [f"## {'across studies' if folder == '.' else folder}", "", *sections[folder], ""]
     return "\n".join(lines)
