@@ -103,8 +103,9 @@ def forest_figure(deltas: pd.DataFrame, blocks: Sequence[dict], group: dict, col
                 ax.set_title(f"{name.replace(' / epochs', chr(10) + 'epochs')}\n{seeds}", fontsize=7)
     fig.suptitle(f"paired deltas: {block_label(group) if group else 'all cells'}\npoint: mean of the per-seed "
                  "differences, whisker: its 95 % interval (the tables' deltas); one x-scale per row\n"
-                 "colour: the method compared against (against dense: the method itself); hollow: 1 paired seed, "
-                 "no interval; ▶ at an edge: off the scale, numbers written; small ▸: whisker cut", fontsize=8)
+                 "colour: the method compared against (against dense: the method itself)\n"
+                 "hollow: 1 paired seed, no interval; ▶ at an edge: off the scale, numbers written; small ▸: whisker "
+                 "cut", fontsize=8)
     return fig
 
 
