@@ -25,6 +25,7 @@ from .figure_kit import (  # noqa: E402
     TARGET_COLOUR,
     WHITE_BOX,
     WIDTH,
+    close_panels,
     corner_note,
     emphasis,
     faded_note,
@@ -74,17 +75,12 @@ def curve_figure(rows: pd.DataFrame, y: str, ylabel: str, block: dict, colours: 
         final = stats.loc[stats["method"] == method, "mean"].iloc[-1]
         versus = f" ({final - base['mean'].iloc[-1]:+.1f})" if not base.empty and method != reference else ""
         ax.set_title(f"{names[method]}\nfinal {final:.1f}{versus}", fontsize=7)
-    for ax in axes.flat[len(order):]:
-        ax.set_visible(False)
     for ax, method in zip(axes.flat, order):  # once every panel is drawn: the shared y-scale is final
         if seeds.get(method, 0) < 2:
             corner_note(ax, "n = 1")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=6)
-    for column in axes.T:  # the lowest drawn panel of each column carries the x axis (the last row may be short)
-        lowest = [ax for ax in column if ax.get_visible()][-1]
-        lowest.tick_params(labelbottom=True)
-        lowest.set_xlabel("megabatch t", fontsize=6)
+    close_panels(axes, len(order), "megabatch t")
     against = f"black, grey band: {reference}; " if not base.empty else ""
     clipped = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else ""
     versus = f" (difference to {reference})" if not base.empty else ""

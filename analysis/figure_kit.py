@@ -132,6 +132,20 @@ def legend_right(ax: plt.Axes, handles: list) -> None:
               handlelength=2.6)
 
 
+def close_panels(axes: np.ndarray, drawn: int, xlabel: str, fontsize: float = 6) -> None:
+    """Finish a grid of small multiples (sharex) whose first `drawn` panels, row by row, hold data: the others
+    removed (no empty panel), and the x tick labels and xlabel on each column's lowest panel only. sharex shows
+    them on the last row alone, so a short last row left the columns above it with no x axis."""
+    columns = axes.shape[1]
+    for k, ax in enumerate(axes.flat):
+        if k >= drawn:
+            ax.remove()
+            continue
+        lowest = k + columns >= drawn  # no drawn panel below it
+        ax.tick_params(labelbottom=lowest)
+        ax.set_xlabel(xlabel if lowest else "", fontsize=fontsize)
+
+
 def merged(order: Sequence[str], same: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
     """The methods a figure draws, each with its label: where the delta table marks two methods one computation
     (same: (method, baseline) pairs, tables.identical_pairs; app and osp at τ = 1), the baseline is not drawn

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .blocks import block_label  # noqa: E402
-from .figure_kit import steps_axis  # noqa: E402
+from .figure_kit import close_panels, steps_axis  # noqa: E402
 from .paper import method_order  # noqa: E402
 from .style import line_kwargs  # noqa: E402
 
@@ -81,8 +81,7 @@ def gap_difference_figure(rows: pd.DataFrame, block: dict, colours: dict,
         ax.set_title(panel_title(method, late, first, megabatches, reference), fontsize=7)
         steps_axis(ax, megabatches)
         ax.tick_params(labelsize=6)
-    for ax in axes.flat[len(order):]:
-        ax.remove()  # no empty panels
+    close_panels(axes, len(order), "megabatch t", fontsize=8)  # no empty panel; an x axis under each column
     for ax in axes[:, 0]:
         ax.set_ylabel(f"gap − {reference}'s (points)", fontsize=7)
     fig.suptitle(f"generalisation gap (train − val) minus {reference}'s, per megabatch: {block_label(block)}\n"

@@ -557,22 +557,27 @@ def test_app_and_osp_are_one_line_said_to_be_one_computation_exactly_where_the_d
 
 
 def test_each_column_of_small_multiples_has_its_x_axis_under_its_lowest_panel():
-    """Seven methods but dense make two rows of five, the second short: the columns without a second-row panel
-    carry their tick labels and 'megabatch t' under the first row's panel, not nowhere."""
+    """Seven methods but dense make two rows of five (the gap), five make two rows of four (the gap's difference
+    from dense): the columns without a panel in the short last row carry their tick labels and 'megabatch t'
+    under the first row's panel, not nowhere, and no other panel carries them."""
     from almabench.analysis.curves import gap_figure
+    from almabench.analysis.gap_difference import gap_difference_figure
 
-    methods = ["dense", "osp", "app", "gmp", "imp", "rigl", "set", "app-released"]
-    fig = gap_figure(steps({m: [[1.0, 2.0]] for m in methods}, column="gap"), {"dataset": "d"}, palette(methods))
-    grid = fig.axes[0].get_subplotspec().get_gridspec()
-    assert (grid.nrows, grid.ncols) == (2, 5)
-    for ax in fig.axes:
-        if not ax.get_visible():
-            continue
-        row, col = ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start
-        lowest = row == 1 or col >= 2  # row 1 holds columns 0 and 1 (seven panels)
-        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
-        assert bool(labels) == lowest and (ax.get_xlabel() == "megabatch t") == lowest
-    plt.close(fig)
+    seven = ["dense", "osp", "app", "gmp", "imp", "rigl", "set", "app-released"]
+    five = seven[:6]
+    figures = [(gap_figure(steps({m: [[1.0, 2.0]] for m in seven}, column="gap"), {"dataset": "d"},
+                           palette(seven)), (2, 5), 7),
+               (gap_difference_figure(steps({m: [[1.0, 2.0]] for m in five}, column="gap").assign(megabatches=2),
+                                      {"dataset": "d"}, palette(five)), (2, 4), 5)]
+    for fig, shape, drawn in figures:
+        grid = fig.axes[0].get_subplotspec().get_gridspec()
+        assert (grid.nrows, grid.ncols) == shape and len(fig.axes) == drawn  # no empty panel
+        for ax in fig.axes:
+            row, col = ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start
+            lowest = row * shape[1] + col + shape[1] >= drawn  # nothing drawn below it
+            labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+            assert bool(labels) == lowest and (ax.get_xlabel() == "megabatch t") == lowest
+        plt.close(fig)
 
 
 def test_a_corner_note_goes_to_the_first_corner_no_point_is_near():
