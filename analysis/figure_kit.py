@@ -115,8 +115,7 @@ def mean_lines(ax: plt.Axes, rows: pd.DataFrame, y: str, order: Sequence[str], c
         if method in faded:
             kwargs["color"] = FADED
             handles += ax.plot(m["step"], m["mean"], markersize=2.5, linewidth=0.7, label=labels.get(method, method),
-                               zorder=1.5,
-                               gid="faded", **kwargs)
+                               zorder=1.5, gid="faded", **kwargs)
             continue
         low, high = m["mean"] - m["std"].fillna(0), m["mean"] + m["std"].fillna(0)
         if bounds is not None:
