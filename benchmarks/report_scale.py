@@ -150,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="write the folders here and keep them")
     parser.add_argument("--json", type=Path, default=None, help="also write the timings here")
     args = parser.parse_args(argv)
+    try:  # the peak memory column reads each process tree with it; without it every peak read 0 MB, silently
+        import psutil  # noqa: F401
+    except ImportError:
+        parser.error("the peak memory is measured with psutil, which is not installed: pip install psutil")
     sides = [Side.parse(s) for s in args.side] or [Side("this", sys.executable)]
     names = [c for c in args.commands.split(",") if c]
     over: set[tuple[str, str]] = set()
